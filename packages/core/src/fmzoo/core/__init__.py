@@ -1,0 +1,32 @@
+"""fmzoo.core: the hub, model cards, the plugin registry, Lightning training, evaluation protocols,
+paper reproduction and the ``fmzoo`` CLI, shared by every fmzoo domain package."""
+
+from .data import data_path, data_root
+from .errors import CheckpointError, InputSpecError, RepoIdError
+from .hub import (
+    HubMixin,
+    LocalHub,
+    hub_root,
+    is_offline,
+    publish_dir,
+    publish_run,
+    resolve_checkpoint,
+    sha256_file,
+    validate_repo_id,
+)
+from .registry import Plugin, list_models, load_recipe, load_table, plugins, shipped_checkpoints
+
+__version__ = "0.1.0"
+
+
+def from_pretrained(id_or_path, revision=None, **overrides):
+    """Load any fmzoo checkpoint; the class comes from config.json through the plugin registry."""
+    return HubMixin.from_pretrained.__func__(HubMixin, id_or_path, revision=revision, **overrides)
+
+
+__all__ = [
+    "CheckpointError", "HubMixin", "InputSpecError", "LocalHub", "Plugin", "RepoIdError",
+    "data_path", "data_root", "from_pretrained", "hub_root", "is_offline", "list_models", "load_recipe",
+    "load_table", "plugins", "publish_dir", "publish_run", "resolve_checkpoint", "sha256_file",
+    "shipped_checkpoints", "validate_repo_id",
+]

@@ -1,0 +1,54 @@
+"""Model cards: Hugging Face YAML metadata followed by the sections a user reads."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+
+def render_card(config: dict, card: dict, provenance: dict | None = None) -> str:
+    meta = {
+        "library_name": "fmzoo",
+        "license": card.get("license", "apache-2.0"),
+        "tags": ["fmzoo", "self-supervised", *card.get("tags", [])],
+    }
+    if card.get("datasets"):
+        meta["datasets"] = list(card["datasets"])
+    if card.get("results"):
+        meta["metrics"] = sorted({r["metric"] for r in card["results"]})
+    title = card.get("title") or config["architecture"]
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {title}", ""]
+    if card.get("summary"):
+        lines += [card["summary"].strip(), ""]
+    lines += ["## Intended use", "", (card.get("intended_use") or "Research use: feature extraction and fine-tuning.").strip(), ""]
+    lines += ["## Training data", "", (card.get("training_data") or "See provenance.json.").strip(), ""]
+    results = card.get("results") or []
+    lines += ["## Results", ""]
+    if results:
+        lines += ["| metric | value | setting |", "|---|---|---|"]
+        for r in results:
+            value = r["value"] if isinstance(r["value"], str) else f"{r['value']:.4g}"
+            lines.append(f"| {r['metric']} | {value} | {r.get('setting', '')} |")
+    else:
+        lines.append("No results recorded for this checkpoint.")
+    lines.append("")
+    if card.get("paper_results"):
+        lines += ["## The paper's numbers (context, not our runs)", "", card["paper_results"].strip(), ""]
+    if card.get("limitations"):
+        lines += ["## Limitations", "", card["limitations"].strip(), ""]
+    lines += ["## Input spec", "", "```json", json.dumps(config.get("input_spec"), indent=2), "```", ""]
+    lines += ["## Architecture", "", f"`{config['architecture']}` with", "", "```json", json.dumps(config["init_args"], indent=2), "```", ""]
+    if provenance:
+        lines += ["## Provenance", ""]
+        if provenance.get("recipe_name"):
+            lines.append(f"- recipe: `{provenance['recipe_name']}` (sha256 `{provenance.get('recipe_sha256', '')[:16]}`)")
+        if provenance.get("seeds") is not None:
+            lines.append(f"- seeds: {provenance['seeds']}")
+        if provenance.get("git_commit"):
+            lines.append(f"- git commit: `{provenance['git_commit']}`")
+        for f in provenance.get("data_files", []):
+            lines.append(f"- data: `{f['path']}` sha256 `{f['sha256'][:16]}`")
+        lines.append("")
+    lines += ["## Citation", "", "```bibtex", (card.get("citation") or "").strip(), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""The ``fmzoo`` command line: list, pretrain, finetune, evaluate, publish, reproduce, card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+EPILOG = "Data come from $FMZOO_DATA (default ../shared/data); checkpoints from $FMZOO_HUB (default ~/.cache/fmzoo/hub)."
+
+
+def _set_value(recipe: dict, assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep:
+        raise SystemExit(f"--set expects key=value, got {assignment!r}")
+    node = recipe
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def trainer_kwargs(args) -> dict:
+    kw = {
+        "devices": args.devices,
+        "num_nodes": args.num_nodes,
+        "strategy": args.strategy,
+        "accelerator": args.accelerator,
+        "resume": args.resume,
+        "progress": not args.no_progress,
+    }
+    if args.max_epochs is not None:
+        kw["max_epochs"] = args.max_epochs
+    return kw
+
+
+def cmd_list(args) -> int:
+    from .hub import LocalHub
+    from .registry import list_models, plugins, recipes, tables
+
+    from .registry import PLUGIN_ERRORS
+
+    print("installed packages: " + (", ".join(f"fmzoo-{p}" for p in plugins()) or "none"))
+    for name, err in PLUGIN_ERRORS.items():
+        print(f"  (plugin {name!r} failed to load: {err})")
+    print("\narchitectures:")
+    for row in list_models():
+        if row["kind"] == "architecture":
+            print(f"  {row['name']:<28} fmzoo-{row['package']}")
+    print("\nshipped checkpoints (from_pretrained works offline):")
+    for row in list_models():
+        if row["kind"] == "checkpoint":
+            print(f"  {row['name']:<28} fmzoo-{row['package']}")
+    hub = LocalHub()
+    local = sorted(p.parent.parent.relative_to(hub.root).as_posix() for p in hub.root.glob("*/*/refs/main")) if hub.root.is_dir() else []
+    print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
+    print("\nrecipes:    " + ", ".join(recipes()))
+    print("tables:     " + ", ".join(tables()))
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from .registry import load_recipe, pretrain_fn
+    from .training import seed_everything
+
+    recipe = load_recipe(args.recipe)
+    for assignment in args.set or []:
+        _set_value(recipe, assignment)
+    if args.seed is not None:
+        recipe["seed"] = args.seed
+    seed_everything(int(recipe.get("seed", 0)))
+    run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    fn = pretrain_fn(recipe["method"])
+    ckpt = fn(recipe, run_dir, trainer_kwargs(args))
+    print(f"checkpoint: {ckpt}")
+    if args.publish:
+        from .hub import publish_dir
+
+        rev = publish_dir(ckpt, args.publish, hub="local")
+        print(f"published {args.publish}@{rev} to the local hub")
+    return 0
+
+
+def _checkpoint_in(run_dir: Path) -> Path:
+    for candidate in (run_dir / "checkpoint", run_dir):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise SystemExit(f"{run_dir} holds no checkpoint (expected {run_dir}/checkpoint/config.json)")
+
+
+def cmd_publish(args) -> int:
+    from .hub import publish_dir
+
+    ckpt = _checkpoint_in(Path(args.run_dir))
+    result = publish_dir(ckpt, args.repo_id, hub=args.hub)
+    print(f"published {args.repo_id} ({args.hub}): {result}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import all_tables, reproduce
+
+    names = all_tables() if args.all else [args.table]
+    if not names or names == [None]:
+        raise SystemExit("give a TABLE or --all")
+    failed = []
+    for name in names:
+        try:
+            reproduce(name, quick=args.quick, out_dir=args.out)
+        except Exception as exc:  # keep going with --all, report at the end
+            if not args.all:
+                raise
+            failed.append(name)
+            print(f"{name}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr)
+    if failed:
+        print(f"failed tables: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _finetune_or_evaluate(args, mode: str) -> int:
+    from . import from_pretrained
+    from .hub import read_config, resolve_checkpoint
+    from .registry import finetune_fn
+
+    config = read_config(resolve_checkpoint(args.model))
+    fn = finetune_fn(config["architecture"])
+    model = from_pretrained(args.model)
+    options = {"mode": mode, "dataset": args.dataset, "seeds": args.seeds, "out": args.out}
+    if mode == "finetune":
+        options.update({"per_class": args.per_class, "fraction": args.fraction, "max_epochs": args.max_epochs})
+    result = fn(model, options)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"{mode}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from .hub import CARD_NAME, resolve_checkpoint
+
+    path = resolve_checkpoint(args.model)
+    text = (path / CARD_NAME).read_text()
+    if args.write:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}")
+    else:
+        print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fmzoo", description="Self-supervised foundation models for science.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="installed packages, architectures, checkpoints, recipes and tables",
+                       description="List what the installed fmzoo packages provide and what the local hub holds.")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("pretrain", help="run a pretraining recipe",
+                       description="Pretrain with a recipe (a name from `fmzoo list` or a YAML path). "
+                       "Checkpoints every epoch to OUT/checkpoints; --resume continues an interrupted run.",
+                       epilog="example: fmzoo pretrain tjepa-adult-cpu --out runs/tjepa --max-epochs 5")
+    s.add_argument("recipe", help="recipe name or path to a recipe YAML")
+    s.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
+    s.add_argument("--seed", type=int, help="override the recipe's seed")
+    s.add_argument("--max-epochs", type=int, help="override the recipe's number of epochs")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. --set model.depth=4")
+    s.add_argument("--devices", default=1, type=lambda v: v if v == "auto" else int(v), help="devices per node (Lightning)")
+    s.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
+    s.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")
+    s.add_argument("--accelerator", default="cpu", help="cpu (default), gpu, auto")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    s.add_argument("--publish", metavar="REPO_ID", help="publish the result to the local hub under this id")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(fn=cmd_pretrain)
+
+    for name, mode in (("finetune", "finetune"), ("evaluate", "evaluate")):
+        desc = ("Fine-tune a checkpoint on a labelled set (optionally a label budget) and report test metrics."
+                if mode == "finetune" else "Evaluate a checkpoint's frozen representations (linear probe / the package's protocol).")
+        s = sub.add_parser(name, help=desc.split(" (")[0].split(" and")[0].lower(), description=desc)
+        s.add_argument("model", help="repo id (e.g. fmzoo/tjepa-adult) or checkpoint directory")
+        s.add_argument("--dataset", help="dataset name (package specific; default: the checkpoint's own)")
+        s.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to average over")
+        s.add_argument("--out", help="directory for the JSON result")
+        if mode == "finetune":
+            s.add_argument("--per-class", type=int, help="labels per class (label budget)")
+            s.add_argument("--fraction", type=float, help="fraction of the training labels")
+            s.add_argument("--max-epochs", type=int, help="fine-tuning epochs")
+        s.set_defaults(fn=lambda a, m=mode: _finetune_or_evaluate(a, m))
+
+    s = sub.add_parser("publish", help="publish a run's checkpoint to the local hub or the Hugging Face Hub",
+                       description="Publish RUN_DIR/checkpoint (or RUN_DIR itself) as REPO_ID. Local publishes are atomic and keep revisions.")
+    s.add_argument("run_dir")
+    s.add_argument("repo_id", help="org/name")
+    s.add_argument("--hub", choices=("local", "hf"), default="local")
+    s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("reproduce", help="run a paper table and print ours beside the paper's",
+                       description="Run a paper table (see `fmzoo list`); writes OUT/TABLE.json and OUT/TABLE.png. "
+                       "--quick uses the shipped checkpoint and takes minutes on a laptop CPU; without it the paper's protocol runs.")
+    s.add_argument("table", nargs="?", help="table name")
+    s.add_argument("--all", action="store_true", help="every table of every installed package")
+    s.add_argument("--quick", action="store_true", help="shipped checkpoint, short protocol")
+    s.add_argument("--out", default="reproduce_out", help="output directory (default reproduce_out)")
+    s.set_defaults(fn=cmd_reproduce)
+
+    s = sub.add_parser("card", help="print (or write) a checkpoint's model card",
+                       description="Print the model card (README.md) of a checkpoint, or write it to a file with --write.")
+    s.add_argument("model", help="repo id or checkpoint directory")
+    s.add_argument("--write", metavar="PATH", help="write the card to PATH (e.g. model_cards/NAME.md)")
+    s.set_defaults(fn=cmd_card)
+    return p
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import CheckpointError, InputSpecError, RepoIdError
+
+    try:
+        return int(args.fn(args) or 0)
+    except (KeyError, CheckpointError, InputSpecError, RepoIdError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"fmzoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The errors fmzoo raises on purpose. Each message names what was expected and what was given."""
+
+
+class InputSpecError(ValueError):
+    """An input does not match the input spec that travels with a model's weights."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, truncated, or does not match its config."""
+
+
+class RepoIdError(ValueError):
+    """A repo id is malformed or unsafe (``..``, absolute paths, odd characters)."""

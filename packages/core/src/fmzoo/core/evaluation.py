@@ -1,0 +1,179 @@
+"""Evaluation protocols shared by every domain: linear probe, kNN, label budgets, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _np(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        raise ValueError("mean_std of no values")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def label_budget(y, per_class: int | None = None, fraction: float | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of a labelled subset: ``per_class`` examples of every class, or a stratified ``fraction``."""
+    y = _np(y)
+    if (per_class is None) == (fraction is None):
+        raise ValueError("give exactly one of per_class or fraction")
+    rng = np.random.default_rng(seed)
+    if per_class is not None:
+        idx = []
+        for c in np.unique(y):
+            members = np.flatnonzero(y == c)
+            if len(members) < per_class:
+                raise ValueError(f"class {c!r} has {len(members)} examples, fewer than per_class={per_class}")
+            idx.append(rng.choice(members, per_class, replace=False))
+        return np.sort(np.concatenate(idx))
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    n = max(1, int(round(fraction * len(y))))
+    if y.dtype.kind in "fc" and len(np.unique(y)) > 50:  # regression: plain random subset
+        return np.sort(rng.choice(len(y), n, replace=False))
+    idx = []
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        k = max(1, int(round(fraction * len(members))))
+        idx.append(rng.choice(members, min(k, len(members)), replace=False))
+    return np.sort(np.concatenate(idx))
+
+
+def classification_metrics(y, prob) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    y, prob = _np(y), _np(prob)
+    out = {"accuracy": float(accuracy_score(y, prob.argmax(1)))}
+    try:
+        if prob.shape[1] == 2:
+            out["roc_auc"] = float(roc_auc_score(y, prob[:, 1]))
+        else:
+            out["roc_auc"] = float(roc_auc_score(y, prob, multi_class="ovr"))
+    except ValueError:
+        pass
+    return out
+
+
+def regression_metrics(y, pred) -> dict[str, float]:
+    y, pred = _np(y).astype(float).ravel(), _np(pred).astype(float).ravel()
+    err = pred - y
+    rmse = float(np.sqrt(np.mean(err**2)))
+    ss_tot = float(np.sum((y - y.mean()) ** 2)) or 1.0
+    return {"rmse": rmse, "mae": float(np.mean(np.abs(err))), "r2": 1.0 - float(np.sum(err**2)) / ss_tot}
+
+
+def linear_probe(train_x, train_y, test_x, test_y, task: str = "classification", seed: int = 0, C: float = 1.0) -> dict:
+    """Standardised frozen features -> logistic regression (classification) or ridge (regression)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train_x, test_x = _np(train_x).reshape(len(train_x), -1), _np(test_x).reshape(len(test_x), -1)
+    if task == "classification":
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+        clf.fit(train_x, _np(train_y))
+        return classification_metrics(test_y, clf.predict_proba(test_x))
+    if task == "regression":
+        reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0 / C))
+        reg.fit(train_x, _np(train_y))
+        return regression_metrics(test_y, reg.predict(test_x))
+    raise ValueError(f"task must be classification or regression, got {task!r}")
+
+
+def knn_probe(train_x, train_y, test_x, test_y, k: int = 20, metric: str = "cosine") -> dict:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    train_x, test_x = _np(train_x).reshape(len(train_x), -1), _np(test_x).reshape(len(test_x), -1)
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric=metric, weights="distance")
+    knn.fit(train_x, _np(train_y))
+    return {"accuracy": float((knn.predict(test_x) == _np(test_y)).mean())}
+
+
+def over_seeds(fn, seeds) -> dict[str, object]:
+    """Run ``fn(seed) -> float`` for each seed; returns values, mean and std."""
+    values = [float(fn(s)) for s in seeds]
+    mean, std = mean_std(values)
+    return {"values": values, "seeds": list(seeds), "mean": mean, "std": std}
+
+
+def fit_head(
+    head,
+    train_x,
+    train_y,
+    val_x,
+    val_y,
+    task: str = "classification",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    max_epochs: int = 100,
+    batch_size: int = 256,
+    patience: int = 10,
+    seed: int = 0,
+):
+    """Train a small head on fixed inputs (frozen features or raw features) with AdamW, a cosine
+    schedule and early stopping on validation loss; returns the head at its best validation epoch.
+    Plain PyTorch on purpose: for frozen features this is ~100x cheaper than a Lightning loop."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    tx, vx = torch.as_tensor(_np(train_x), dtype=torch.float32), torch.as_tensor(_np(val_x), dtype=torch.float32)
+    ydt = torch.long if task == "classification" else torch.float32
+    ty, vy = torch.as_tensor(_np(train_y), dtype=ydt), torch.as_tensor(_np(val_y), dtype=ydt)
+    if task == "classification":
+        loss_fn = nn.CrossEntropyLoss()
+    elif task == "regression":
+        def loss_fn(out, y):
+            return nn.functional.mse_loss(out.squeeze(-1), y)
+    else:
+        raise ValueError(f"task must be classification or regression, got {task!r}")
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = max(1, -(-len(tx) // batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_state, bad = float("inf"), copy.deepcopy(head.state_dict()), 0
+    for _ in range(max_epochs):
+        head.train()
+        perm = torch.randperm(len(tx), generator=gen)
+        for i in range(0, len(tx), batch_size):
+            idx = perm[i : i + batch_size]
+            if len(idx) < 2:
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss_fn(head(tx[idx]), ty[idx]).backward()
+            opt.step()
+            sched.step()
+        head.eval()
+        with torch.no_grad():
+            val = float(loss_fn(head(vx), vy))
+        if val < best - 1e-6:
+            best, best_state, bad = val, copy.deepcopy(head.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    head.load_state_dict(best_state)
+    head.eval()
+    return head
+
+
+def predict_head(head, x, task: str = "classification", batch_size: int = 8192) -> np.ndarray:
+    """Class probabilities (classification) or predictions (regression) of a head on fixed inputs."""
+    import torch
+
+    x = torch.as_tensor(_np(x), dtype=torch.float32)
+    head.eval()
+    with torch.no_grad():
+        out = torch.cat([head(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    if task == "classification":
+        return out.softmax(-1).numpy()
+    return out.squeeze(-1).numpy()

@@ -1,0 +1,470 @@
+"""Checkpoints and the hub.
+
+A checkpoint is a directory that uploads to the Hugging Face Hub unchanged:
+
+    config.json        architecture, __init__ args, input spec, sha256 of the weights
+    model.safetensors  the weights (safetensors only; nothing is ever unpickled)
+    README.md          the model card (Hugging Face YAML metadata + sections)
+    provenance.json    package versions, git commit, recipe and its hash, data files with sha256, seeds, metrics
+
+The local hub (``$FMZOO_HUB``, default ``~/.cache/fmzoo/hub``) keeps every published revision:
+
+    <org>/<name>/revisions/<rev>/          the checkpoint directory, never modified after publish
+    <org>/<name>/revisions/<rev>.json      manifest: sha256 and size of every file (written last)
+    <org>/<name>/refs/main                 the revision ``main`` points at
+
+A publish copies into a private staging directory, renames it into place and only then writes the
+manifest and moves ``refs/main``: an interrupted publish leaves no visible partial revision.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, RepoIdError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+PROVENANCE_NAME = "provenance.json"
+CHECKPOINT_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PROVENANCE_NAME)
+FORMAT_VERSION = 1
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def validate_repo_id(repo_id: str) -> tuple[str, str]:
+    """``org/name`` with letters, digits, ``-``, ``_``, ``.``; no ``..``, no absolute or nested paths."""
+    if not isinstance(repo_id, str) or ".." in repo_id or not _REPO_ID.match(repo_id):
+        raise RepoIdError(
+            f"invalid repo id {repo_id!r}: expected 'org/name' made of letters, digits, '-', '_' and '.', "
+            "with no '..', no leading '/', and exactly one '/'"
+        )
+    org, name = repo_id.split("/")
+    return org, name
+
+
+def _validate_revision(revision: str) -> str:
+    if ".." in revision or not _REVISION.match(revision):
+        raise RepoIdError(f"invalid revision {revision!r}: letters, digits, '-', '_' and '.' only")
+    return revision
+
+
+def hub_root() -> Path:
+    return Path(os.environ.get("FMZOO_HUB") or Path.home() / ".cache" / "fmzoo" / "hub").expanduser()
+
+
+def is_offline() -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("FMZOO_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    files = {}
+    for p in sorted(directory.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(directory).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    return files
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Clear errors for a directory that is not a complete checkpoint."""
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {str(path)!r} does not exist")
+    missing = [f for f in (CONFIG_NAME, WEIGHTS_NAME) if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is incomplete: missing {', '.join(missing)} "
+            f"(a checkpoint holds {', '.join(CHECKPOINT_FILES)})"
+        )
+
+
+# --------------------------------------------------------------------------- the local hub
+
+
+class LocalHub:
+    """A directory of published checkpoints with revisions and atomic publishes."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else hub_root()
+
+    def _repo(self, repo_id: str) -> Path:
+        org, name = validate_repo_id(repo_id)
+        return self.root / org / name
+
+    def revisions(self, repo_id: str) -> list[str]:
+        rev_dir = self._repo(repo_id) / "revisions"
+        if not rev_dir.is_dir():
+            return []
+        revs = [p.stem for p in rev_dir.glob("*.json") if (rev_dir / p.stem).is_dir()]
+        return sorted(revs, key=lambda r: (rev_dir / f"{r}.json").stat().st_mtime)
+
+    def has(self, repo_id: str, revision: str | None = None) -> bool:
+        try:
+            self.resolve(repo_id, revision, verify=False)
+            return True
+        except CheckpointError:
+            return False
+
+    def resolve(self, repo_id: str, revision: str | None = None, verify: bool = True) -> Path:
+        repo = self._repo(repo_id)
+        ref = revision or "main"
+        _validate_revision(ref)
+        ref_file = repo / "refs" / ref
+        rev = ref_file.read_text().strip() if ref_file.is_file() else ref
+        manifest_file = repo / "revisions" / f"{rev}.json"
+        path = repo / "revisions" / rev
+        if not (path.is_dir() and manifest_file.is_file()):
+            known = ", ".join(self.revisions(repo_id)) or "none"
+            raise CheckpointError(
+                f"{repo_id!r} revision {ref!r} is not in the local hub {str(self.root)!r} (revisions: {known})"
+            )
+        if verify:
+            expected = json.loads(manifest_file.read_text())["files"]
+            for rel, meta in expected.items():
+                f = path / rel
+                if not f.is_file():
+                    raise CheckpointError(f"{repo_id}@{rev}: file {rel!r} is missing from the local hub")
+                if f.stat().st_size != meta["size"] or sha256_file(f) != meta["sha256"]:
+                    raise CheckpointError(
+                        f"{repo_id}@{rev}: file {rel!r} does not match its published sha256 "
+                        "(corrupt or truncated); publish it again"
+                    )
+        return path
+
+    def publish(self, src: str | os.PathLike, repo_id: str, ref: str = "main") -> str:
+        """Copy a checkpoint directory into the hub as a new revision; returns the revision id."""
+        src = Path(src)
+        check_checkpoint_dir(src)
+        repo = self._repo(repo_id)
+        (repo / "revisions").mkdir(parents=True, exist_ok=True)
+        for stale in repo.glob(".incoming-*"):  # leftovers of interrupted publishes
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = repo / f".incoming-{uuid.uuid4().hex}"
+        try:
+            shutil.copytree(src, staging)
+            for p in staging.rglob("*"):
+                if p.is_file():
+                    with open(p, "rb") as f:
+                        os.fsync(f.fileno())
+            files = _manifest(staging)
+            rev = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+            target = repo / "revisions" / rev
+            if target.is_dir() and (repo / "revisions" / f"{rev}.json").is_file():
+                shutil.rmtree(staging)  # identical content already published
+            else:
+                if target.exists():  # a partial earlier attempt of the same content
+                    shutil.rmtree(target)
+                os.rename(staging, target)
+                _fsync_dir(target.parent)
+                _atomic_write_text(
+                    repo / "revisions" / f"{rev}.json",
+                    json.dumps({"repo_id": repo_id, "revision": rev, "files": files}, indent=2),
+                )
+            _atomic_write_text(repo / "refs" / _validate_revision(ref), rev + "\n")
+            return rev
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def resolve_checkpoint(id_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """Find a checkpoint directory: a path, the local hub, a shipped checkpoint, then the HF Hub."""
+    candidate = Path(id_or_path)
+    if candidate.is_dir():
+        check_checkpoint_dir(candidate)
+        return candidate
+    repo_id = str(id_or_path)
+    try:
+        validate_repo_id(repo_id)
+    except RepoIdError as exc:
+        if candidate.exists():
+            raise CheckpointError(f"{repo_id!r} is a file, not a checkpoint directory") from None
+        raise RepoIdError(f"{exc}; nor is there a checkpoint directory at that path") from None
+    hub = LocalHub()
+    if hub.has(repo_id, revision):
+        return hub.resolve(repo_id, revision)
+    from .registry import shipped_checkpoints
+
+    shipped = shipped_checkpoints()
+    if repo_id in shipped and revision in (None, "main"):
+        path = shipped[repo_id]
+        check_checkpoint_dir(path)
+        return path
+    if is_offline():
+        raise CheckpointError(
+            f"{repo_id!r} is not in the local hub {str(hub.root)!r} nor shipped with an installed fmzoo "
+            "package, and networking is off (FMZOO_OFFLINE/HF_HUB_OFFLINE)"
+        )
+    return _download_from_hf(repo_id, revision)
+
+
+def _download_from_hf(repo_id: str, revision: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=list(CHECKPOINT_FILES))
+    except Exception as exc:  # network errors, 404s, auth: one clear message
+        raise CheckpointError(
+            f"{repo_id!r} is not in the local hub nor shipped with an installed fmzoo package, and the "
+            f"Hugging Face Hub could not provide it ({type(exc).__name__}: {exc})"
+        ) from None
+    path = Path(path)
+    check_checkpoint_dir(path)
+    return path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{str(path / CONFIG_NAME)!r} is not valid JSON: {exc}") from None
+    for key in ("architecture", "init_args"):
+        if key not in config:
+            raise CheckpointError(f"{str(path / CONFIG_NAME)!r} has no {key!r}; not an fmzoo checkpoint")
+    return config
+
+
+# --------------------------------------------------------------------------- the mixin
+
+
+def _capture_init(init):
+    """Wrap __init__ so the outermost call records its bound arguments (defaults applied)."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        outermost = "_fmzoo_init_args" not in self.__dict__
+        if outermost:
+            bound = sig.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            captured = {k: v for k, v in list(bound.arguments.items())[1:]}
+            for name, param in sig.parameters.items():
+                if param.kind is inspect.Parameter.VAR_KEYWORD and name in captured:
+                    captured.update(captured.pop(name))
+                elif param.kind is inspect.Parameter.VAR_POSITIONAL and name in captured:
+                    raise TypeError(f"{type(self).__name__}: *{name} cannot be stored in config.json")
+            object.__setattr__(self, "_fmzoo_init_args", captured)
+        init(self, *args, **kwargs)
+
+    wrapper._fmzoo_wrapped = True
+    return wrapper
+
+
+def _json_ready(name: str, value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except TypeError:
+        raise TypeError(
+            f"__init__ argument {name!r}={value!r} is not JSON-serialisable; checkpoints store "
+            "__init__ arguments in config.json, so pass plain numbers, strings, lists and dicts"
+        ) from None
+
+
+class HubMixin:
+    """Gives an ``nn.Module`` ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
+
+    ``__init__`` arguments are captured automatically; ``self.input_spec`` (a JSON dict) travels
+    with the weights and is restored on load.
+    """
+
+    input_spec: dict | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_fmzoo_wrapped", False):
+            cls.__init__ = _capture_init(init)
+
+    # -- config ------------------------------------------------------------------------------
+    @property
+    def init_args(self) -> dict[str, Any]:
+        return dict(getattr(self, "_fmzoo_init_args", {}))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "architecture": type(self).__name__,
+            "fmzoo_package": type(self).__module__.split(".")[1] if type(self).__module__.startswith("fmzoo.") else None,
+            "format_version": FORMAT_VERSION,
+            "init_args": {k: _json_ready(k, v) for k, v in self.init_args.items()},
+            "input_spec": _json_ready("input_spec", self.input_spec),
+        }
+
+    # -- save --------------------------------------------------------------------------------
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        card: dict | None = None,
+        provenance: dict | None = None,
+    ) -> Path:
+        from safetensors.torch import save_model
+
+        from .card import render_card
+        from .provenance import build_provenance
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        config = self.get_config()
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".safetensors.tmp")
+        os.close(fd)
+        try:
+            save_model(self, tmp, metadata={"format": "pt", "architecture": config["architecture"]})
+            config["weights_sha256"] = sha256_file(tmp)
+            os.replace(tmp, out / WEIGHTS_NAME)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        prov = build_provenance(provenance or {})
+        _atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        _atomic_write_text(out / PROVENANCE_NAME, json.dumps(prov, indent=2) + "\n")
+        _atomic_write_text(out / CARD_NAME, render_card(config, card or {}, prov))
+        return out
+
+    # -- load --------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, id_or_path: str | os.PathLike, revision: str | None = None, **overrides):
+        path = resolve_checkpoint(id_or_path, revision)
+        config = read_config(path)
+        if cls is HubMixin:
+            from .registry import model_class
+
+            target = model_class(config["architecture"])
+        else:
+            target = cls
+            names = {c.__name__ for c in cls.__mro__}
+            if config["architecture"] not in names and not _is_registered_subclass(config["architecture"], cls):
+                raise CheckpointError(
+                    f"{str(path)!r} holds a {config['architecture']!r}, not a {cls.__name__!r}; "
+                    "use fmzoo.core.from_pretrained to pick the class from config.json"
+                )
+            if config["architecture"] != cls.__name__:
+                from .registry import model_class
+
+                target = model_class(config["architecture"])
+        model = target(**{**config["init_args"], **overrides})
+        load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
+        model.input_spec = config.get("input_spec")
+        model.eval()
+        return model
+
+    # -- publish -----------------------------------------------------------------------------
+    def push_to_hub(
+        self,
+        repo_id: str,
+        hub: str = "local",
+        card: dict | None = None,
+        provenance: dict | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Publish to the local hub (returns the revision) or to the Hugging Face Hub (returns the URL)."""
+        validate_repo_id(repo_id)
+        with tempfile.TemporaryDirectory(prefix="fmzoo-push-") as tmp:
+            self.save_pretrained(tmp, card=card, provenance=provenance)
+            return publish_dir(tmp, repo_id, hub=hub, token=token)
+
+
+def _is_registered_subclass(architecture: str, cls: type) -> bool:
+    from .registry import model_class
+
+    try:
+        return issubclass(model_class(architecture), cls)
+    except KeyError:
+        return False
+
+
+def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None) -> str:
+    """Publish an existing checkpoint directory to the local hub or the Hugging Face Hub."""
+    validate_repo_id(repo_id)
+    check_checkpoint_dir(Path(src))
+    if hub == "local":
+        return LocalHub().publish(src, repo_id)
+    if hub == "hf":
+        if is_offline():
+            raise CheckpointError("cannot push to the Hugging Face Hub: networking is off (FMZOO_OFFLINE/HF_HUB_OFFLINE)")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, exist_ok=True)
+        info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=list(CHECKPOINT_FILES))
+        return str(getattr(info, "commit_url", info))
+    raise ValueError(f"hub must be 'local' or 'hf', got {hub!r}")
+
+
+def load_weights(model, weights: Path, expected_sha256: str | None = None) -> None:
+    """Strictly load safetensors weights, with clear errors for corrupt, truncated or mismatched files."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    if not weights.is_file():
+        raise CheckpointError(f"weights file {str(weights)!r} is missing")
+    if expected_sha256 is not None and sha256_file(weights) != expected_sha256:
+        raise CheckpointError(
+            f"{str(weights)!r} does not match the sha256 recorded in config.json: the file is corrupt or truncated"
+        )
+    try:
+        load_model(model, str(weights), strict=True, device="cpu")
+    except SafetensorError as exc:
+        raise CheckpointError(f"{str(weights)!r} is not a readable safetensors file ({exc}): corrupt or truncated") from None
+    except RuntimeError as exc:
+        raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {exc}") from None
+
+
+def publish_run(model: HubMixin, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None) -> Path:
+    """The one way a run writes its checkpoint: a directory path, or a repo id in the local hub."""
+    target_str = str(target)
+    if isinstance(target, str) and _REPO_ID.match(target_str) and not Path(target_str).exists():
+        model.push_to_hub(target_str, hub="local", card=card, provenance=provenance)
+        return LocalHub().resolve(target_str)
+    return model.save_pretrained(target, card=card, provenance=provenance)

@@ -1,0 +1,169 @@
+"""The plugin registry: domain packages register models, recipes, datasets, tables and checkpoints
+through the ``fmzoo.plugins`` entry point group. Nothing here imports a domain package until asked."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+ENTRY_POINT_GROUP = "fmzoo.plugins"
+
+
+@dataclass
+class Plugin:
+    name: str
+    models: dict[str, str] = field(default_factory=dict)  # class name -> "module:attr"
+    pretrain: dict[str, str] = field(default_factory=dict)  # recipe["method"] -> "module:fn"
+    table_runners: dict[str, str] = field(default_factory=dict)  # table name -> "module:fn"
+    datasets: dict[str, str] = field(default_factory=dict)  # dataset name -> "module:fn"
+    finetune: dict[str, str] = field(default_factory=dict)  # architecture -> "module:fn"
+    recipes_dir: Path | None = None
+    tables_dir: Path | None = None
+    checkpoints_dir: Path | None = None
+    org: str = "fmzoo"  # shipped checkpoints are published as <org>/<directory name>
+
+
+def import_object(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected 'module:attribute', got {ref!r}")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+PLUGIN_ERRORS: dict[str, str] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def plugins() -> dict[str, Plugin]:
+    """Installed plugins. One that fails to load is reported (warning + PLUGIN_ERRORS), not fatal."""
+    import warnings
+
+    found: dict[str, Plugin] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = ep.load()()
+            if not isinstance(plugin, Plugin):
+                raise TypeError(f"returned {type(plugin).__name__}, not fmzoo.core.Plugin")
+        except Exception as exc:
+            PLUGIN_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"fmzoo plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+            continue
+        found[plugin.name] = plugin
+    return dict(sorted(found.items()))
+
+
+def _merged(attr: str) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for plugin in plugins().values():
+        for key, ref in getattr(plugin, attr).items():
+            if key in out:
+                raise RuntimeError(f"{attr[:-1]} {key!r} registered by both {out[key][0]!r} and {plugin.name!r}")
+            out[key] = (plugin.name, ref)
+    return out
+
+
+def list_models() -> list[dict[str, str]]:
+    """Every registered architecture and every shipped checkpoint of the installed packages."""
+    rows = [{"kind": "architecture", "name": k, "package": p} for k, (p, _) in _merged("models").items()]
+    for repo_id, path in shipped_checkpoints().items():
+        rows.append({"kind": "checkpoint", "name": repo_id, "package": _package_of(path)})
+    return rows
+
+
+def _package_of(path: Path) -> str:
+    for plugin in plugins().values():
+        if plugin.checkpoints_dir and Path(path).is_relative_to(plugin.checkpoints_dir):
+            return plugin.name
+    return "?"
+
+
+def model_class(architecture: str) -> type:
+    models = _merged("models")
+    if architecture not in models:
+        known = ", ".join(sorted(models)) or "none (no fmzoo domain package installed)"
+        raise KeyError(f"no installed fmzoo package registers the architecture {architecture!r}; known: {known}")
+    return import_object(models[architecture][1])
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    out = {}
+    for plugin in plugins().values():
+        d = plugin.checkpoints_dir
+        if d and Path(d).is_dir():
+            for sub in sorted(Path(d).iterdir()):
+                if (sub / "config.json").is_file():
+                    out[f"{plugin.org}/{sub.name}"] = sub
+    return out
+
+
+def _yaml_files(attr: str) -> dict[str, Path]:
+    out = {}
+    for plugin in plugins().values():
+        d = getattr(plugin, attr)
+        if d and Path(d).is_dir():
+            for f in sorted(Path(d).glob("*.yaml")):
+                out[f.stem] = f
+    return out
+
+
+def recipes() -> dict[str, Path]:
+    return _yaml_files("recipes_dir")
+
+
+def tables() -> dict[str, Path]:
+    return _yaml_files("tables_dir")
+
+
+def load_recipe(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = recipes()
+        if name_or_path not in known:
+            raise KeyError(f"unknown recipe {name_or_path!r}; known: {', '.join(known) or 'none'}")
+        path = known[name_or_path]
+    recipe = yaml.safe_load(path.read_text())
+    if not isinstance(recipe, dict) or "method" not in recipe:
+        raise ValueError(f"recipe {str(path)!r} must be a mapping with a 'method' key")
+    recipe.setdefault("name", path.stem)
+    return recipe
+
+
+def load_table(name: str) -> dict:
+    known = tables()
+    if name not in known:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(known) or 'none'}")
+    table = yaml.safe_load(known[name].read_text())
+    table.setdefault("table", name)
+    return table
+
+
+def _lookup(attr: str, key: str, what: str) -> Callable:
+    merged = _merged(attr)
+    if key not in merged:
+        raise KeyError(f"no installed fmzoo package provides the {what} {key!r}; known: {', '.join(merged) or 'none'}")
+    return import_object(merged[key][1])
+
+
+def pretrain_fn(method: str) -> Callable:
+    return _lookup("pretrain", method, "pretraining method")
+
+
+def table_runner(table: str) -> Callable:
+    return _lookup("table_runners", table, "table runner")
+
+
+def finetune_fn(architecture: str) -> Callable:
+    return _lookup("finetune", architecture, "fine-tuning entry for")
+
+
+def dataset_loader(name: str) -> Callable:
+    return _lookup("datasets", name, "dataset")

@@ -1,0 +1,235 @@
+"""Training on Lightning: one base task for self-supervised pretraining, one for fine-tuning, and
+``fit`` which owns checkpointing, resume, seeds and the device/strategy pass-through."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+
+def seed_everything(seed: int) -> int:
+    return L.seed_everything(seed, workers=True, verbose=False)
+
+
+def warmup_cosine(step: int, warmup_steps: int, max_steps: int | None, final_ratio: float = 0.0) -> float:
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if not max_steps or max_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class _OptimMixin:
+    """AdamW with optional linear warm-up then cosine decay, stepped per optimisation step."""
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, betas=tuple(self.hparams.betas))
+        if self.hparams.schedule == "constant" and not self.hparams.warmup_steps:
+            return opt
+        max_steps = self.hparams.max_steps
+        if max_steps is None and self.hparams.schedule == "cosine" and self.trainer is not None:
+            max_steps = int(self.trainer.estimated_stepping_batches)
+        if self.hparams.schedule == "constant":
+            max_steps = None
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, self.hparams.warmup_steps, max_steps, self.hparams.final_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class SSLTask(_OptimMixin, L.LightningModule):
+    """Base self-supervised task. Subclasses implement ``ssl_loss(batch) -> {"loss": ..., ...}``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        max_steps: int | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        schedule: str = "cosine",
+        final_lr_ratio: float = 0.0,
+    ):
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+
+    def ssl_loss(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        out = self.ssl_loss(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{type(self).__name__}: loss became {loss.item()} at step {self.global_step}")
+        bs = _batch_size(batch)
+        for k, v in out.items():
+            self.log(f"train/{k}", v.detach() if torch.is_tensor(v) else v, prog_bar=(k == "loss"), batch_size=bs, sync_dist=False)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        with torch.no_grad():
+            out = self.ssl_loss(batch)
+        self.log("val/loss", out["loss"], prog_bar=True, batch_size=_batch_size(batch), sync_dist=True)
+
+
+class FinetuneTask(_OptimMixin, L.LightningModule):
+    """A backbone (``x -> features``) plus a head, trained on labels."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        task: str = "classification",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        freeze_backbone: bool = False,
+        warmup_steps: int = 0,
+        max_steps: int | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        schedule: str = "constant",
+        final_lr_ratio: float = 0.0,
+    ):
+        super().__init__()
+        if task not in ("classification", "regression", "multilabel"):
+            raise ValueError(f"task must be classification, regression or multilabel, got {task!r}")
+        self.backbone, self.head = backbone, head
+        self.save_hyperparameters(ignore=["backbone", "head"])
+        if freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+    def loss(self, logits, y):
+        if self.hparams.task == "classification":
+            return nn.functional.cross_entropy(logits, y.long())
+        if self.hparams.task == "multilabel":
+            mask = ~torch.isnan(y)
+            return nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
+        return nn.functional.mse_loss(logits.squeeze(-1), y.float())
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.hparams.freeze_backbone:
+            self.backbone.eval()
+        loss = self.loss(self(x), y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", self.loss(self(x), y), prog_bar=True, batch_size=len(y), sync_dist=True)
+
+    @torch.no_grad()
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
+
+
+def _batch_size(batch) -> int | None:
+    if torch.is_tensor(batch):
+        return len(batch)
+    if isinstance(batch, (tuple, list)) and batch and torch.is_tensor(batch[0]):
+        return len(batch[0])
+    if isinstance(batch, dict):
+        for v in batch.values():
+            if torch.is_tensor(v):
+                return len(v)
+    return None
+
+
+def last_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return ckpt if ckpt.is_file() else None
+
+
+def make_trainer(
+    run_dir: str | os.PathLike,
+    max_epochs: int | None = None,
+    max_steps: int = -1,
+    devices: Any = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+    progress: bool = True,
+    log_every_n_steps: int = 10,
+    gradient_clip_val: float | None = None,
+    callbacks: list | None = None,
+    **extra,
+) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    run_dir = Path(run_dir)
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1)
+    return L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        accelerator=accelerator,
+        precision=precision,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=log_every_n_steps,
+        gradient_clip_val=gradient_clip_val,
+        logger=CSVLogger(run_dir, name="logs", version=""),
+        callbacks=[ckpt, *(callbacks or [])],
+        **extra,
+    )
+
+
+def fit(
+    task: L.LightningModule,
+    train_loader,
+    run_dir: str | os.PathLike,
+    max_epochs: int | None = None,
+    val_loader=None,
+    resume: bool = False,
+    **trainer_kwargs,
+) -> L.Trainer:
+    """Train ``task``; checkpoints go to ``run_dir/checkpoints/last.ckpt`` every epoch.
+
+    ``resume=True`` continues from that checkpoint (optimizer, scheduler, epoch and RNG state) when it
+    exists. ``devices``, ``num_nodes``, ``strategy`` ("ddp", "fsdp", ...) pass straight to Lightning.
+    """
+    import warnings
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    trainer = make_trainer(run_dir, max_epochs=max_epochs, **trainer_kwargs)
+    ckpt_path = last_checkpoint(run_dir) if resume else None
+    if resume and ckpt_path is None:
+        warnings.warn(f"--resume: no checkpoint in {run_dir}/checkpoints; starting from scratch", stacklevel=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is an invalid version and will not be supported.*")
+        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    if trainer.world_size > 1:  # every rank records a fingerprint of its weights: they must agree
+        ranks = Path(run_dir) / "ranks"
+        ranks.mkdir(exist_ok=True)
+        (ranks / f"rank{trainer.global_rank}.sha256").write_text(state_fingerprint(task) + "\n")
+    return trainer
+
+
+def state_fingerprint(module: nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

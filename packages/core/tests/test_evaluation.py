@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from fmzoo.core.evaluation import (
+    fit_head, knn_probe, label_budget, linear_probe, mean_std, over_seeds, predict_head, regression_metrics,
+)
+
+
+def test_mean_std_uses_sample_std():
+    assert mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert mean_std([4.0]) == (4.0, 0.0)
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_label_budget_per_class_and_fraction():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    idx = label_budget(y, per_class=5, seed=1)
+    assert len(idx) == 15 and all((y[idx] == c).sum() == 5 for c in range(3))
+    assert not np.array_equal(idx, label_budget(y, per_class=5, seed=2))
+    assert np.array_equal(idx, label_budget(y, per_class=5, seed=1))
+    frac = label_budget(y, fraction=0.1)
+    assert len(frac) == 10 and (y[frac] == 0).sum() == 5
+    with pytest.raises(ValueError, match="fewer than"):
+        label_budget(y, per_class=25)
+    with pytest.raises(ValueError):
+        label_budget(y)
+
+
+def _blobs(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(size=(n, 8)) + 3 * np.eye(8)[y]
+    return x, y
+
+
+def test_linear_and_knn_probes_separate_blobs_but_not_noise():
+    x, y = _blobs()
+    assert linear_probe(x[:300], y[:300], x[300:], y[300:])["accuracy"] > 0.9
+    assert knn_probe(x[:300], y[:300], x[300:], y[300:], k=5)["accuracy"] > 0.9
+    noise = np.random.default_rng(1).normal(size=x.shape)
+    assert linear_probe(noise[:300], y[:300], noise[300:], y[300:])["accuracy"] < 0.6
+
+
+def test_regression_probe_and_metrics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = x @ np.arange(5) + 0.01 * rng.normal(size=300)
+    out = linear_probe(x[:200], y[:200], x[200:], y[200:], task="regression")
+    assert out["r2"] > 0.99
+    assert regression_metrics([1, 2, 3], [1, 2, 3])["rmse"] == 0
+
+
+def test_fit_head_learns_and_early_stops():
+    x, y = _blobs(600)
+    head = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    head = fit_head(head, x[:400], y[:400], x[400:500], y[400:500], max_epochs=50, patience=3, lr=1e-2)
+    acc = (predict_head(head, x[500:]).argmax(1) == y[500:]).mean()
+    assert acc > 0.9
+
+
+def test_over_seeds():
+    out = over_seeds(lambda s: s * 2.0, [1, 2, 3])
+    assert out["mean"] == 4.0 and out["values"] == [2.0, 4.0, 6.0]

@@ -1,0 +1,211 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from fmzoo.core import CheckpointError, HubMixin, LocalHub, RepoIdError, from_pretrained, validate_repo_id
+from fmzoo.core.hub import resolve_checkpoint
+
+
+class TinyNet(nn.Module, HubMixin):
+    def __init__(self, d_in: int = 4, d_out: int = 3, act: str = "relu"):
+        super().__init__()
+        self.fc = nn.Linear(d_in, d_out)
+        self.register_buffer("scale", torch.arange(d_out, dtype=torch.float32))
+        self.input_spec = {"features": d_in, "names": [f"f{i}" for i in range(d_in)]}
+
+
+class TiedNet(nn.Module, HubMixin):
+    """Shared tensors (tied weights) must round-trip too."""
+
+    def __init__(self, n: int = 5):
+        super().__init__()
+        self.a = nn.Embedding(n, 3)
+        self.b = nn.Linear(3, n, bias=False)
+        self.b.weight = self.a.weight
+
+
+def test_round_trip_is_exact(tmp_path):
+    torch.manual_seed(0)
+    m = TinyNet(6, act="gelu")
+    m.input_spec["mean"] = [0.5, 1.5]
+    m.save_pretrained(tmp_path / "ck", card={"title": "tiny", "results": [{"metric": "acc", "value": 0.5, "setting": "x"}]})
+    assert sorted(os.listdir(tmp_path / "ck")) == ["README.md", "config.json", "model.safetensors", "provenance.json"]
+    m2 = TinyNet.from_pretrained(tmp_path / "ck")
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    assert m2.init_args == {"d_in": 6, "d_out": 3, "act": "gelu"}
+    assert m2.input_spec == m.input_spec
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert cfg["architecture"] == "TinyNet" and cfg["init_args"]["act"] == "gelu"
+    card = (tmp_path / "ck" / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: fmzoo" in card and "| acc | 0.5 | x |" in card
+    prov = json.loads((tmp_path / "ck" / "provenance.json").read_text())
+    assert "torch" in prov["packages"] and "created_utc" in prov
+
+
+def test_tied_weights_round_trip(tmp_path):
+    m = TiedNet()
+    m.save_pretrained(tmp_path)
+    m2 = TiedNet.from_pretrained(tmp_path)
+    assert torch.equal(m2.a.weight, m.a.weight) and m2.a.weight is m2.b.weight
+
+
+def test_non_json_init_arg_is_a_clear_error(tmp_path):
+    m = TinyNet(act=torch.nn.ReLU())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="act"):
+        m.save_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_corrupt_weights_are_a_clear_error(tmp_path, damage):
+    TinyNet().save_pretrained(tmp_path)
+    w = tmp_path / "model.safetensors"
+    data = w.read_bytes()
+    if damage == "truncate":
+        w.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        w.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    else:
+        w.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        TinyNet.from_pretrained(tmp_path)
+
+
+def test_truncated_file_without_recorded_hash_is_still_a_clear_error(tmp_path):
+    TinyNet().save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    del cfg["weights_sha256"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    w = tmp_path / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        TinyNet.from_pretrained(tmp_path)
+
+
+def test_missing_file_and_bad_config(tmp_path):
+    TinyNet().save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        TinyNet.from_pretrained(tmp_path)
+    TinyNet().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        TinyNet.from_pretrained(tmp_path)
+
+
+def test_wrong_architecture_is_refused(tmp_path):
+    TinyNet().save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="holds a 'TinyNet'"):
+        TiedNet.from_pretrained(tmp_path)
+
+
+def test_shape_mismatch_is_a_clear_error(tmp_path):
+    TinyNet(4).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        TinyNet.from_pretrained(tmp_path, d_in=5)
+
+
+@pytest.mark.parametrize("bad", ["../etc", "/abs/path", "a/../b", "a/b/c", "noslash", "a/", "a b/c", "", "org/.."])
+def test_bad_repo_ids(bad):
+    with pytest.raises(RepoIdError):
+        validate_repo_id(bad)
+
+
+def test_bad_repo_id_through_from_pretrained(tmp_hub):
+    with pytest.raises(RepoIdError, match="invalid repo id"):
+        TinyNet.from_pretrained("../../no-such-dir/weights")
+
+
+def test_local_hub_revisions_and_offline(tmp_hub, monkeypatch):
+    monkeypatch.setenv("FMZOO_OFFLINE", "1")
+    torch.manual_seed(0)
+    m1 = TinyNet()
+    rev1 = m1.push_to_hub("lab/tiny")
+    torch.manual_seed(1)
+    m2 = TinyNet()
+    rev2 = m2.push_to_hub("lab/tiny")
+    assert rev1 != rev2
+    hub = LocalHub()
+    assert hub.revisions("lab/tiny") == [rev1, rev2]
+    latest = TinyNet.from_pretrained("lab/tiny")
+    assert torch.equal(latest.fc.weight, m2.fc.weight)
+    old = TinyNet.from_pretrained("lab/tiny", revision=rev1)
+    assert torch.equal(old.fc.weight, m1.fc.weight)
+    path = LocalHub().resolve("lab/tiny", revision=rev1)
+    assert LocalHub().publish(path, "lab/tiny") == rev1  # identical files: the same revision, moved to main
+    assert torch.equal(TinyNet.from_pretrained("lab/tiny").fc.weight, m1.fc.weight)
+    with pytest.raises(CheckpointError, match="not in the local hub"):
+        TinyNet.from_pretrained("lab/tiny", revision="deadbeef")
+    with pytest.raises(CheckpointError, match="networking is off"):
+        TinyNet.from_pretrained("lab/unknown")
+
+
+def test_hub_detects_tampering(tmp_hub):
+    TinyNet().push_to_hub("lab/tiny")
+    path = LocalHub().resolve("lab/tiny")
+    (path / "README.md").write_text("changed")
+    with pytest.raises(CheckpointError, match="README.md"):
+        resolve_checkpoint("lab/tiny")
+
+
+def test_interrupted_publish_leaves_no_partial_revision(tmp_hub, tmp_path, monkeypatch):
+    TinyNet().save_pretrained(tmp_path / "ck")
+    import fmzoo.core.hub as hub_mod
+
+    real_rename = os.rename
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("interrupted")
+
+    monkeypatch.setattr(hub_mod.os, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        LocalHub().publish(tmp_path / "ck", "lab/tiny")
+    monkeypatch.setattr(hub_mod.os, "rename", real_rename)
+    assert LocalHub().revisions("lab/tiny") == []
+    assert not LocalHub().has("lab/tiny")
+    assert not list((tmp_hub / "lab" / "tiny").glob(".incoming-*"))
+    rev = LocalHub().publish(tmp_path / "ck", "lab/tiny")
+    assert LocalHub().revisions("lab/tiny") == [rev]
+
+
+def test_killed_publish_process_leaves_hub_consistent(tmp_hub, tmp_path):
+    """A publisher killed mid-copy (SIGKILL) leaves either nothing or a complete revision."""
+    big = tmp_path / "ck"
+    TinyNet(d_in=2000, d_out=2000).save_pretrained(big)
+    code = (
+        "import sys, time, shutil\n"
+        "from fmzoo.core import LocalHub\n"
+        "orig = shutil.copy2\n"
+        "def slow(*a, **k):\n    r = orig(*a, **k); time.sleep(0.5); return r\n"
+        "shutil.copy2 = slow\n"
+        f"LocalHub().publish({str(big)!r}, 'lab/big')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ})
+    import time
+
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    hub = LocalHub()
+    assert hub.revisions("lab/big") == [] or hub.has("lab/big")
+    assert not hub.has("lab/big") or hub.resolve("lab/big")  # complete if visible (verify=True)
+
+
+def test_registry_resolves_class_from_config(tmp_path):
+    from fmzoo.tabular import TJEPA
+
+    m = TJEPA(n_num=2, cardinalities=[3], depth=1, pred_depth=1)
+    m.save_pretrained(tmp_path)
+    loaded = from_pretrained(tmp_path)
+    assert type(loaded) is TJEPA
+
+
+def test_unknown_architecture_is_a_clear_error(tmp_path):
+    TinyNet().save_pretrained(tmp_path)
+    with pytest.raises(KeyError, match="TinyNet"):
+        from_pretrained(tmp_path)

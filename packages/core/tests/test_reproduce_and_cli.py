@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fmzoo.core.registry import PLUGIN_ERRORS, list_models, plugins, recipes, shipped_checkpoints, tables
+from fmzoo.core.reproduce import ROW_KEYS, format_table, make_row, plot_table
+
+
+def test_every_installed_plugin_loads():
+    found = plugins()
+    assert "tabular" in found
+    assert PLUGIN_ERRORS == {}, PLUGIN_ERRORS
+
+
+def test_registry_lists_models_checkpoints_recipes_tables():
+    names = {r["name"] for r in list_models()}
+    assert {"TJEPA", "fmzoo/tjepa-adult"} <= names
+    assert "fmzoo/tjepa-adult" in shipped_checkpoints()
+    assert {"tjepa-adult", "tjepa-adult-cpu"} <= set(recipes())
+    assert "tjepa-adult" in tables()
+
+
+def test_make_row_fills_paper_values_and_validates():
+    table = {"table": "t", "metric": "accuracy", "higher_is_better": True,
+             "rows": [{"model": "M", "init": "pretrained", "paper": 0.9, "paper_source": "Table 1"}]}
+    row = make_row(table, "M", "pretrained", [0.8, 0.82, 0.84], [0, 1, 2])
+    assert set(ROW_KEYS) <= set(row)
+    assert row["ours"] == pytest.approx(0.82) and row["std"] == pytest.approx(0.02)
+    assert row["paper"] == 0.9 and row["paper_source"] == "Table 1"
+    assert make_row(table, "M", "scratch", [0.5], [0])["paper"] is None
+    with pytest.raises(ValueError):
+        make_row(table, "M", "finetuned", [0.5], [0])
+    with pytest.raises(ValueError, match="NaN"):
+        make_row(table, "M", "scratch", [float("nan")], [0])
+
+
+def test_format_and_plot(tmp_path):
+    table = {"table": "t", "metric": "accuracy"}
+    result = {"table": "t", "setting": "quick", "rows": [make_row(table, "A", "scratch", [0.5, 0.6], [0, 1])]}
+    text = format_table(result)
+    assert "0.5500 ± 0.0707" in text and "accuracy ↑" in text
+    plot_table(result, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "fmzoo.core.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("cmd", ["list", "pretrain", "finetune", "evaluate", "publish", "reproduce", "card"])
+def test_every_command_has_useful_help(cmd):
+    out = _cli(cmd, "--help")
+    assert out.returncode == 0 and "usage: fmzoo " + cmd in out.stdout
+    assert len(out.stdout.splitlines()) > 5
+
+
+def test_list_and_card_offline(tmp_hub):
+    out = _cli("list")
+    assert out.returncode == 0 and "fmzoo/tjepa-adult" in out.stdout and "TJEPA" in out.stdout
+    card = _cli("card", "fmzoo/tjepa-adult")
+    assert card.returncode == 0 and card.stdout.startswith("---") and "T-JEPA" in card.stdout
+
+
+def test_unknown_table_and_recipe_are_clear_errors():
+    out = _cli("reproduce", "no-such-table")
+    assert out.returncode != 0 and "unknown table 'no-such-table'" in out.stderr
+    out = _cli("pretrain", "no-such-recipe")
+    assert out.returncode != 0 and "unknown recipe 'no-such-recipe'" in out.stderr
+
+
+def test_publish_rejects_bad_repo_id(tmp_path, tmp_hub):
+    from fmzoo.tabular import TJEPA
+
+    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(tmp_path / "checkpoint")
+    out = _cli("publish", str(tmp_path), "../evil")
+    assert out.returncode != 0 and "invalid repo id" in out.stderr
+    out = _cli("publish", str(tmp_path), "lab/ok")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_hub / "lab" / "ok" / "revisions").glob("*.json").__next__().read_text())["repo_id"] == "lab/ok"

@@ -1,0 +1,12 @@
+"""fmzoo.tabular: T-JEPA for tables, with an sklearn-style interface.
+
+    from fmzoo.tabular import TJEPAClassifier
+    clf = TJEPAClassifier("fmzoo/tjepa-adult").fit(train_df, y)   # frozen T-JEPA representations + MLP
+    clf.predict_proba(test_df)
+"""
+
+from .schema import TabularSchema
+from .models.tjepa import TJEPA
+from .tasks.estimators import TJEPAClassifier, TJEPARegressor
+
+__all__ = ["TJEPA", "TJEPAClassifier", "TJEPARegressor", "TabularSchema"]

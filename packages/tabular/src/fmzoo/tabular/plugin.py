@@ -1,0 +1,22 @@
+from pathlib import Path
+
+from fmzoo.core import Plugin
+
+HERE = Path(__file__).parent
+
+
+def plugin() -> Plugin:
+    return Plugin(
+        name="tabular",
+        models={"TJEPA": "fmzoo.tabular.models.tjepa:TJEPA"},
+        pretrain={"tjepa": "fmzoo.tabular.methods.tjepa:pretrain"},
+        table_runners={
+            "tjepa-adult": "fmzoo.tabular.reproduce:run_adult",
+            "tjepa-diamonds": "fmzoo.tabular.reproduce:run_diamonds",
+        },
+        datasets={"adult": "fmzoo.tabular.data.adult:load_adult", "diamonds": "fmzoo.tabular.data.diamonds:load_diamonds"},
+        finetune={"TJEPA": "fmzoo.tabular.tasks.downstream:cli_entry"},
+        recipes_dir=HERE / "recipes",
+        tables_dir=HERE / "tables",
+        checkpoints_dir=HERE / "checkpoints",
+    )

@@ -1,0 +1,44 @@
+"""Runners of the tabular paper tables (`fmzoo reproduce tjepa-adult [--quick]`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmzoo.core.registry import load_recipe
+from fmzoo.core.reproduce import make_row
+
+from .models.tjepa import TJEPA
+from .tasks.downstream import HEAD_NAMES, compare_on_dataset
+
+QUICK = {"seeds": [0, 1, 2], "heads": ["mlp"], "max_epochs": 40}
+FULL = {"seeds": [0, 1, 2], "heads": ["mlp", "resnet"], "max_epochs": None}
+
+
+def _pretrained(checkpoint: str, recipe: str, quick: bool, out_dir: Path) -> TJEPA:
+    if quick:
+        return TJEPA.from_pretrained(checkpoint)
+    from .methods.tjepa import pretrain
+
+    r = load_recipe(recipe)
+    r.pop("evaluate", None)  # the table evaluates below
+    ckpt = pretrain(r, out_dir / f"{recipe}-run", {"progress": True})
+    return TJEPA.from_pretrained(ckpt)
+
+
+def _run(table: dict, quick: bool, out_dir: Path, checkpoint: str, recipe: str, dataset: str) -> list[dict]:
+    model = _pretrained(checkpoint, recipe, quick, Path(out_dir))
+    cfg = QUICK if quick else FULL
+    rows = []
+    for r in compare_on_dataset(model, dataset, seeds=cfg["seeds"], heads=cfg["heads"], max_epochs=cfg["max_epochs"]):
+        feats = "raw features" if r["init"] == "scratch" else f"frozen T-JEPA ({checkpoint if quick else recipe})"
+        rows.append(make_row(table, HEAD_NAMES[r["head"]], r["init"], r["values"], r["seeds"], metric=r["metric"],
+                             note=f"{feats}; {r['setting']}"))
+    return rows
+
+
+def run_adult(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+    return _run(table, quick, out_dir, "fmzoo/tjepa-adult", "tjepa-adult", "adult")
+
+
+def run_diamonds(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+    return _run(table, quick, out_dir, "fmzoo/tjepa-diamonds", "tjepa-diamonds", "diamonds")

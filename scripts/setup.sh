@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create (or update) .venv with every fmzoo package installed editable, torch pinned through
+# shared/constraints.txt. Idempotent: does nothing when the inputs have not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+packages=()
+for p in packages/*/pyproject.toml; do packages+=("-e" "$(dirname "$p")"); done
+stamp_src=$(cat shared/constraints.txt shared/requirements-dev.txt packages/*/pyproject.toml | sha256sum | cut -c1-16)
+if [[ -x .venv/bin/python && -f .venv/.fmzoo-stamp && "$(cat .venv/.fmzoo-stamp)" == "$stamp_src" ]]; then
+  exit 0
+fi
+# Debian packages some domain packages need at run time (audio synthesis for speech pretraining data).
+if [[ -f shared/apt-packages.txt ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+  missing=$(for p in $(grep -v '^#' shared/apt-packages.txt); do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [[ -n "$missing" ]]; then
+    echo "[setup] apt-get install $missing"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null || echo "[setup] warning: apt-get failed for: $missing"
+  fi
+fi
+echo "[setup] creating .venv with $($PY --version)"
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+echo "[setup] installing ${#packages[@]} editable packages (torch pinned by shared/constraints.txt)"
+.venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requirements-dev.txt "${packages[@]}" 2>&1 \
+  | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import torch, fmzoo.core; print('[setup] torch', torch.__version__)"
+echo "$stamp_src" > .venv/.fmzoo-stamp
