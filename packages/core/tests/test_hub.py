@@ -209,3 +209,69 @@ def test_unknown_architecture_is_a_clear_error(tmp_path):
     TinyNet().save_pretrained(tmp_path)
     with pytest.raises(KeyError, match="TinyNet"):
         from_pretrained(tmp_path)
+
+
+def test_hugging_face_hub_is_used_only_when_online_and_not_local(tmp_hub, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+
+    src = tmp_path / "remote"
+    torch.manual_seed(3)
+    remote = TinyNet()
+    remote.save_pretrained(src)
+    calls = []
+
+    def fake_snapshot_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision, tuple(allow_patterns)))
+        dst = tmp_path / "hf-cache" / repo_id.replace("/", "--")
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        return str(dst)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("FMZOO_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="networking is off"):
+        TinyNet.from_pretrained("someone/tiny")
+    monkeypatch.setenv("FMZOO_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="networking is off"):
+        TinyNet.from_pretrained("someone/tiny")
+    assert calls == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    loaded = TinyNet.from_pretrained("someone/tiny", revision="v1")
+    assert torch.equal(loaded.fc.weight, remote.fc.weight)
+    assert calls == [("someone/tiny", "v1", ("config.json", "model.safetensors", "README.md", "provenance.json"))]
+    TinyNet().push_to_hub("someone/tiny")  # a local copy now shadows the remote one
+    TinyNet.from_pretrained("someone/tiny")
+    assert len(calls) == 1
+
+
+def test_push_to_hf_uploads_the_checkpoint_unchanged(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, exist_ok=False):
+            uploaded["repo"] = repo_id
+
+        def upload_folder(self, folder_path, repo_id, allow_patterns):
+            from pathlib import Path
+
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            return "https://huggingface.co/lab/tiny/commit/abc"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("FMZOO_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    url = TinyNet().push_to_hub("lab/tiny", hub="hf")
+    assert url.endswith("/commit/abc") and uploaded["repo"] == "lab/tiny"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors", "provenance.json"]
+    assert uploaded["config"]["architecture"] == "TinyNet"
+    monkeypatch.setenv("FMZOO_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="networking is off"):
+        TinyNet().push_to_hub("lab/tiny", hub="hf")

@@ -173,7 +173,9 @@ def make_trainer(
     from lightning.pytorch.loggers import CSVLogger
 
     run_dir = Path(run_dir)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1)
+    # save_top_k=1 without a monitor keeps the newest epoch; Lightning writes last.ckpt only next to a
+    # saved checkpoint, so this is what makes last.ckpt appear after every epoch (resume after a kill).
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1, every_n_epochs=1)
     return L.Trainer(
         default_root_dir=run_dir,
         max_epochs=max_epochs,

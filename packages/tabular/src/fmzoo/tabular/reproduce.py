@@ -8,10 +8,10 @@ from fmzoo.core.registry import load_recipe
 from fmzoo.core.reproduce import make_row
 
 from .models.tjepa import TJEPA
-from .tasks.downstream import HEAD_NAMES, compare_on_dataset
+from .tasks.downstream import compare_on_dataset
 
-QUICK = {"seeds": [0, 1, 2], "heads": ["mlp"], "max_epochs": 40}
-FULL = {"seeds": [0, 1, 2], "heads": ["mlp", "resnet"], "max_epochs": None}
+QUICK = {"seeds": [0, 1, 2], "heads": ["linear", "mlp"], "max_epochs": 40, "label_fractions": [None, 0.01]}
+FULL = {"seeds": [0, 1, 2], "heads": ["linear", "mlp", "resnet"], "max_epochs": None, "label_fractions": [None, 0.01]}
 
 
 def _pretrained(checkpoint: str, recipe: str, quick: bool, out_dir: Path) -> TJEPA:
@@ -29,9 +29,10 @@ def _run(table: dict, quick: bool, out_dir: Path, checkpoint: str, recipe: str, 
     model = _pretrained(checkpoint, recipe, quick, Path(out_dir))
     cfg = QUICK if quick else FULL
     rows = []
-    for r in compare_on_dataset(model, dataset, seeds=cfg["seeds"], heads=cfg["heads"], max_epochs=cfg["max_epochs"]):
+    for r in compare_on_dataset(model, dataset, seeds=cfg["seeds"], heads=cfg["heads"], max_epochs=cfg["max_epochs"],
+                                label_fractions=cfg["label_fractions"]):
         feats = "raw features" if r["init"] == "scratch" else f"frozen T-JEPA ({checkpoint if quick else recipe})"
-        rows.append(make_row(table, HEAD_NAMES[r["head"]], r["init"], r["values"], r["seeds"], metric=r["metric"],
+        rows.append(make_row(table, r["model"], r["init"], r["values"], r["seeds"], metric=r["metric"],
                              note=f"{feats}; {r['setting']}"))
     return rows
 
@@ -41,4 +42,4 @@ def run_adult(table: dict, quick: bool, out_dir: Path) -> list[dict]:
 
 
 def run_diamonds(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    return _run(table, quick, out_dir, "fmzoo/tjepa-diamonds", "tjepa-diamonds", "diamonds")
+    return _run(table, quick, out_dir, "fmzoo/tjepa-diamonds", "tjepa-diamonds-cpu", "diamonds")

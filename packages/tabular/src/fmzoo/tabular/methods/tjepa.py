@@ -75,19 +75,9 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     if trainer.global_rank != 0:
         return run_dir / "checkpoint"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    results = []
-    evaluate = recipe.get("evaluate")
-    if evaluate:
-        from ..tasks.downstream import compare_on_dataset
-
-        rows = compare_on_dataset(model, recipe["dataset"], seeds=evaluate.get("seeds", [0]), heads=evaluate.get("heads", ["mlp"]))
-        for r in rows:
-            metrics[f"{r['name']}/{r['metric']}"] = r["mean"]
-            results.append({"metric": f"{r['metric']} ({r['name']})", "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})
     card = dict(recipe.get("card", {}))
     card.setdefault("title", f"T-JEPA on {recipe['dataset']} ({recipe['name']})")
     card.setdefault("citation", CITATION)
-    card["results"] = results + list(card.get("results", []))
     provenance = {
         "recipe": recipe,
         "data_files": [str(f) for f in data["files"]],
@@ -96,4 +86,16 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
         "epochs": max_epochs,
         "steps": int(trainer.global_step),
     }
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)
+    out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)  # saved before evaluating
+    evaluate = recipe.get("evaluate")
+    if evaluate:
+        from ..tasks.downstream import compare_on_dataset
+
+        rows = compare_on_dataset(model, recipe["dataset"], seeds=evaluate.get("seeds", [0]), heads=evaluate.get("heads", ["mlp"]),
+                                  max_epochs=evaluate.get("max_epochs"), label_fractions=evaluate.get("label_fractions", [None]))
+        for r in rows:
+            metrics[f"{r['name']}/{r['metric']}"] = r["mean"]
+            card.setdefault("results", []).append(
+                {"metric": f"{r['metric']} ({r['name']})", "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})
+        out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)
+    return out

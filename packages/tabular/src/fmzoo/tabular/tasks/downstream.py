@@ -14,7 +14,7 @@ from ..models.tjepa import TJEPA
 from ..schema import TabularSchema
 from .heads import make_head
 
-HEAD_NAMES = {"mlp": "MLP", "resnet": "ResNet"}
+HEAD_NAMES = {"linear": "Linear probe", "mlp": "MLP", "resnet": "ResNet"}
 
 
 def model_schema(model: TJEPA) -> TabularSchema:
@@ -35,6 +35,10 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
 
 
 def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed: int, val_fraction: float = 0.1, **overrides) -> dict:
+    if head == "linear":  # the shared linear-probe protocol (standardised features, logistic/ridge regression)
+        from fmzoo.core.evaluation import linear_probe
+
+        return linear_probe(train_x, train_y, test_x, test_y, task=task, seed=seed)
     tr, va = split_validation(len(train_x), val_fraction, seed)
     # Standardise inputs with statistics of the fitting rows (frozen representations are not unit-scale).
     mu, sd = train_x[tr].mean(0), train_x[tr].std(0) + 1e-6
@@ -53,13 +57,14 @@ def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed
 
 
 def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp",), max_epochs: int | None = None,
-                       include_scratch: bool = True, train_rows: int | None = None) -> list[dict]:
-    """Rows {name, init, metric, values, mean, std, setting} for each head on raw vs T-JEPA features."""
+                       include_scratch: bool = True, label_fractions=(None,)) -> list[dict]:
+    """Rows {name, init, metric, values, mean, std, setting} for each head on raw vs T-JEPA features,
+    for every label budget in ``label_fractions`` (None = all training labels; a fraction = a
+    stratified/random subset of the training rows, drawn anew for each seed)."""
+    from fmzoo.core.evaluation import label_budget
+
     data = dataset_loader(dataset)()
     (X, y), (Xt, yt) = data["train"], data["test"]
-    if train_rows is not None and train_rows < len(X):
-        keep = np.sort(np.random.default_rng(0).permutation(len(X))[:train_rows])
-        X, y = X.iloc[keep].reset_index(drop=True), y[keep]
     task = data["task"]
     metric = "accuracy" if task == "classification" else "rmse"
     schema = model_schema(model)
@@ -68,17 +73,25 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
         inputs["scratch"] = (schema.one_hot(X).numpy(), schema.one_hot(Xt).numpy())
     overrides = {"max_epochs": max_epochs} if max_epochs else {}
     rows = []
-    for head in heads:
-        for init, (a, b) in inputs.items():
-            values = [train_and_score(a, y, b, yt, task, head, seed, **overrides)[metric] for seed in seeds]
-            mean, std = mean_std(values)
-            feats = "raw features" if init == "scratch" else "T-JEPA representations"
-            rows.append({
-                "name": f"{HEAD_NAMES[head]} on {feats}", "head": head, "init": init, "metric": metric,
-                "values": values, "seeds": list(seeds), "mean": mean, "std": std,
-                "setting": f"{dataset} official test split, {len(X)} training rows (10% for early stopping), "
-                           f"seeds {list(seeds)}" + (f", at most {max_epochs} epochs" if max_epochs else ""),
-            })
+    for fraction in label_fractions:
+        for head in heads:
+            for init, (a, b) in inputs.items():
+                values = []
+                for seed in seeds:
+                    idx = np.arange(len(y)) if fraction is None else label_budget(y, fraction=fraction, seed=seed)
+                    values.append(train_and_score(a[idx], y[idx], b, yt, task, head, seed, **overrides)[metric])
+                mean, std = mean_std(values)
+                feats = "raw features" if init == "scratch" else "T-JEPA representations"
+                labels = "all labels" if fraction is None else f"{fraction:.0%} of the labels"
+                n_rows = len(y) if fraction is None else len(label_budget(y, fraction=fraction, seed=seeds[0]))
+                rows.append({
+                    "name": f"{HEAD_NAMES[head]} on {feats}" + ("" if fraction is None else f", {labels}"),
+                    "model": HEAD_NAMES[head] + ("" if fraction is None else f", {labels}"),
+                    "head": head, "init": init, "metric": metric, "fraction": fraction,
+                    "values": values, "seeds": list(seeds), "mean": mean, "std": std,
+                    "setting": f"{dataset} test split, {n_rows} labelled training rows ({labels}; 10% of them for "
+                               f"early stopping), seeds {list(seeds)}" + (f", at most {max_epochs} epochs" if max_epochs else ""),
+                })
     return rows
 
 
