@@ -23,7 +23,10 @@ echo "[setup] creating .venv with $($PY --version)"
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 echo "[setup] installing ${#packages[@]} editable packages (torch pinned by shared/constraints.txt)"
-.venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requirements-dev.txt "${packages[@]}" 2>&1 \
-  | grep -v "^WARNING: Location" || true
+if ! .venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requirements-dev.txt "${packages[@]}" \
+    > .venv/setup.log 2>&1; then
+  grep -v "^WARNING: Location" .venv/setup.log | tail -40
+  echo "[setup] pip install failed (full log: .venv/setup.log)"; exit 1
+fi
 .venv/bin/python -c "import torch, fmzoo.core; print('[setup] torch', torch.__version__)"
 echo "$stamp_src" > .venv/.fmzoo-stamp

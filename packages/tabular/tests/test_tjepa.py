@@ -113,7 +113,7 @@ def test_classifier_on_real_adult_beats_majority(data_root):
     data = load_adult()
     X, y = data["train"]
     Xt, yt = data["test"]
-    clf = TJEPAClassifier("fmzoo/tjepa-adult", max_epochs=15).fit(X.iloc[:4000], np.where(y[:4000] == 1, ">50K", "<=50K"))
+    clf = TJEPAClassifier("fmzoo/tjepa-adult", max_epochs=20, head_kwargs={"lr": 1e-3, "batch_size": 128}).fit(X.iloc[:4000], np.where(y[:4000] == 1, ">50K", "<=50K"))
     pred = clf.predict(Xt.iloc[:4000])
     assert set(pred) <= {">50K", "<=50K"}
     acc = (pred == np.where(yt[:4000] == 1, ">50K", "<=50K")).mean()
@@ -129,7 +129,7 @@ def test_regressor_on_real_diamonds():
     (X, y), (Xt, yt) = d["train"], d["test"]
     schema = TabularSchema.fit(X)
     model = build_model(schema, dict(dim=8, depth=1, heads=2, ff_dim=16, pred_dim=8, pred_depth=1, pred_heads=2, pred_ff_dim=16))
-    reg = TJEPARegressor(model, max_epochs=10).fit(X.iloc[:3000], y[:3000])
+    reg = TJEPARegressor(model, max_epochs=25, head_kwargs={"lr": 1e-3, "batch_size": 128}).fit(X.iloc[:3000], y[:3000])
     rmse = float(np.sqrt(np.mean((reg.predict(Xt.iloc[:2000]) - yt[:2000]) ** 2)))
     assert rmse < 0.5 * float(np.std(yt))  # far better than predicting the mean
     with pytest.raises(InputSpecError, match="y contains NaN"):

@@ -52,3 +52,37 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
         lines.append("")
     lines += ["## Citation", "", "```bibtex", (card.get("citation") or "").strip(), "```", ""]
     return "\n".join(lines)
+
+
+def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None = None) -> str:
+    """Re-render a checkpoint's README.md from its config, provenance (whose recipe holds the card
+    text) and, optionally, a reproduction result (``fmzoo reproduce`` JSON) whose rows become the
+    results table. Weights and config are untouched; the rows are also recorded in provenance.json."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(checkpoint_dir)
+    config = json.loads((path / "config.json").read_text())
+    prov = json.loads((path / "provenance.json").read_text())
+    card = dict(card or prov.get("card") or (prov.get("recipe") or {}).get("card") or {})
+    prov["card"] = {k: v for k, v in card.items() if k != "results"}
+    card.setdefault("title", f"{config['architecture']} ({prov.get('recipe_name', '')})")
+    if result is not None:
+        card["results"] = [
+            {
+                "metric": f"{r['metric']}: {r['model']} ({r['init']})",
+                "value": f"{r['ours']:.4f} ± {r['std']:.4f}" + (f" (paper {r['paper']})" if r.get("paper") is not None else ""),
+                "setting": f"{result['table']} {result['setting']}, seeds {r['seeds']}" + (f"; {r['note']}" if r.get("note") else ""),
+            }
+            for r in result["rows"]
+        ]
+        prov.setdefault("evaluations", {})[f"{result['table']}:{result['setting']}"] = result["rows"]
+    text = render_card(config, card, prov)
+    for name, content in (("provenance.json", json.dumps(prov, indent=2) + "\n"), ("README.md", text)):
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path / name)
+    return text

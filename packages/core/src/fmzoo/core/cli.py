@@ -148,6 +148,12 @@ def cmd_card(args) -> int:
     from .hub import CARD_NAME, resolve_checkpoint
 
     path = resolve_checkpoint(args.model)
+    if args.results:
+        from .card import refresh_card
+
+        if not Path(args.model).is_dir():
+            raise SystemExit("--results re-renders a card in place: give a checkpoint directory, not a hub id")
+        refresh_card(path, json.loads(Path(args.results).read_text()))
     text = (path / CARD_NAME).read_text()
     if args.write:
         Path(args.write).write_text(text)
@@ -217,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the model card (README.md) of a checkpoint, or write it to a file with --write.")
     s.add_argument("model", help="repo id or checkpoint directory")
     s.add_argument("--write", metavar="PATH", help="write the card to PATH (e.g. model_cards/NAME.md)")
+    s.add_argument("--results", metavar="JSON", help="re-render the card of a checkpoint directory with the rows of a `fmzoo reproduce` JSON")
     s.set_defaults(fn=cmd_card)
     return p
 

@@ -89,6 +89,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -363,6 +364,7 @@ class HubMixin:
         try:
             save_model(self, tmp, metadata={"format": "pt", "architecture": config["architecture"]})
             config["weights_sha256"] = sha256_file(tmp)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, out / WEIGHTS_NAME)
         finally:
             Path(tmp).unlink(missing_ok=True)

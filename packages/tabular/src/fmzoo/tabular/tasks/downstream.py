@@ -48,6 +48,8 @@ def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed
     torch.manual_seed(seed)
     net, optim = make_head(head, train_x.shape[1], out_dim)
     optim.update(overrides)
+    # Small label budgets: at most 1/8 of the fitting rows per batch, so every epoch takes several steps.
+    optim["batch_size"] = int(min(optim["batch_size"], max(32, len(tr) // 8)))
     ty = train_y if task == "classification" else (train_y - y_mean) / y_std
     net = fit_head(net, train_x[tr], ty[tr], train_x[va], ty[va], task=task, seed=seed, **optim)
     pred = predict_head(net, test_x, task=task)
@@ -57,7 +59,7 @@ def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed
 
 
 def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp",), max_epochs: int | None = None,
-                       include_scratch: bool = True, label_fractions=(None,)) -> list[dict]:
+                       include_scratch: bool = True, label_fractions=(None,), lr: float | None = None) -> list[dict]:
     """Rows {name, init, metric, values, mean, std, setting} for each head on raw vs T-JEPA features,
     for every label budget in ``label_fractions`` (None = all training labels; a fraction = a
     stratified/random subset of the training rows, drawn anew for each seed)."""
@@ -72,6 +74,8 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
     if include_scratch:
         inputs["scratch"] = (schema.one_hot(X).numpy(), schema.one_hot(Xt).numpy())
     overrides = {"max_epochs": max_epochs} if max_epochs else {}
+    if lr:
+        overrides["lr"] = lr
     rows = []
     for fraction in label_fractions:
         for head in heads:
@@ -90,7 +94,7 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
                     "head": head, "init": init, "metric": metric, "fraction": fraction,
                     "values": values, "seeds": list(seeds), "mean": mean, "std": std,
                     "setting": f"{dataset} test split, {n_rows} labelled training rows ({labels}; 10% of them for "
-                               f"early stopping), seeds {list(seeds)}" + (f", at most {max_epochs} epochs" if max_epochs else ""),
+                               f"early stopping), seeds {list(seeds)}" + (f", at most {max_epochs} epochs" if max_epochs else "") + (f", head lr {lr}" if lr else ""),
                 })
     return rows
 

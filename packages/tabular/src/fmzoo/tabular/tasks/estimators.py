@@ -25,9 +25,11 @@ class _TJEPAEstimator:
     task = "classification"
 
     def __init__(self, backbone: str | TJEPA = "fmzoo/tjepa-adult", head: str = "mlp", val_fraction: float = 0.1,
-                 max_epochs: int | None = None, seed: int = 0, extra: str = "error"):
+                 max_epochs: int | None = None, seed: int = 0, extra: str = "error", head_kwargs: dict | None = None):
+        """``head_kwargs`` overrides the head's optimisation settings (lr, weight_decay, batch_size,
+        max_epochs, patience); the defaults are T-JEPA's tuned Adult settings."""
         self.backbone, self.head, self.val_fraction = backbone, head, val_fraction
-        self.max_epochs, self.seed, self.extra = max_epochs, seed, extra
+        self.max_epochs, self.seed, self.extra, self.head_kwargs = max_epochs, seed, extra, dict(head_kwargs or {})
 
     def _model(self) -> TJEPA:
         if not hasattr(self, "model_"):
@@ -57,6 +59,7 @@ class _TJEPAEstimator:
         feats = (feats - self.mean_) / self.std_
         out_dim = len(self.classes_) if self.task == "classification" else 1
         net, optim = make_head(self.head, feats.shape[1], out_dim)
+        optim.update(self.head_kwargs)
         if self.max_epochs:
             optim["max_epochs"] = self.max_epochs
         self.head_ = fit_head(net, feats[tr], y[tr], feats[va], y[va], task=self.task, seed=self.seed, **optim)
@@ -81,7 +84,8 @@ class TJEPAClassifier(_TJEPAEstimator):
         return self._raw_predict(X)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
 
 
 class TJEPARegressor(_TJEPAEstimator):

@@ -1,0 +1,1 @@
+"""Self-supervised objectives (GraphMAE) as training loops / Lightning tasks."""

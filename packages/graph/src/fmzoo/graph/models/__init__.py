@@ -1,0 +1,1 @@
+"""Architectures: GAT / GraphMAE for node graphs, GIN (Hu et al. 2020) for molecules."""

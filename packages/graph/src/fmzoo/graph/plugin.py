@@ -1,0 +1,35 @@
+"""fmzoo plugin of the graph domain (registered through the ``fmzoo.plugins`` entry point)."""
+from pathlib import Path
+
+from fmzoo.core import Plugin
+
+HERE = Path(__file__).parent
+
+
+def plugin() -> Plugin:
+    return Plugin(
+        name="graph",
+        models={
+            "GraphMAE": "fmzoo.graph.models.graphmae:GraphMAE",
+            "MolGIN": "fmzoo.graph.models.gin:MolGIN",
+            "GraphMAEGIN": "fmzoo.graph.models.graphmae_graph:GraphMAEGIN",
+        },
+        pretrain={
+            "graphmae": "fmzoo.graph.methods.graphmae:pretrain",
+            "graphmae-mol": "fmzoo.graph.methods.graphmae_mol:pretrain",
+            "graphmae-graph": "fmzoo.graph.methods.graphmae_graph:pretrain",
+        },
+        table_runners={
+            "graphmae-cora": "fmzoo.graph.reproduce:run_cora",
+            "graphmae-moleculenet": "fmzoo.graph.reproduce:run_moleculenet",
+            "graphmae-mutag": "fmzoo.graph.reproduce:run_mutag",
+        },
+        datasets={
+            "cora": "fmzoo.graph.data.planetoid:load_cora",
+            "mutag": "fmzoo.graph.data.tu:load_mutag",
+            "moleculenet": "fmzoo.graph.data.molecules:load_moleculenet",
+        },
+        recipes_dir=HERE / "recipes",
+        tables_dir=HERE / "tables",
+        checkpoints_dir=HERE / "checkpoints",
+    )

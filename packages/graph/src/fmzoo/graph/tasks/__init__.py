@@ -1,0 +1,1 @@
+"""Downstream protocols: GraphMAE's node linear probe, molecular fine-tuning."""

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from fmzoo.core import InputSpecError
+from fmzoo.graph.data.molecules import collate, featurize, load_moleculenet
+from fmzoo.graph.methods.graphmae_mol import mol_mae_loss
+from fmzoo.graph.models.gin import MolGIN, MolGraphMAEDecoder, mask_atoms
+
+
+def test_molgin_shapes_and_pooling():
+    graphs, _ = featurize(["CCO", "c1ccccc1", "[Na+].[Cl-]"])
+    b = collate(graphs)
+    enc = MolGIN(num_layer=2, emb_dim=16).eval()
+    h = enc(b["x"], b["edge_index"], b["edge_attr"])
+    assert h.shape == (3 + 6 + 2, 16)
+    g = enc.pool(h, b["batch"], b["num_graphs"])
+    assert g.shape == (3, 16)
+    assert torch.allclose(g[0], h[:3].mean(0), atol=1e-6)
+    # batching does not change a molecule's embedding (eval mode)
+    single = enc(graphs[1]["x"], graphs[1]["edge_index"], graphs[1]["edge_attr"])
+    assert torch.allclose(single, h[3:9], atol=1e-5)
+
+
+def test_mask_atoms_official_count():
+    b = collate(featurize(["CCCCCCCCCC", "CCO"])[0])
+    xm, masked = mask_atoms(b["x"], b["batch"], 2, 0.25)
+    assert masked.numel() == int(10 * 0.25 + 1) + int(3 * 0.25 + 1)
+    assert (xm[masked, 0] == 119).all() and (xm[masked, 1] == 0).all()
+
+
+def test_mol_graphmae_learns(data_root):
+    torch.manual_seed(0)
+    ds = load_moleculenet("bace", root=data_root, max_rows=128)
+    enc, dec = MolGIN(num_layer=2, emb_dim=32), MolGraphMAEDecoder(32, 119)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
+    b = collate(ds.graphs)
+    losses = []
+    for _ in range(25):
+        loss = mol_mae_loss(enc, dec, b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:3]) / 3
+
+
+def test_embed_smiles_bad_inputs():
+    enc = MolGIN(num_layer=2, emb_dim=8)
+    assert enc.embed_smiles(["CCO", "CCN"]).shape == (2, 8)
+    with pytest.raises(InputSpecError, match="row 1: invalid SMILES"):
+        enc.embed_smiles(["CCO", "C1CC"])
+    with pytest.raises(InputSpecError, match=r"\[num_atoms, 2\]"):
+        enc(torch.zeros(3, 5, dtype=torch.long), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long))
+    with pytest.raises(InputSpecError, match="atom type"):
+        enc(torch.tensor([[130, 0]]), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long))

@@ -1,0 +1,121 @@
+"""Helpers shared by the pretraining methods: the unlabelled volumes, resizing, augmentation, publishing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..io import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti
+
+
+def pretraining_volumes(recipe: dict) -> tuple[list[np.ndarray], list[Path]]:
+    """The unlabelled volumes a recipe names (normalised per its input spec) and their files.
+
+    ``data: hippocampus_train_images`` = the 208 training-pool images of MSD Hippocampus (labels unused,
+    test cases never seen). ``data: totalsegmentator_mr`` / ``totalsegmentator_ct`` = the TotalSegmentator
+    example volumes (for CT the spec must be a CT spec).
+    """
+    from fmzoo.core import data_root
+
+    from ..data.hippocampus import hippocampus_root, list_cases, split_cases
+
+    spec = recipe.get("input_spec", MR_SPEC_HIPPOCAMPUS)
+    sources = recipe.get("data", "hippocampus_train_images")
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    files: list[Path] = []
+    for src in sources:
+        if src == "hippocampus_train_images":
+            base = hippocampus_root()
+            train, _ = split_cases(list_cases())
+            limit = recipe.get("max_volumes")
+            files += [base / "images" / f"{c}.nii.gz" for c in (train[:limit] if limit else train)]
+        elif src == "totalsegmentator_mr":
+            files.append(data_root() / "medical3d" / "totalsegmentator_examples" / "example_mr_sm.nii.gz")
+        elif src == "totalsegmentator_ct":
+            files += [data_root() / "medical3d" / "totalsegmentator_examples" / n for n in ("example_ct.nii.gz", "example_ct_sm.nii.gz")]
+        else:
+            raise ValueError(f"unknown pretraining data source {src!r}")
+    vols = [preprocess(read_nifti(f), spec) for f in files]
+    return vols, files
+
+
+def foreground_crop(x: np.ndarray, threshold: float) -> np.ndarray:
+    """Crop to the bounding box of voxels > threshold (MONAI CropForeground with a threshold select_fn)."""
+    mask = x > threshold
+    if not mask.any():
+        return x
+    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    return x[idx[0][0]: idx[0][-1] + 1, idx[1][0]: idx[1][-1] + 1, idx[2][0]: idx[2][-1] + 1]
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """(C, X, Y, Z) -> (C, *size), trilinear with align_corners=True (MONAI Resized 'bilinear' in 3D)."""
+    if tuple(x.shape[1:]) == tuple(size):
+        return x
+    return F.interpolate(x[None], size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)[0]
+
+
+def augment(x: torch.Tensor, rng: np.random.Generator, p_flip=0.2, p_rot=0.2, p_shift=0.1, shift=0.1) -> torch.Tensor:
+    """VoCo's crop augmentation: RandFlip (each axis, p=0.2), RandRotate90 (p=0.2) in a square plane,
+    RandShiftIntensity (offset U(-0.1, 0.1), p=0.1)."""
+    for ax in (1, 2, 3):
+        if rng.random() < p_flip:
+            x = x.flip(ax)
+    if rng.random() < p_rot:
+        sizes = x.shape[1:]
+        planes = [(a, b) for a in range(3) for b in range(a + 1, 3) if sizes[a] == sizes[b]]
+        if planes:
+            a, b = planes[0]
+            x = torch.rot90(x, int(rng.integers(1, 4)), (a + 1, b + 1))
+    if rng.random() < p_shift:
+        x = x + float(rng.uniform(-shift, shift))
+    return x.contiguous()
+
+
+def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], metrics: dict, card: dict) -> Path:
+    """Write run_dir/checkpoint via fmzoo.core.publish_run; weights stored in recipe['save_dtype']."""
+    from fmzoo.core import publish_run
+
+    dtype = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[recipe.get("save_dtype", "float32")]
+    provenance = {
+        "recipe": recipe,
+        "data_files": [str(f) for f in files],
+        "seed": recipe.get("seed", 0),
+        "metrics": metrics,
+        "weights_dtype": str(dtype).replace("torch.", ""),
+    }
+    out = Path(run_dir) / "checkpoint"
+    model.eval()
+    model.to(dtype)
+    try:
+        publish_run(model, out, card=card, provenance=provenance)
+    finally:
+        model.to(torch.float32)
+    (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return out
+
+
+class Timer:
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def update_card(ckpt_dir: str | Path, card: dict, extra_results: list[dict] | None = None) -> Path:
+    """Re-render a checkpoint's README.md with downstream results added (weights and config untouched)."""
+    from fmzoo.core.card import render_card
+
+    ckpt_dir = Path(ckpt_dir)
+    config = json.loads((ckpt_dir / "config.json").read_text())
+    prov = json.loads((ckpt_dir / "provenance.json").read_text())
+    card = dict(card)
+    card["results"] = list(card.get("results", [])) + list(extra_results or [])
+    (ckpt_dir / "README.md").write_text(render_card(config, card, prov))
+    return ckpt_dir / "README.md"

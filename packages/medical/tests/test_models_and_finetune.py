@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from fmzoo.core import InputSpecError, from_pretrained
+from fmzoo.medical.data.hippocampus import label_budget_cases, list_cases, load_hippocampus, split_cases
+from fmzoo.medical.models.swin import ENCODER_PREFIXES, SwinUNETRSegmenter, VoCo, VolumeFusionNet
+from fmzoo.medical.tasks.segmentation import dice_per_class, evaluate, few_label_run, make_segmenter
+
+
+def test_split_and_budgets(hippo_root):
+    cases = list_cases()
+    assert len(cases) == 260
+    train, test = split_cases(cases)
+    assert len(train) == 208 and len(test) == 52 and not set(train) & set(test)
+    one = label_budget_cases(train, 1, seed=0)
+    assert len(one) == 1 and one == label_budget_cases(train, 1, seed=0) and set(one) <= set(train)
+    assert label_budget_cases(train, 5, 1) != label_budget_cases(train, 5, 2)
+    assert label_budget_cases(train, "all", 0) == train
+
+
+def test_dice_per_class():
+    y = np.zeros((4, 4, 4), int)
+    y[:2] = 1
+    y[2:3] = 2
+    p = y.copy()
+    p[0] = 0
+    d = dice_per_class(p, y)
+    assert d[1] == pytest.approx(2 * 16 / (16 + 32)) and d[2] == 1.0
+    assert dice_per_class(np.zeros_like(y), np.zeros_like(y)) == {1: 1.0, 2: 1.0}
+
+
+def test_hub_roundtrip_fp16_storage(tmp_path):
+    torch.manual_seed(0)
+    m = VoCo(proj_hidden=32, proj_out=32)
+    m.eval()
+    m.half()
+    m.save_pretrained(tmp_path / "ck")
+    m.float()
+    back = VoCo.from_pretrained(str(tmp_path / "ck"))
+    assert isinstance(back, VoCo) and back.input_spec["roi_size"] == [32, 64, 32]
+    for (k, a), (_, b) in zip(m.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+        if a.is_floating_point():
+            assert b.dtype == torch.float32, k
+    with pytest.raises(InputSpecError):
+        back.features(torch.zeros(1, 1, 32, 32))
+
+
+def test_transfer_to_swinunetr():
+    torch.manual_seed(0)
+    v = VoCo(proj_hidden=16, proj_out=16)
+    net = v.to_swinunetr(3)
+    sd = net.state_dict()
+    for k, t in v.encoder_state_dict().items():
+        assert torch.equal(sd[k], t), k
+    f = VolumeFusionNet()
+    net2 = f.to_swinunetr(3)
+    for k, t in f.state_dict().items():
+        if k.startswith("out."):
+            assert net2.state_dict()[k].shape[0] == 3
+        else:
+            assert torch.equal(net2.state_dict()[k], t), k
+    with pytest.raises(TypeError):
+        make_segmenter(object())
+
+
+@pytest.mark.parametrize("repo", ["fmzoo/voco-small", "fmzoo/volumefusion-small"])
+def test_shipped_checkpoints(repo):
+    from fmzoo.core import resolve_checkpoint
+
+    path = resolve_checkpoint(repo)
+    size = (path / "model.safetensors").stat().st_size
+    assert size <= 10 * 1024 * 1024
+    model = from_pretrained(repo)
+    spec = model.input_spec
+    assert spec["modality"] == "MR" and spec["axcodes"] == "RAS" and spec["spacing"] == [1.0, 1.0, 1.0]
+    assert spec["intensity"]["kind"] == "percentile" and spec["roi_size"] == [32, 64, 32]
+    card = (path / "README.md").read_text()
+    assert "small-scale" in card.lower() or "SMALL-SCALE" in card
+    # pretrained weights differ from a fresh initialisation
+    fresh = type(model)(**model.init_args)
+    w = "swinViT.patch_embed.proj.weight"
+    assert not torch.equal(model.state_dict()[w], fresh.state_dict()[w])
+
+
+def test_few_label_run_and_sliding_window(hippo_root):
+    data = load_hippocampus()
+    res = few_label_run("scratch", 1, 0, data, data["test"][:2], steps=2)
+    assert 0.0 <= res["mean_dice"] <= 1.0 and len(res["labelled_cases"]) == 1
+    assert res["seconds_per_volume"] > 0
+    seg = SwinUNETRSegmenter()
+    x, y = data["load"](data["test"][0])
+    pred = seg.predict(torch.from_numpy(np.ascontiguousarray(x))[None, None])
+    assert pred.shape[1:] == x.shape  # whole volume, any size, by sliding windows
+    r = evaluate(seg.net, [x], [y])
+    assert set(r) >= {"dice_class1", "dice_class2", "mean_dice"}
+
+
+def test_encoder_prefixes_cover_voco_params():
+    v = VoCo(proj_hidden=8, proj_out=8)
+    names = [k for k in v.state_dict() if not k.startswith("proj_head.")]
+    assert all(k.startswith(ENCODER_PREFIXES) for k in names)

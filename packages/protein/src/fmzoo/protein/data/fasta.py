@@ -1,0 +1,45 @@
+"""FASTA input through Biopython, with clear errors for malformed files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmzoo.core import InputSpecError, data_root
+
+
+def read_fasta(path: str | Path) -> list[tuple[str, str, str]]:
+    """Return ``[(id, description, sequence)]``; errors name the file and the problem."""
+    from Bio import SeqIO
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"FASTA file {str(path)!r} does not exist")
+    text = path.read_text(errors="strict")
+    stripped = text.lstrip()
+    if not stripped:
+        raise InputSpecError(f"{str(path)!r} is empty; expected FASTA records starting with '>'")
+    if not stripped.startswith(">"):
+        raise InputSpecError(f"{str(path)!r} is not FASTA: the first non-blank character is {stripped[0]!r}, expected '>'")
+    records = []
+    with path.open() as fh:
+        for rec in SeqIO.parse(fh, "fasta"):
+            seq = str(rec.seq)
+            if not seq:
+                raise InputSpecError(f"{str(path)!r}: record {rec.id!r} has an empty sequence (truncated file?)")
+            records.append((rec.id, rec.description, seq))
+    return records
+
+
+def load_pretraining_sequences(root: str | Path | None = None, include_test: bool = False) -> list[str]:
+    """Unlabelled sequences for MLM pretraining: FLIP secondary-structure ``sequences.fasta``.
+
+    By default only the proteins FLIP marks ``SET=train`` (10,792 of 11,156; the split is read from
+    ``sampled.fasta``), so FLIP's own test proteins are never seen in pretraining. CB513 is a separate
+    set (NetSurfP-2.0 removed CB513 homologues from its training proteins).
+    """
+    root = Path(root) if root else data_root() / "proteins" / "flip_secondary_structure"
+    seqs = read_fasta(root / "sequences.fasta")
+    if include_test:
+        return [s for _, _, s in seqs]
+    split = {rid: desc for rid, desc, _ in read_fasta(root / "sampled.fasta")}
+    return [s for rid, _, s in seqs if "SET=train" in split.get(rid, "")]

@@ -1,0 +1,247 @@
+"""TAPE masked-language-model pretraining (Rao et al. 2019, sec. 4; ``tape/datasets.py``
+``MaskedLanguageModelingDataset`` and ``tape/training.py``).
+
+Objective, as TAPE: 15% of residues are chosen; of those 80% become ``<mask>``, 10% a random token,
+10% stay; cross-entropy on the chosen positions only (targets -1 elsewhere = TAPE's ignore_index).
+Optimiser, as TAPE's ``tape-train``: AdamW, linear warm-up then linear decay to 0
+(``WarmupLinearSchedule``), gradient-norm clipping 1.0.
+Two deliberate, documented differences from TAPE's code:
+* ``<cls>``/``<sep>`` are never chosen (TAPE's loop means to skip them but its ``pass`` does not);
+* random replacements are drawn from the 25 IUPAC residue tokens (TAPE draws from all 30 ids,
+  special tokens included).
+CPU scale (recipe ``tape-transformer-small``): sequences are batched by a token budget instead of
+TAPE's 1024 sequences per batch, and the learning rate is raised to suit the few thousand steps.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from fmzoo.core import publish_run, sha256_file
+from fmzoo.core.training import SSLTask, fit
+
+from ..models import TapeResNet, TapeTransformer
+from ..tokenizer import CLS_ID, IUPAC_LETTERS, IUPAC_VOCAB, MASK_ID, PAD_ID, SEP_ID, TAPETokenizer
+
+CITATION = ("Rao, Bhattacharya, Thomas, Duan, Chen, Canny, Abbeel, Song. Evaluating Protein Transfer Learning "
+            "with TAPE. NeurIPS 2019. https://github.com/songlab-cal/tape")
+RESIDUE_IDS = torch.tensor([IUPAC_VOCAB[a] for a in IUPAC_LETTERS])
+
+
+def apply_bert_mask(input_ids: torch.Tensor, generator: torch.Generator | None = None, mask_prob: float = 0.15):
+    """TAPE's BERT masking on a padded batch. Returns ``(masked_ids, targets)`` with targets -1 where unchosen."""
+    special = (input_ids == PAD_ID) | (input_ids == CLS_ID) | (input_ids == SEP_ID)
+    u = torch.rand(input_ids.shape, generator=generator)
+    chosen = (u < mask_prob) & ~special
+    targets = torch.where(chosen, input_ids, torch.full_like(input_ids, -1))
+    r = u / mask_prob  # uniform in [0, 1) on chosen positions, as TAPE's prob /= 0.15
+    masked = input_ids.clone()
+    masked[chosen & (r < 0.8)] = MASK_ID
+    rand_pos = chosen & (r >= 0.8) & (r < 0.9)
+    n = int(rand_pos.sum())
+    if n:
+        masked[rand_pos] = RESIDUE_IDS[torch.randint(len(RESIDUE_IDS), (n,), generator=generator)]
+    return masked, targets
+
+
+def mlm_loss(model, input_ids, input_mask, targets):
+    out = model(input_ids, input_mask)
+    logits = out["logits"]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+    with torch.no_grad():
+        sel = targets != -1
+        acc = (logits.argmax(-1)[sel] == targets[sel]).float().mean() if sel.any() else torch.tensor(0.0)
+    return loss, acc
+
+
+class SequenceDataset(Dataset):
+    """Encoded sequences, randomly cropped to ``max_length`` tokens (incl. ``<cls>``/``<sep>``) each time."""
+
+    def __init__(self, sequences: list[str], max_length: int = 1024, seed: int = 0):
+        tok = TAPETokenizer()
+        self.ids = [tok.residue_ids(s) for s in sequences]
+        self.max_res = max_length - 2
+        self.rng = random.Random(seed)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def length(self, i):
+        return min(len(self.ids[i]), self.max_res) + 2
+
+    def __getitem__(self, i):
+        r = self.ids[i]
+        if len(r) > self.max_res:
+            start = self.rng.randrange(len(r) - self.max_res + 1)
+            r = r[start: start + self.max_res]
+        return np.concatenate([[CLS_ID], r, [SEP_ID]]).astype(np.int64)
+
+
+class TokenBudgetSampler(Sampler):
+    """Batches of similar length whose padded size stays under ``max_tokens``; shuffled each epoch."""
+
+    def __init__(self, lengths: list[int], max_tokens: int, seed: int = 0, shuffle: bool = True):
+        self.lengths, self.max_tokens, self.seed, self.shuffle, self.epoch = lengths, max_tokens, seed, shuffle, 0
+        self._batches = self._make(0)
+
+    def _make(self, epoch):
+        rng = np.random.default_rng(self.seed + epoch)
+        noise = rng.uniform(0, 1, len(self.lengths)) if self.shuffle else np.zeros(len(self.lengths))
+        order = np.lexsort((noise, np.asarray(self.lengths)))
+        batches, cur, cur_max = [], [], 0
+        for i in order:
+            L = self.lengths[i]
+            if cur and max(cur_max, L) * (len(cur) + 1) > self.max_tokens:
+                batches.append(cur)
+                cur, cur_max = [], 0
+            cur.append(int(i))
+            cur_max = max(cur_max, L)
+        if cur:
+            batches.append(cur)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        self._batches = self._make(self.epoch)
+        self.epoch += 1
+        return iter(self._batches)
+
+    def __len__(self):
+        return len(self._batches)
+
+
+class MaskCollator:
+    def __init__(self, seed: int = 0, mask_prob: float = 0.15):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.mask_prob = mask_prob
+
+    def __call__(self, batch):
+        L = max(len(b) for b in batch)
+        ids = torch.zeros(len(batch), L, dtype=torch.long)
+        mask = torch.zeros(len(batch), L, dtype=torch.long)
+        for i, b in enumerate(batch):
+            ids[i, : len(b)] = torch.from_numpy(b)
+            mask[i, : len(b)] = 1
+        masked, targets = apply_bert_mask(ids, self.gen, self.mask_prob)
+        return {"input_ids": masked, "input_mask": mask, "targets": targets}
+
+
+def make_loader(sequences, max_length=1024, max_tokens=8192, seed=0, shuffle=True):
+    ds = SequenceDataset(sequences, max_length, seed)
+    sampler = TokenBudgetSampler([ds.length(i) for i in range(len(ds))], max_tokens, seed, shuffle)
+    return DataLoader(ds, batch_sampler=sampler, collate_fn=MaskCollator(seed))
+
+
+class MLMTask(SSLTask):
+    """TAPE's masked-LM objective on the core's SSLTask, with TAPE's warm-up + linear-decay schedule."""
+
+    def ssl_loss(self, batch):
+        loss, acc = mlm_loss(self.model, batch["input_ids"], batch["input_mask"], batch["targets"])
+        return {"loss": loss, "masked_acc": acc, "perplexity": torch.exp(loss.detach())}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=hp.lr,
+                                weight_decay=hp.weight_decay, betas=tuple(hp.betas))
+        total = hp.max_steps or int(self.trainer.estimated_stepping_batches)
+        warm = hp.warmup_steps
+
+        def lam(step):  # TAPE's WarmupLinearSchedule
+            if step < warm:
+                return float(step) / max(1.0, warm)
+            return max(0.0, float(total - step) / max(1.0, total - warm))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+FAMILIES = {"transformer": TapeTransformer, "resnet": TapeResNet}
+
+
+def build_model(recipe: dict):
+    family = recipe.get("family", "transformer")
+    if family not in FAMILIES:
+        raise ValueError(f"recipe family must be one of {sorted(FAMILIES)}, got {family!r}")
+    return FAMILIES[family](**recipe.get("model", {}))
+
+
+@torch.no_grad()
+def evaluate_mlm(model, sequences, max_length=1024, max_tokens=8192, seed=1234):
+    model.eval()
+    loader = make_loader(sequences, max_length, max_tokens, seed, shuffle=False)
+    tot, n, correct = 0.0, 0, 0
+    for b in loader:
+        logits = model(b["input_ids"], b["input_mask"])["logits"]
+        sel = b["targets"] != -1
+        tot += float(torch.nn.functional.cross_entropy(logits[sel], b["targets"][sel], reduction="sum"))
+        correct += int((logits[sel].argmax(-1) == b["targets"][sel]).sum())
+        n += int(sel.sum())
+    return {"mlm_loss": tot / n, "perplexity": math.exp(tot / n), "masked_accuracy": correct / n, "masked_tokens": n}
+
+
+def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
+    """MLM pretraining on the FLIP secondary-structure ``sequences.fasta`` (train proteins only)."""
+    from ..data.fasta import load_pretraining_sequences
+    from fmzoo.core import data_root
+
+    run_dir = Path(run_dir)
+    seed = int(recipe.get("seed", 0))
+    torch.manual_seed(seed)
+    seqs = load_pretraining_sequences()
+    rng = random.Random(seed)
+    order = list(range(len(seqs)))
+    rng.shuffle(order)
+    n_val = int(recipe.get("data", {}).get("val_sequences", 300))
+    val = [seqs[i] for i in order[:n_val]]
+    train = [seqs[i] for i in order[n_val:]]
+    limit = recipe.get("data", {}).get("max_train_sequences")
+    if limit:
+        train = train[: int(limit)]
+    data_cfg = recipe.get("data", {})
+    max_length = int(data_cfg.get("max_length", 1024))
+    max_tokens = int(data_cfg.get("max_tokens", 8192))
+    model = build_model(recipe)
+    loader = make_loader(train, max_length, max_tokens, seed)
+    tr = dict(recipe.get("trainer", {}))
+    max_epochs = int(trainer_kwargs.pop("max_epochs", tr.pop("max_epochs", 1)))
+    max_steps = tr.pop("max_steps", None)
+    optim = dict(recipe.get("optim", {}))
+    total = int(max_steps) if max_steps else max_epochs * len(loader)
+    task = MLMTask(model, lr=float(optim.get("lr", 1e-4)), weight_decay=float(optim.get("weight_decay", 0.0)),
+                   warmup_steps=int(optim.get("warmup_steps", 0)), max_steps=total)
+    kw = {"gradient_clip_val": float(optim.get("max_grad_norm", 1.0)), "log_every_n_steps": 20, **tr, **trainer_kwargs}
+    if max_steps:
+        kw["max_steps"] = int(max_steps)
+    trainer = fit(task, loader, run_dir, max_epochs=max_epochs, **kw)
+    if trainer.global_rank != 0:
+        return run_dir / "checkpoint"
+    model.eval()
+    held = evaluate_mlm(model, val, max_length, max_tokens)
+    fasta = data_root() / "proteins" / "flip_secondary_structure"
+    card = dict(recipe.get("card", {}))
+    card.setdefault("title", f"TAPE {recipe.get('family', 'transformer')} ({recipe.get('name', 'run')})")
+    card.setdefault("citation", CITATION)
+    card["results"] = [
+        {"metric": "held-out MLM perplexity", "value": f"{held['perplexity']:.3f}",
+         "setting": f"{n_val} held-out FLIP train proteins, 15% masking, {held['masked_tokens']} masked tokens"},
+        {"metric": "held-out masked-token accuracy", "value": f"{held['masked_accuracy']:.4f}", "setting": "same"},
+    ] + list(card.get("results", []))
+    provenance = {
+        "recipe": recipe,
+        "data_files": [str(fasta / "sequences.fasta"), str(fasta / "sampled.fasta")],
+        "data_sha256": {"sequences.fasta": sha256_file(fasta / "sequences.fasta")},
+        "seeds": [seed],
+        "metrics": {**{k: float(v) for k, v in trainer.callback_metrics.items()}, **held},
+        "epochs": max_epochs,
+        "steps": int(trainer.global_step),
+        "train_sequences": len(train),
+        "train_tokens_per_epoch": int(sum(min(len(s), max_length - 2) + 2 for s in train)),
+    }
+    return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)

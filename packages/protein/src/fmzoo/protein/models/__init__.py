@@ -1,0 +1,4 @@
+from .resnet import TapeResNet
+from .transformer import TapeTransformer
+
+__all__ = ["TapeResNet", "TapeTransformer"]

@@ -1,0 +1,172 @@
+"""Readers for the long-term forecasting benchmarks (Autoformer/ETDataset CSVs) and their standard splits.
+
+Splits follow the protocol every long-horizon paper (Informer, Autoformer, PatchTST, GPHT) uses:
+- ETTh*: 12/4/4 months of 30 days -> rows [0, 8640) / [8640, 11520) / [11520, 14400); ETTm*: x4;
+- other datasets: chronological 70% / 10% / 20%.
+The validation and test segments start ``context_len`` rows before their border so the first window's
+forecast begins exactly at the border. A StandardScaler (per channel mean / std) is fitted on the train
+rows only; metrics are computed on these normalized values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fmzoo.core import InputSpecError, data_root
+
+DATASETS = {
+    "ETTh1": ("timeseries/ETT-small/ETTh1.csv", "ett_hour"),
+    "ETTh2": ("timeseries/ETT-small/ETTh2.csv", "ett_hour"),
+    "ETTm1": ("timeseries/ETT-small/ETTm1.csv", "ett_minute"),
+    "exchange_rate": ("timeseries/exchange_rate/exchange_rate.csv", "custom"),
+    "illness": ("timeseries/illness/national_illness.csv", "custom"),
+}
+
+
+@dataclass
+class LTSFData:
+    name: str
+    path: Path
+    columns: list[str]
+    dates: pd.DatetimeIndex
+    values: np.ndarray  # raw values [T, C], float32
+    scaled: np.ndarray  # standardized with train statistics [T, C], float32
+    mean: np.ndarray
+    std: np.ndarray
+    borders: dict = field(default_factory=dict)  # split -> (start, end) row indices (start includes context)
+    context_len: int = 336
+
+    def split(self, name: str) -> np.ndarray:
+        """Normalized rows of one split ('train', 'val', 'test'), including the leading context rows."""
+        if name not in self.borders:
+            raise KeyError(f"unknown split {name!r}; expected one of {sorted(self.borders)}")
+        a, b = self.borders[name]
+        return self.scaled[a:b]
+
+
+def split_borders(n_rows: int, kind: str, context_len: int) -> dict[str, tuple[int, int]]:
+    if kind == "ett_hour":
+        tr, va, te = 12 * 30 * 24, 4 * 30 * 24, 4 * 30 * 24
+    elif kind == "ett_minute":
+        tr, va, te = 12 * 30 * 24 * 4, 4 * 30 * 24 * 4, 4 * 30 * 24 * 4
+    else:
+        tr = int(n_rows * 0.7)
+        te = int(n_rows * 0.2)
+        va = n_rows - tr - te
+    return {
+        "train": (0, tr),
+        "val": (tr - context_len, tr + va),
+        "test": (tr + va - context_len, tr + va + te),
+    }
+
+
+def load_ltsf(name: str, root: str | Path | None = None, context_len: int = 336) -> LTSFData:
+    """Load one benchmark by name (see DATASETS) from ``fmzoo.core.data_root()`` (or ``root``)."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
+    rel, kind = DATASETS[name]
+    path = Path(root or data_root()) / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: expected the CSV at {path} (set FMZOO_DATA to the shared data folder)")
+    df = pd.read_csv(path)
+    if "date" not in df.columns:
+        raise InputSpecError(f"{path}: expected a 'date' column, got columns {list(df.columns)}")
+    # Autoformer layout: the target 'OT' is moved to the last column
+    cols = [c for c in df.columns if c not in ("date", "OT")] + (["OT"] if "OT" in df.columns else [])
+    values = df[cols].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputSpecError(f"{path}: the file contains NaN or non-numeric values")
+    borders = split_borders(len(df), kind, context_len)
+    tr0, tr1 = borders["train"]
+    mean = values[tr0:tr1].mean(axis=0)
+    std = values[tr0:tr1].std(axis=0)  # population std, as sklearn's StandardScaler
+    std = np.where(std == 0, 1.0, std)
+    scaled = (values - mean) / std
+    return LTSFData(name=name, path=path, columns=cols, dates=pd.DatetimeIndex(pd.to_datetime(df["date"])),
+                    values=values.astype(np.float32), scaled=scaled.astype(np.float32),
+                    mean=mean.astype(np.float32), std=std.astype(np.float32), borders=borders,
+                    context_len=context_len)
+
+
+def window_starts(n_rows: int, length: int, stride: int = 1, max_windows: int | None = None) -> np.ndarray:
+    """Start indices of windows of ``length`` rows; ``max_windows`` keeps an evenly spaced subset."""
+    n = n_rows - length + 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.arange(0, n, stride, dtype=np.int64)
+    if max_windows is not None and len(starts) > max_windows:
+        starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(np.int64)]
+    return starts
+
+
+def eval_windows(data: LTSFData, split: str, horizon: int, context_len: int | None = None,
+                 stride: int = 1, max_windows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context [W, L, C], future [W, H, C]) windows of a split, normalized, as the official test loader."""
+    L = context_len or data.context_len
+    seg = data.split(split)
+    starts = window_starts(len(seg), L + horizon, stride, max_windows)
+    idx = starts[:, None] + np.arange(L + horizon)[None, :]
+    w = torch.from_numpy(seg[idx])  # [W, L+H, C]
+    return w[:, :L], w[:, L:]
+
+
+class MixtureWindows(torch.utils.data.Dataset):
+    """All (window, channel) pairs of the train splits of several datasets, each item a univariate window.
+
+    This is GPHT's mixed pretraining set: channel independence turns every variable of every dataset into
+    univariate series; the datasets are concatenated (so larger datasets contribute more windows). Each
+    item has ``context_len + token_len`` normalized values: input = the first context_len, target = the
+    same span shifted by one token.
+    """
+
+    def __init__(self, names: list[str], context_len: int = 336, token_len: int = 48, split: str = "train",
+                 percent: float = 100.0, root=None):
+        self.length = context_len + token_len
+        self.series: list[np.ndarray] = []
+        self.counts: list[int] = []
+        self.names = list(names)
+        self.files: list[Path] = []
+        for n in names:
+            d = load_ltsf(n, root=root, context_len=context_len)
+            seg = d.split(split)
+            n_win = max(0, len(seg) - self.length + 1)
+            if percent < 100:  # few-shot: the first percent of the windows, as the official loader does
+                n_win = int(n_win * percent / 100)
+            self.series.append(np.ascontiguousarray(seg.T))  # [C, T]
+            self.counts.append(n_win * seg.shape[1])
+            self.files.append(d.path)
+        self.bounds = np.concatenate([[0], np.cumsum(self.counts)])
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        i = int(np.searchsorted(self.bounds, index, side="right") - 1)
+        local = index - int(self.bounds[i])
+        c = self.series[i].shape[0]
+        start, channel = divmod(local, c)
+        return torch.from_numpy(self.series[i][channel, start:start + self.length])
+
+
+def load_etth1(root=None) -> LTSFData:
+    return load_ltsf("ETTh1", root)
+
+
+def load_etth2(root=None) -> LTSFData:
+    return load_ltsf("ETTh2", root)
+
+
+def load_ettm1(root=None) -> LTSFData:
+    return load_ltsf("ETTm1", root)
+
+
+def load_exchange_rate(root=None) -> LTSFData:
+    return load_ltsf("exchange_rate", root)
+
+
+def load_illness(root=None) -> LTSFData:
+    return load_ltsf("illness", root)

@@ -1,0 +1,227 @@
+"""GPHT: Generative Pretrained Hierarchical Transformer (Liu et al., KDD 2024, arXiv 2402.16516).
+
+Structure, as the paper and its official code (icantnamemyself/GPHT) describe it:
+
+- channel independence: a multivariate input [batch, length, channels] is treated as batch*channels
+  univariate series;
+- instance normalization (RevIN-style, no affine): each input series is shifted by its mean and divided
+  by its standard deviation; the forecast is mapped back with the same statistics;
+- series tokens: non-overlapping segments of ``token_len`` steps; each stage max-pools the series by its
+  pooling rate (coarse to fine, default [8, 4, 2, 1]) so a token holds ``token_len / rate`` values, which a
+  linear map (no bias) embeds, plus sinusoidal positions;
+- each stage is a post-norm transformer encoder with causal self-attention (token t sees tokens <= t) and
+  a linear head that maps every token state to the next ``token_len`` values ("next-token prediction");
+- hierarchical residual learning: what a stage explains is removed from the input of the next stage (its
+  forecasts, shifted one token to the right so they line up with the tokens they predict), and the
+  forecast is the sum of all stages' forecasts;
+- autoregressive generation: forecasts of any horizon are produced token by token, feeding each predicted
+  token back into the (sliding) context; there is no horizon-specific head.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmzoo.core import HubMixin, InputSpecError
+
+
+def sinusoidal_positions(n: int, d_model: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The Transformer's fixed sin/cos position table, [n, d_model]."""
+    pos = torch.arange(n, device=device, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(n, d_model, device=device, dtype=torch.float32)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div[: d_model // 2])
+    return pe.to(dtype)
+
+
+class CausalEncoderLayer(nn.Module):
+    """Post-norm encoder layer: causal multi-head self-attention and a position-wise feed-forward network."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str = "gelu"):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.o = nn.Linear(d_model, d_model)
+        self.ff1 = nn.Linear(d_model, d_ff)
+        self.ff2 = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.act = F.gelu if activation == "gelu" else F.relu
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        h = self.n_heads
+
+        def split(z):
+            return z.view(n, t, h, d // h).transpose(1, 2)
+
+        p = self.dropout.p if self.training else 0.0
+        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
+                                           dropout_p=p, is_causal=True)
+        return self.o(a.transpose(1, 2).reshape(n, t, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.attention(x)))
+        y = self.dropout(self.ff2(self.dropout(self.act(self.ff1(x)))))
+        return self.norm2(x + y)
+
+
+class GPHTStage(nn.Module):
+    """One stage: max-pool by ``rate``, tokenize, causal transformer, next-token linear head."""
+
+    def __init__(self, rate: int, token_len: int, d_model: int, n_heads: int, d_ff: int, n_layers: int,
+                 dropout: float, activation: str):
+        super().__init__()
+        if token_len % rate:
+            raise ValueError(f"token_len ({token_len}) must be divisible by the pooling rate ({rate})")
+        self.rate = rate
+        self.token_len = token_len
+        self.patch = token_len // rate
+        self.d_model = d_model
+        self.embed = nn.Linear(self.patch, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            [CausalEncoderLayer(d_model, n_heads, d_ff, dropout, activation) for _ in range(n_layers)])
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, token_len)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, L] (L a multiple of token_len) -> [N, L]; block t holds the forecast of token t+1."""
+        n, length = x.shape
+        z = F.max_pool1d(x.unsqueeze(1), self.rate).squeeze(1) if self.rate > 1 else x
+        tokens = z.reshape(n, length // self.token_len, self.patch)
+        h = self.embed(tokens)
+        h = self.dropout(h + sinusoidal_positions(h.shape[1], self.d_model, h.device, h.dtype))
+        for layer in self.layers:
+            h = layer(h)
+        h = self.norm(h)
+        return self.head(h).reshape(n, length)
+
+
+class GPHT(nn.Module, HubMixin):
+    """Generative pretrained hierarchical transformer for univariate (channel-independent) forecasting.
+
+    ``forward(x)`` with x [N, L] or [B, L, C] returns next-token forecasts aligned with x shifted by one
+    token (the training target is ``series[token_len : L + token_len]``). ``forecast(x, horizon)`` generates
+    any horizon autoregressively; ``forecast(df, horizon)`` does the same for a pandas DataFrame.
+    """
+
+    def __init__(self, context_len: int = 336, token_len: int = 48, pooling: list[int] | tuple[int, ...] = (8, 4, 2, 1),
+                 d_model: int = 512, n_heads: int = 8, d_ff: int = 2048, n_layers: int = 3,
+                 dropout: float = 0.1, activation: str = "gelu", eps: float = 1e-5):
+        super().__init__()
+        pooling = [int(r) for r in pooling]
+        if context_len % token_len:
+            raise ValueError(f"context_len ({context_len}) must be a multiple of token_len ({token_len})")
+        self.context_len = int(context_len)
+        self.token_len = int(token_len)
+        self.pooling = pooling
+        self.eps = float(eps)
+        self.stages = nn.ModuleList([GPHTStage(r, token_len, d_model, n_heads, d_ff, n_layers, dropout, activation)
+                                     for r in pooling])
+        self.input_spec = {"context_len": self.context_len, "token_len": self.token_len,
+                           "layout": "[batch, time] or [batch, time, channels]; channel-independent",
+                           "normalization": "per-series instance normalization inside the model"}
+
+    # ------------------------------------------------------------------ core computation
+    def _check(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x) or not torch.is_floating_point(x):
+            raise InputSpecError(f"expected a floating-point tensor, got {type(x).__name__}"
+                                 f"{'' if not torch.is_tensor(x) else ' of dtype ' + str(x.dtype)}")
+        if x.dim() not in (2, 3):
+            raise InputSpecError(f"expected shape [batch, time] or [batch, time, channels], got {tuple(x.shape)}")
+        if x.shape[1] % self.token_len or x.shape[1] == 0:
+            raise InputSpecError(f"the time length must be a positive multiple of token_len={self.token_len}, "
+                                 f"got {x.shape[1]}")
+        if not torch.isfinite(x).all():
+            raise InputSpecError("the input contains NaN or infinite values")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        multivariate = x.dim() == 3
+        if multivariate:
+            b, length, c = x.shape
+            x = x.permute(0, 2, 1).reshape(b * c, length)
+        mean = x.mean(dim=1, keepdim=True)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
+        z = (x - mean) / std
+        total = torch.zeros_like(z)
+        for stage in self.stages:
+            out = stage(z)
+            total = total + out
+            # forecasts of token t+1 are written at block t; shift one token right to align with the input
+            shifted = F.pad(out[:, : -self.token_len], (self.token_len, 0))
+            z = z - shifted
+        y = total * std + mean
+        if multivariate:
+            y = y.reshape(b, c, length).permute(0, 2, 1)
+        return y
+
+    def next_token_loss(self, window: torch.Tensor) -> torch.Tensor:
+        """MSE of next-token prediction on windows [N, L + token_len] (or [B, L + token_len, C])."""
+        t = self.token_len
+        x, target = window[:, :-t], window[:, t:]
+        return F.mse_loss(self(x), target)
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Autoregressive forecast of ``horizon`` steps from the last ``context_len`` steps of x."""
+        if int(horizon) <= 0:
+            raise InputSpecError(f"horizon must be a positive integer, got {horizon}")
+        if x.dim() not in (2, 3) or x.shape[1] < self.context_len:
+            raise InputSpecError(f"need at least context_len={self.context_len} time steps of context, got shape "
+                                 f"{tuple(x.shape)}")
+        ctx = x[:, -self.context_len:]
+        steps = -(-int(horizon) // self.token_len)
+        outs = []
+        for _ in range(steps):
+            nxt = self(ctx)[:, -self.token_len:]
+            outs.append(nxt)
+            ctx = torch.cat([ctx, nxt], dim=1)[:, -self.context_len:]
+        return torch.cat(outs, dim=1)[:, : int(horizon)]
+
+    # ------------------------------------------------------------------ user-facing API
+    def forecast(self, data: Any, horizon: int, timestamp_col: str | None = None):
+        """Forecast ``horizon`` steps.
+
+        - tensor / ndarray [batch, time] or [batch, time, channels] -> same type [batch, horizon(, channels)]
+        - pandas DataFrame with a DatetimeIndex or a timestamp column (``timestamp_col``, default 'date' or
+          'timestamp' when present) and numeric columns -> DataFrame indexed by the next ``horizon``
+          timestamps. Timestamps must be strictly increasing and regularly spaced, values finite (fill NaN
+          gaps yourself, e.g. ``df.interpolate()``), and at least ``context_len`` rows are needed.
+        """
+        import pandas as pd
+
+        was_training = self.training
+        self.eval()
+        try:
+            if isinstance(data, pd.DataFrame):
+                from fmzoo.timeseries.dataframe import forecast_dataframe
+                return forecast_dataframe(self, data, horizon, timestamp_col=timestamp_col)
+            if isinstance(data, np.ndarray):
+                if not np.issubdtype(data.dtype, np.number):
+                    raise InputSpecError(f"expected a numeric array, got dtype {data.dtype}")
+                x = torch.as_tensor(np.asarray(data, dtype=np.float32))
+                if not torch.isfinite(x).all():
+                    raise InputSpecError("the input contains NaN or infinite values")
+                return self.generate(x, horizon).numpy()
+            if torch.is_tensor(data):
+                if not torch.is_floating_point(data):
+                    data = data.float()
+                if not torch.isfinite(data).all():
+                    raise InputSpecError("the input contains NaN or infinite values")
+                return self.generate(data, horizon)
+            raise InputSpecError(f"expected a torch tensor, numpy array or pandas DataFrame, got {type(data).__name__}")
+        finally:
+            self.train(was_training)

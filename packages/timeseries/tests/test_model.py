@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from fmzoo.core import CheckpointError, InputSpecError
+from fmzoo.timeseries.models.gpht import GPHT, GPHTStage
+
+
+
+def test_forward_shapes_and_channel_independence(tiny_gpht):
+    m = tiny_gpht()
+    x = torch.randn(3, 96, 4)
+    y = m(x)
+    assert y.shape == x.shape
+    # channel independence: a multivariate batch equals each channel forecast on its own
+    for c in range(4):
+        torch.testing.assert_close(y[:, :, c], m(x[:, :, c].contiguous()), rtol=1e-5, atol=1e-5)
+
+
+def test_instance_norm_makes_forecasts_affine_equivariant(tiny_gpht):
+    m = tiny_gpht()
+    x = torch.randn(5, 96)
+    torch.testing.assert_close(m(3.0 * x + 7.0), 3.0 * m(x) + 7.0, rtol=1e-4, atol=1e-3)
+
+
+def test_stage_is_causal_over_tokens():
+    torch.manual_seed(0)
+    stage = GPHTStage(rate=4, token_len=24, d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0,
+                      activation="gelu").eval()
+    x = torch.randn(2, 96)
+    x2 = x.clone()
+    x2[:, 48:] += torch.randn(2, 48) * 5  # change tokens 2 and 3 only
+    y, y2 = stage(x), stage(x2)
+    torch.testing.assert_close(y[:, :48], y2[:, :48])  # forecasts made from tokens 0,1 do not see the future
+    assert not torch.allclose(y[:, 48:], y2[:, 48:])
+
+
+def test_hierarchical_residual_stages_are_summed(tiny_gpht):
+    m = tiny_gpht()
+    x = torch.randn(2, 96)
+    mean = x.mean(1, keepdim=True)
+    std = torch.sqrt(x.var(1, keepdim=True, unbiased=False) + m.eps)
+    z = (x - mean) / std
+    o1 = m.stages[0](z)
+    z2 = z - torch.cat([torch.zeros(2, 24), o1[:, :-24]], 1)
+    o2 = m.stages[1](z2)
+    z3 = z2 - torch.cat([torch.zeros(2, 24), o2[:, :-24]], 1)
+    o3 = m.stages[2](z3)
+    torch.testing.assert_close(m(x), (o1 + o2 + o3) * std + mean, rtol=1e-5, atol=1e-5)
+    # coarse-to-fine: stage 0 pools by 4 -> 6 values per token, stage 2 sees the full resolution
+    assert [s.patch for s in m.stages] == [6, 12, 24]
+
+
+@pytest.mark.parametrize("horizon", [1, 24, 50, 96, 200])
+def test_any_horizon_autoregressive(horizon, tiny_gpht):
+    m = tiny_gpht()
+    x = torch.randn(2, 120, 3)
+    out = m.generate(x, horizon)
+    assert out.shape == (2, horizon, 3)
+    # first token = next-token output of the forward pass on the last context_len steps
+    torch.testing.assert_close(out[:, :min(horizon, 24)], m(x[:, -96:])[:, -24:][:, :min(horizon, 24)])
+    # autoregressive consistency: a longer forecast extends a shorter one
+    if horizon > 24:
+        torch.testing.assert_close(out[:, :24], m.generate(x, 24))
+
+
+def test_input_errors(tiny_gpht):
+    m = tiny_gpht()
+    with pytest.raises(InputSpecError, match="multiple of token_len"):
+        m(torch.randn(2, 100))
+    with pytest.raises(InputSpecError, match="NaN"):
+        m(torch.full((2, 96), float("nan")))
+    with pytest.raises(InputSpecError, match="context_len"):
+        m.generate(torch.randn(2, 48), 24)
+    with pytest.raises(InputSpecError, match="horizon"):
+        m.generate(torch.randn(2, 96), 0)
+    with pytest.raises(InputSpecError):
+        m.forecast([1, 2, 3], 5)
+    with pytest.raises(InputSpecError, match="NaN"):
+        m.forecast(torch.full((1, 96), float("nan")), 5)
+
+
+def test_training_reduces_next_token_loss_on_real_data(etth1, tiny_gpht):
+    from fmzoo.timeseries.data.ltsf import MixtureWindows
+
+    ds = MixtureWindows(["ETTh1"], context_len=96, token_len=24)
+    g = torch.Generator().manual_seed(0)
+    batch = torch.stack([ds[int(i)] for i in torch.randint(len(ds), (128,), generator=g)])
+    m = tiny_gpht().train()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    with torch.no_grad():
+        before = float(m.eval().next_token_loss(batch))
+    m.train()
+    for _ in range(40):
+        loss = m.next_token_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(m.eval().next_token_loss(batch))
+    assert after < 0.8 * before
+
+
+def test_save_load_roundtrip_and_corruption(tmp_path, tiny_gpht):
+    m = tiny_gpht()
+    m.save_pretrained(tmp_path / "ck")
+    m2 = GPHT.from_pretrained(tmp_path / "ck")
+    x = torch.randn(2, 96)
+    torch.testing.assert_close(m.generate(x, 30), m2.generate(x, 30))
+    assert m2.input_spec["context_len"] == 96 and m2.pooling == [4, 2, 1]
+    w = tmp_path / "ck" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(CheckpointError):
+        GPHT.from_pretrained(tmp_path / "ck")
