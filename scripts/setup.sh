@@ -22,7 +22,7 @@ fi
 echo "[setup] creating .venv with $($PY --version)"
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-echo "[setup] installing ${#packages[@]} editable packages (torch pinned by shared/constraints.txt)"
+echo "[setup] installing $(( ${#packages[@]} / 2 )) editable packages (torch pinned by shared/constraints.txt)"
 if ! .venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requirements-dev.txt "${packages[@]}" \
     > .venv/setup.log 2>&1; then
   grep -v "^WARNING: Location" .venv/setup.log | tail -40

@@ -1,0 +1,245 @@
+"""Audio input: reading files (soundfile), validation against an input spec, resampling, log-mel features.
+
+No torchaudio: resampling is polyphase (scipy.signal.resample_poly), the mel filterbank and deltas are
+written here in torch. Every refusal is an :class:`fmzoo.core.errors.InputSpecError` naming what was
+expected and what was given.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from fmzoo.core.errors import InputSpecError
+
+__all__ = [
+    "AudioSpec",
+    "ResampleWarning",
+    "load_audio",
+    "validate_waveform",
+    "resample",
+    "mel_filterbank",
+    "log_mel",
+    "deltas",
+    "cmvn",
+]
+
+
+class ResampleWarning(UserWarning):
+    """Audio was resampled to the model's sample rate."""
+
+
+@dataclass
+class AudioSpec:
+    """What a speech model accepts. Saved in the checkpoint's config (``input_spec``) and enforced."""
+
+    sample_rate: int = 16000
+    channels: int = 1
+    min_seconds: float = 0.025  # one 25 ms analysis window / the wav2vec 2.0 receptive field (400 samples)
+    max_clipped_fraction: float = 0.01  # refuse audio where more than 1% of samples sit at full scale
+    resample: bool = True  # resample other rates (with a ResampleWarning) instead of refusing them
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> AudioSpec:
+        d = dict(d or {})
+        keys = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in keys})
+
+
+def resample(wav: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited polyphase resampling (Kaiser-windowed FIR) along the last axis."""
+    from scipy.signal import resample_poly
+
+    x = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    if orig_sr == new_sr:
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+    g = math.gcd(int(orig_sr), int(new_sr))
+    y = resample_poly(x.astype(np.float64), int(new_sr) // g, int(orig_sr) // g, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+
+def validate_waveform(
+    wav: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    spec: AudioSpec | dict | None = None,
+    *,
+    resample_ok: bool | None = None,
+    source: str = "waveform",
+) -> torch.Tensor:
+    """Check a waveform against ``spec`` and return a mono float32 tensor at ``spec.sample_rate``.
+
+    ``wav``: shape ``[samples]`` or ``[samples, channels]`` (soundfile's layout) or ``[1, samples]``;
+    floats in [-1, 1]. Integer PCM is scaled to [-1, 1].
+    """
+    spec = spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)
+    resample_ok = spec.resample if resample_ok is None else resample_ok
+    x = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    if x.dtype.kind in "iu":
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    elif x.dtype.kind != "f":
+        raise InputSpecError(f"{source}: expected a numeric waveform, got dtype {x.dtype}")
+    if x.ndim == 2:
+        if 1 in x.shape:
+            x = x.reshape(-1)
+        else:
+            raise InputSpecError(
+                f"{source}: expected mono audio (channels={spec.channels}), got {min(x.shape)} channels "
+                f"(shape {tuple(x.shape)}); mix down or pick a channel first"
+            )
+    elif x.ndim != 1:
+        raise InputSpecError(f"{source}: expected a 1-D mono waveform [samples], got shape {tuple(x.shape)}")
+    if x.size == 0:
+        raise InputSpecError(f"{source}: empty audio (0 samples); expected at least {spec.min_seconds} s")
+    if not np.all(np.isfinite(x)):
+        raise InputSpecError(f"{source}: waveform contains NaN or infinite values")
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0 + 1e-6:
+        raise InputSpecError(
+            f"{source}: expected samples in [-1, 1] (normalised PCM), got peak |x| = {peak:.3g}"
+        )
+    if peak > 0 and spec.max_clipped_fraction is not None:
+        clipped = float(np.mean(np.abs(x) >= 0.999))
+        if clipped > spec.max_clipped_fraction:
+            raise InputSpecError(
+                f"{source}: clipped audio: {clipped:.1%} of samples at full scale "
+                f"(allowed at most {spec.max_clipped_fraction:.1%})"
+            )
+    if int(sample_rate) != spec.sample_rate:
+        if not resample_ok:
+            raise InputSpecError(
+                f"{source}: expected sample rate {spec.sample_rate} Hz, got {sample_rate} Hz "
+                "(resampling is switched off)"
+            )
+        warnings.warn(
+            f"{source}: resampling {sample_rate} Hz -> {spec.sample_rate} Hz", ResampleWarning, stacklevel=2
+        )
+        t = resample(x, int(sample_rate), spec.sample_rate)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    dur = t.numel() / spec.sample_rate
+    if dur < spec.min_seconds:
+        raise InputSpecError(
+            f"{source}: audio too short: {dur * 1000:.1f} ms; expected at least {spec.min_seconds * 1000:.0f} ms"
+        )
+    return t
+
+
+def load_audio(path: str | Path, spec: AudioSpec | dict | None = None, *, resample_ok: bool | None = None) -> torch.Tensor:
+    """Read an audio file with soundfile and validate it (see :func:`validate_waveform`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    try:
+        info = sf.info(str(path))
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError, ValueError) as e:  # not audio, corrupt header
+        raise InputSpecError(f"{path.name}: not a readable audio file ({e})") from e
+    if info.frames and data.shape[0] < info.frames:
+        raise InputSpecError(f"{path.name}: truncated audio: header says {info.frames} frames, read {data.shape[0]}")
+    if path.suffix.lower() == ".wav" and info.format == "WAV":
+        _check_wav_size(path, info)
+    return validate_waveform(data, sr, spec, resample_ok=resample_ok, source=path.name)
+
+
+def _check_wav_size(path: Path, info) -> None:
+    """A RIFF/WAV whose data chunk promises more bytes than the file holds is truncated."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    i = head.find(b"data")
+    if i < 0 or i + 8 > len(head):
+        return
+    declared = int.from_bytes(head[i + 4 : i + 8], "little")
+    available = path.stat().st_size - (i + 8)
+    if declared != 0xFFFFFFFF and declared > available:
+        raise InputSpecError(
+            f"{path.name}: truncated WAV: data chunk declares {declared} bytes, file holds {available}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------- features
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+    """HTK-scale triangular filters, shape [n_fft // 2 + 1, n_mels] (no area normalisation)."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    pts = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    lower, center, upper = pts[:-2], pts[1:-1], pts[2:]
+    up = (freqs[:, None] - lower[None]) / (center - lower)[None]
+    down = (upper[None] - freqs[:, None]) / (upper - center)[None]
+    fb = np.clip(np.minimum(up, down), 0.0, None)
+    return torch.from_numpy(fb.astype(np.float32))
+
+
+_FB_CACHE: dict = {}
+
+
+def log_mel(
+    wav: torch.Tensor,
+    sample_rate: int = 16000,
+    n_mels: int = 80,
+    win_ms: float = 25.0,
+    hop_ms: float = 10.0,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Log mel power spectrogram: ``[samples]`` -> ``[frames, n_mels]`` (or batched ``[B, S]`` -> ``[B, F, M]``).
+
+    Hann window of ``win_ms``, hop ``hop_ms``, n_fft = window length (400 / 160 at 16 kHz, TERA's setting).
+    """
+    win = int(round(sample_rate * win_ms / 1000))
+    hop = int(round(sample_rate * hop_ms / 1000))
+    squeeze = wav.dim() == 1
+    x = wav[None] if squeeze else wav
+    if x.shape[-1] < win:
+        raise InputSpecError(f"audio too short for one {win_ms} ms frame: {x.shape[-1]} samples < {win}")
+    key = (win, n_mels, sample_rate)
+    if key not in _FB_CACHE:
+        _FB_CACHE[key] = (mel_filterbank(win, n_mels, sample_rate), torch.hann_window(win))
+    fb, window = _FB_CACHE[key]
+    spec = torch.stft(x.float(), n_fft=win, hop_length=hop, win_length=win, window=window, center=False, return_complex=True)
+    power = spec.real.pow(2) + spec.imag.pow(2)  # [B, freq, frames]
+    mel = torch.matmul(power.transpose(1, 2), fb)  # [B, frames, mels]
+    out = torch.log(mel + eps)
+    return out[0] if squeeze else out
+
+
+def cmvn(feat: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean and variance normalisation over time (dim -2)."""
+    mu = feat.mean(dim=-2, keepdim=True)
+    sd = feat.std(dim=-2, keepdim=True, unbiased=False)
+    return (feat - mu) / (sd + eps)
+
+
+def deltas(feat: torch.Tensor, order: int = 1, window: int = 2) -> torch.Tensor:
+    """Regression deltas along time (dim -2), edge-padded; returns ``[..., frames, dims * (order + 1)]``."""
+    outs = [feat]
+    cur = feat
+    denom = 2 * sum(n * n for n in range(1, window + 1))
+    for _ in range(order):
+        t = cur.shape[-2]
+        idx = torch.arange(t)
+        d = torch.zeros_like(cur)
+        for n in range(1, window + 1):
+            fwd = cur.index_select(-2, (idx + n).clamp(max=t - 1))
+            bwd = cur.index_select(-2, (idx - n).clamp(min=0))
+            d = d + n * (fwd - bwd)
+        cur = d / denom
+        outs.append(cur)
+    return torch.cat(outs, dim=-1)

@@ -1,0 +1,134 @@
+"""Free Spoken Digit Dataset (Jakobovski/free-spoken-digit-dataset, CC BY-SA 4.0).
+
+3000 mono 8 kHz WAVs ``recordings/{digit}_{speaker}_{index}.wav``; the README's split: index 0-4 = test
+(300), 5-49 = train (2700). 6 speakers x 10 digits x 50 takes. Read under ``fmzoo.core.data_root()``.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fmzoo.core import data_root
+from fmzoo.core.errors import InputSpecError
+
+from ..audio import AudioSpec, ResampleWarning, load_audio
+
+__all__ = ["FSDDItem", "fsdd_dir", "list_fsdd", "load_fsdd", "SPEAKERS", "segment_stream", "SegmentDataset", "manifest_entry"]
+
+SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+
+
+@dataclass(frozen=True)
+class FSDDItem:
+    path: Path
+    digit: int
+    speaker: str
+    index: int
+
+    @property
+    def split(self) -> str:
+        return "test" if self.index < 5 else "train"
+
+    @property
+    def speaker_id(self) -> int:
+        return SPEAKERS.index(self.speaker)
+
+
+def fsdd_dir(root: str | Path | None = None) -> Path:
+    root = Path(root) if root is not None else data_root()
+    d = root / "speech" / "fsdd" / "recordings"
+    if not d.is_dir():
+        raise FileNotFoundError(f"FSDD recordings not found at {d} (expected <data_root>/speech/fsdd/recordings)")
+    return d
+
+
+def list_fsdd(split: str = "all", root: str | Path | None = None) -> list[FSDDItem]:
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    items = []
+    for p in sorted(fsdd_dir(root).glob("*.wav")):
+        parts = p.stem.split("_")
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+            raise InputSpecError(f"{p.name}: expected an FSDD name {{digit}}_{{speaker}}_{{index}}.wav")
+        item = FSDDItem(p, int(parts[0]), parts[1], int(parts[2]))
+        if item.speaker not in SPEAKERS:
+            raise InputSpecError(f"{p.name}: unknown speaker {item.speaker!r}; expected one of {SPEAKERS}")
+        if split == "all" or item.split == split:
+            items.append(item)
+    if not items:
+        raise FileNotFoundError(f"no FSDD recordings for split {split!r} under {fsdd_dir(root)}")
+    return items
+
+
+def load_fsdd(split: str = "all", spec: AudioSpec | dict | None = None, root=None, limit: int | None = None):
+    """Waveforms at the spec's rate (8 kHz files resampled; the warning is issued once, not per file).
+
+    Returns (list of float32 tensors, digit labels tensor, speaker-id tensor, items)."""
+    items = list_fsdd(split, root)
+    if limit is not None:
+        items = items[:: max(1, len(items) // limit)][:limit]
+    wavs = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResampleWarning)
+        for it in items:
+            wavs.append(load_audio(it.path, spec))
+    if any(issubclass(w.category, ResampleWarning) for w in caught):
+        rate = (spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)).sample_rate
+        warnings.warn(f"FSDD: {len(items)} files resampled 8000 Hz -> {rate} Hz", ResampleWarning, stacklevel=2)
+    digits = torch.tensor([it.digit for it in items])
+    speakers = torch.tensor([it.speaker_id for it in items])
+    return wavs, digits, speakers, items
+
+
+def segment_stream(wavs: list[torch.Tensor], seg_samples: int, n_segments: int, seed: int = 0) -> list[torch.Tensor]:
+    """Pretraining segments: random clips concatenated until ``seg_samples`` long, then cut to length.
+
+    FSDD clips are short (mean 0.44 s = 22 wav2vec 2.0 frames), shorter than what span masking with M = 10
+    and 100 distractors are designed for; concatenation gives utterance-like segments without padding."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_segments):
+        parts, total = [], 0
+        while total < seg_samples:
+            w = wavs[rng.randrange(len(wavs))]
+            parts.append(w)
+            total += w.numel()
+        seg = torch.cat(parts)
+        off = rng.randrange(seg.numel() - seg_samples + 1)
+        out.append(seg[off : off + seg_samples])
+    return out
+
+
+class SegmentDataset(torch.utils.data.Dataset):
+    """``length`` pretraining segments per epoch, drawn on the fly; item i of epoch e is reproducible from
+    (``seed``, e, i). Set ``epoch`` at the start of every epoch (see methods/_common.EpochSeed)."""
+
+    def __init__(self, wavs: list[torch.Tensor], seg_samples: int, length: int, seed: int = 0, transform=None):
+        self.wavs, self.seg, self.length, self.seed, self.transform = wavs, seg_samples, length, seed, transform
+        self.epoch = 0
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        x = segment_stream(self.wavs, self.seg, 1, seed=(self.seed * 1_000_003 + self.epoch) * 1_000_033 + i)[0]
+        return self.transform(x) if self.transform is not None else x
+
+
+def manifest_entry(items: list[FSDDItem], split: str) -> dict:
+    """One provenance entry for a set of clips: count, bytes and the sha256 of the sorted manifest of
+    ``<sha256>  <file name>`` lines (the per-file digests are recomputable from the files)."""
+    import hashlib
+
+    from fmzoo.core import sha256_file
+
+    lines = sorted(f"{sha256_file(it.path)}  {it.path.name}" for it in items)
+    return {"path": f"$FMZOO_DATA/speech/fsdd/recordings ({split} split: {len(items)} clips)",
+            "sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+            "sha256_of": "sorted '<sha256>  <name>' manifest lines",
+            "bytes": sum(it.path.stat().st_size for it in items)}

@@ -1,0 +1,62 @@
+"""Shared pretraining loop for the speech methods: FSDD-train segments, Lightning fit, publish_run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from fmzoo.core import publish_run
+from fmzoo.core.training import fit
+
+from ..data.fsdd import SegmentDataset, manifest_entry
+
+
+class EpochSeed(L.Callback):
+    """Fresh random segment concatenations every epoch (and reproducible after --resume)."""
+
+    def __init__(self, ds: SegmentDataset):
+        self.ds = ds
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.ds.epoch = trainer.current_epoch
+
+
+def segment_loader(recipe: dict, wavs, sample_rate: int, transform, default_seconds: float, default_batch: int):
+    data = recipe.get("data", {})
+    seg = int(float(data.get("segment_seconds", default_seconds)) * sample_rate)
+    n_seg = int(data.get("segments_per_epoch", 512))
+    batch = int(recipe.get("batch_size", default_batch))
+    ds = SegmentDataset(wavs, seg, n_seg, seed=int(recipe.get("seed", 0)), transform=transform)
+    loader = DataLoader(ds, batch_size=batch, shuffle=False, drop_last=True)
+    return ds, loader, seg, batch
+
+
+def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: dict, ds, loader, seg: int,
+                    batch: int, items, grad_clip=None) -> Path:
+    kw = dict(trainer_kwargs)
+    epochs = int(kw.pop("max_epochs", recipe.get("epochs", 10)))
+    kw.setdefault("callbacks", []).append(EpochSeed(ds))
+    t0 = time.time()
+    fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw)
+    secs = time.time() - t0
+    sr = model.input_spec["sample_rate"]
+    steps = int(task.global_step)
+    audio_seconds = steps * batch * seg / sr
+    model.eval()
+    metrics = {"train_seconds": round(secs, 1), "steps": steps, "epochs": epochs,
+               "audio_seconds_seen": round(audio_seconds, 1),
+               "audio_seconds_per_second": round(audio_seconds / max(secs, 1e-9), 2),
+               "torch_threads": torch.get_num_threads()}
+    ckpt = publish_run(model, Path(run_dir) / "checkpoint", card=dict(recipe.get("card", {})),
+                       provenance={"recipe": recipe, "seed": int(recipe.get("seed", 0)),
+                                   "data_files": [manifest_entry(items, "train")], "metrics": metrics,
+                                   "audio_seen": f"FSDD train split only ({len(items)} clips, index 5-49; 8 kHz "
+                                                 "resampled to 16 kHz), random concatenations of "
+                                                 f"{seg / sr:.1f} s; no test clip, no synthetic speech"})
+    (Path(run_dir) / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return ckpt

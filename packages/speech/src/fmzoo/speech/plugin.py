@@ -1,0 +1,19 @@
+"""fmzoo-speech's plugin: models, pretraining methods, tables, recipes and shipped checkpoints."""
+
+from pathlib import Path
+
+from fmzoo.core import Plugin
+
+HERE = Path(__file__).parent
+
+
+def plugin() -> Plugin:
+    return Plugin(
+        name="speech",
+        models={"Wav2Vec2": "fmzoo.speech.models.wav2vec2:Wav2Vec2", "TERA": "fmzoo.speech.models.tera:TERA"},
+        pretrain={"wav2vec2": "fmzoo.speech.methods.wav2vec2:pretrain", "tera": "fmzoo.speech.methods.tera:pretrain"},
+        table_runners={"speech-fsdd": "fmzoo.speech.reproduce:run_fsdd"},
+        datasets={"fsdd": "fmzoo.speech.data.fsdd:load_fsdd"},
+        finetune={"Wav2Vec2": "fmzoo.speech.tasks.fsdd:cli_entry", "TERA": "fmzoo.speech.tasks.fsdd:cli_entry"},
+        recipes_dir=HERE / "recipes", tables_dir=HERE / "tables", checkpoints_dir=HERE / "checkpoints",
+    )

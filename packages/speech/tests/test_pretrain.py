@@ -1,0 +1,91 @@
+"""Pretraining entry points on real FSDD audio (tiny settings), the plugin and its recipes/tables."""
+
+import json
+
+import pytest
+import yaml
+
+from fmzoo.speech.methods import tera as tera_method
+from fmzoo.speech.methods import wav2vec2 as w2v_method
+from fmzoo.speech.plugin import plugin
+
+TINY_W2V = dict(conv_dim=[16, 16, 16, 16, 16, 16, 16], hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=64, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                codevector_dim=16, proj_codevector_dim=16, num_codevectors_per_group=8, num_negatives=10)
+
+
+@pytest.mark.parametrize("method", ["wav2vec2", "tera"])
+def test_pretrain_writes_a_checkpoint_with_provenance(tmp_path, method):
+    if method == "wav2vec2":
+        recipe = {"name": "t", "method": "wav2vec2", "seed": 0, "model": TINY_W2V, "epochs": 1, "batch_size": 2,
+                  "data": {"segment_seconds": 0.5, "segments_per_epoch": 4, "limit": 40}}
+        fn, cls = w2v_method.pretrain, "Wav2Vec2"
+    else:
+        recipe = {"name": "t", "method": "tera", "seed": 0, "epochs": 1, "batch_size": 2,
+                  "model": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                            "intermediate_size": 64, "cmvn": "global"},
+                  "data": {"segment_seconds": 0.5, "segments_per_epoch": 4, "limit": 40}}
+        fn, cls = tera_method.pretrain, "TERA"
+    ckpt = fn(recipe, tmp_path / "run", {"progress": False})
+    cfg = json.loads((ckpt / "config.json").read_text())
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert cfg["architecture"] == cls and prov["metrics"]["steps"] == 2
+    assert prov["data_files"][0]["path"].endswith("(train split: 40 clips)")
+    assert "FSDD train split only" in prov["audio_seen"]
+    from fmzoo.core import from_pretrained
+
+    m = from_pretrained(ckpt)
+    assert type(m).__name__ == cls and not m.training
+    if cls == "TERA":  # global CMVN statistics were computed from the training clips and saved
+        assert float(m.cmvn_std.min()) > 0 and float(m.cmvn_mean.abs().sum()) > 0
+    assert (ckpt / "model.safetensors").stat().st_size > 0
+
+
+def test_plugin_recipes_and_table():
+    p = plugin()
+    assert set(p.models) == {"Wav2Vec2", "TERA"} and set(p.pretrain) == {"wav2vec2", "tera"}
+    names = {f.stem for f in p.recipes_dir.glob("*.yaml")}
+    assert {"wav2vec2-small", "wav2vec2-base", "tera-small", "tera-base"} <= names
+    for f in p.recipes_dir.glob("*.yaml"):
+        r = yaml.safe_load(f.read_text())
+        assert r["method"] in p.pretrain and r["name"] == f.stem
+    table = yaml.safe_load((p.tables_dir / "speech-fsdd.yaml").read_text())
+    assert table["table"] == "speech-fsdd" and "speech-fsdd" in p.table_runners
+    assert {r["init"] for r in table["rows"]} == {"scratch", "pretrained"}
+    # the paper BASE recipes build the paper's architectures
+    from fmzoo.speech.models.wav2vec2 import HF_CONFIG_DEFAULTS
+
+    assert HF_CONFIG_DEFAULTS["mask_time_prob"] == 0.65 and HF_CONFIG_DEFAULTS["mask_time_length"] == 10
+    assert HF_CONFIG_DEFAULTS["num_codevector_groups"] == 2 and HF_CONFIG_DEFAULTS["num_codevectors_per_group"] == 320
+    assert HF_CONFIG_DEFAULTS["num_negatives"] == 100 and HF_CONFIG_DEFAULTS["contrastive_logits_temperature"] == 0.1
+
+
+def test_table_few_label_rows_probe_only_n_clips_per_speaker(monkeypatch):
+    """The few-label speaker rows train the probe on exactly n labelled clips of every speaker (label_budget),
+    and the table lists a row for each of them."""
+    import torch
+
+    from fmzoo.speech import reproduce
+
+    seen = []
+
+    def fake_probe(tr, ytr, te, yte, n, seed=0):
+        seen.append((len(tr), sorted(torch.bincount(ytr, minlength=n).tolist())))
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(reproduce, "train_probe", fake_probe)
+    g = torch.Generator().manual_seed(0)
+    tr, te = torch.randn(120, 2, 4, generator=g), torch.randn(30, 2, 4, generator=g)
+    ytr = {"digit": torch.arange(120) % 10, "speaker": torch.arange(120) % 6}
+    yte = {"digit": torch.arange(30) % 10, "speaker": torch.arange(30) % 6}
+    res = reproduce._probe_both(tr, te, ytr, yte, seed=1)
+    assert set(res) == {"digit", "speaker"} | {f"speaker@{n}" for n in reproduce.FEW_LABELS}
+    assert seen[0][0] == seen[1][0] == 120
+    for (size, counts), n in zip(seen[2:], reproduce.FEW_LABELS, strict=True):
+        assert size == 6 * n and counts == [n] * 6
+    p = plugin()
+    table = yaml.safe_load((p.tables_dir / "speech-fsdd.yaml").read_text())
+    models = {r["model"] for r in table["rows"]}
+    for n in reproduce.FEW_LABELS:
+        for m in ("log-mel", "TERA", "wav2vec 2.0"):
+            assert f"{m} [speaker, {n} labels/speaker]" in models

@@ -1,0 +1,80 @@
+"""SUPERB-style probe on real FSDD clips: pooling over valid frames, layer weighting, baselines."""
+
+import warnings
+
+import pytest
+import torch
+
+from fmzoo.speech.audio import ResampleWarning
+from fmzoo.speech.data.fsdd import load_fsdd
+from fmzoo.speech.models.tera import TERA
+from fmzoo.speech.models.wav2vec2 import Wav2Vec2
+from fmzoo.speech.tasks.probe import finetune, layer_means, logmel_means, train_probe
+
+W2V_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                conv_dim=[16, 16, 16, 16], conv_stride=[5, 2, 2, 2], conv_kernel=[10, 3, 3, 3],
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=16,
+                proj_codevector_dim=16, num_codevectors_per_group=8, feat_extract_norm="layer")
+
+
+def _clips(split, limit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResampleWarning)
+        return load_fsdd(split, limit=limit)
+
+
+def test_batched_pooling_equals_one_by_one():
+    wavs, _, _, _ = _clips("test", 12)
+    torch.manual_seed(0)
+    for m in (TERA(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+              Wav2Vec2(**W2V_TINY)):
+        batched = layer_means(m, wavs, batch_size=6)
+        single = torch.cat([layer_means(m, [w], batch_size=1) for w in wavs])
+        assert batched.shape == (12, m.num_layers, m.hidden_size)
+        assert torch.allclose(batched, single, atol=1e-4), (type(m).__name__, (batched - single).abs().max())
+
+
+def test_weighted_sum_finds_the_informative_layer():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (400,), generator=g)
+    x = torch.randn(400, 4, 16, generator=g)
+    x[:, 2, :4] += 5 * torch.nn.functional.one_hot(y, 4).float()  # only layer 2 carries the label
+    r = train_probe(x[:300], y[:300], x[300:], y[300:], 4, seed=0)
+    assert r["accuracy"] > 0.9
+    assert max(range(4), key=lambda i: r["layer_weights"][i]) == 2
+
+
+def test_logmel_baseline_on_real_clips():
+    tr, dtr, str_, _ = _clips("train", 600)
+    te, dte, ste, _ = _clips("test", 300)
+    a, b = logmel_means(tr), logmel_means(te)
+    assert a.shape == (600, 1, 80)
+    digit = train_probe(a, dtr, b, dte, 10, seed=0)["accuracy"]
+    speaker = train_probe(a, str_, b, ste, 6, seed=0)["accuracy"]
+    assert digit > 0.6 and speaker > 0.85, (digit, speaker)  # chance: 0.10 and 0.17
+
+
+def test_finetune_updates_a_copy_of_the_upstream():
+    tr, _, spk, _ = _clips("train", 24)
+    torch.manual_seed(0)
+    up = TERA(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    before = {k: v.clone() for k, v in up.state_dict().items()}
+    r = finetune(up, tr, spk, tr[:8], spk[:8], 6, epochs=1, batch_size=8)
+    assert 0.0 <= r["accuracy"] <= 1.0
+    assert all(torch.equal(before[k], v) for k, v in up.state_dict().items())  # the given upstream is untouched
+    tuned = r["model"].upstream.state_dict()
+    assert any(not torch.equal(before[k], tuned[k]) for k in before if before[k].is_floating_point())
+
+
+def test_cli_entry_finetune_and_evaluate_with_a_label_budget():
+    from fmzoo.speech.tasks.fsdd import cli_entry
+
+    torch.manual_seed(0)
+    up = TERA(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    r = cli_entry(up, {"mode": "finetune", "dataset": "fsdd-speaker", "per_class": 2, "max_epochs": 1, "seeds": [0]})
+    assert r["train_clips"] == 12 and r["test_clips"] == 300 and 0.0 <= r["accuracy"]["mean"] <= 1.0
+    w2v = Wav2Vec2(**W2V_TINY)
+    r = cli_entry(w2v, {"mode": "finetune", "dataset": "fsdd-digit", "per_class": 1, "max_epochs": 1, "seeds": [0]})
+    assert r["train_clips"] == 10
+    with pytest.raises(ValueError, match="unknown speech dataset"):
+        cli_entry(up, {"mode": "evaluate", "dataset": "librispeech"})
