@@ -16,7 +16,7 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
     if card.get("datasets"):
         meta["datasets"] = list(card["datasets"])
     if card.get("results"):
-        meta["metrics"] = sorted({r["metric"] for r in card["results"]})
+        meta["metrics"] = sorted({r["metric"].split(":")[0].split(" (")[0].strip() for r in card["results"]})
     title = card.get("title") or config["architecture"]
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {title}", ""]
     if card.get("summary"):
