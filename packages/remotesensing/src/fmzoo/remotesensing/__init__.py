@@ -1,0 +1,14 @@
+"""fmzoo.remotesensing: SoftCon-style continual pretraining for multispectral imagery.
+
+- ``models``: timm ResNet / ViT backbones whose input layer is widened to any band set
+  (:func:`fmzoo.remotesensing.models.widen.widen_input_weight`).
+- ``methods.softcon``: the soft contrastive loss (targets = cross-scene similarity of multi-label
+  land-cover vectors), Siamese masking and the pretraining recipe.
+- ``preprocessing``: the input spec (bands, input size, per-band normalization) that travels with a
+  checkpoint and is enforced or converted as declared.
+"""
+
+from .bands import S2_BANDS, canonical_band
+from .preprocessing import Preprocessor
+
+__all__ = ["S2_BANDS", "canonical_band", "Preprocessor"]

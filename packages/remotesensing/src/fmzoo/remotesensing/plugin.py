@@ -1,0 +1,33 @@
+"""Registers fmzoo-remotesensing with the fmzoo core (entry point group ``fmzoo.plugins``)."""
+
+from pathlib import Path
+
+from fmzoo.core import Plugin
+
+HERE = Path(__file__).parent
+
+
+def plugin() -> Plugin:
+    return Plugin(
+        name="remotesensing",
+        models={
+            "SoftConResNet": "fmzoo.remotesensing.models.backbones:SoftConResNet",
+            "SoftConViT": "fmzoo.remotesensing.models.backbones:SoftConViT",
+        },
+        pretrain={"softcon": "fmzoo.remotesensing.methods.softcon:pretrain"},
+        table_runners={
+            "rs-preprocessing": "fmzoo.remotesensing.reproduce:run_preprocessing",
+            "softcon-eurosat": "fmzoo.remotesensing.reproduce:run_softcon_eurosat",
+        },
+        datasets={
+            "eurosat_rgb_5class": "fmzoo.remotesensing.data.eurosat:load_eurosat_rgb",
+            "eolearn_testeopatch": "fmzoo.remotesensing.data.eopatch:load_eopatch",
+        },
+        finetune={
+            "SoftConResNet": "fmzoo.remotesensing.tasks.cli:run",
+            "SoftConViT": "fmzoo.remotesensing.tasks.cli:run",
+        },
+        recipes_dir=HERE / "recipes",
+        tables_dir=HERE / "tables",
+        checkpoints_dir=HERE / "checkpoints",
+    )

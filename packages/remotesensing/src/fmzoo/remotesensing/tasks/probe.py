@@ -1,0 +1,113 @@
+"""Downstream protocols on frozen or fine-tuned backbones: features under a given preprocessing,
+kNN / linear probe (fmzoo.core.evaluation) and few-label fine-tuning (fmzoo.core FinetuneTask)."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fmzoo.core.evaluation import knn_probe, label_budget, linear_probe
+from torch import nn
+
+SIZES = ("native", "resized")
+NORMS = ("div255", "standardized")
+
+
+def prepare_rgb8(model, images: np.ndarray, size: str = "resized", norm: str = "standardized",
+                 product: str = "rgb8") -> torch.Tensor:
+    """8-bit RGB (N,3,H,W) -> model input under one of the four benchmark settings.
+
+    ``resized`` + ``standardized`` is exactly the checkpoint's own preprocessing (``model.preprocess``);
+    the other three deliberately deviate from it (native size and/or ÷255 instead of the checkpoint's
+    statistics), as in Corley et al.'s benchmark. Model bands absent from the product are 0 (= mean).
+    """
+    if size not in SIZES or norm not in NORMS:
+        raise ValueError(f"size in {SIZES}, norm in {NORMS}; got {size!r}, {norm!r}")
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if size == "resized" and norm == "standardized":
+        return model.preprocess(x, product=product)
+    spec = model.input_spec
+    prod = spec["products"][product]
+    x = x.float()
+    if norm == "div255":
+        x = x / 255.0
+    else:
+        x = (x - torch.tensor(prod["mean"]).view(1, -1, 1, 1)) / torch.tensor(prod["std"]).view(1, -1, 1, 1)
+    if size == "resized":
+        s = int(spec["input_size"])
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+    out = x.new_zeros(x.shape[0], len(model.bands), *x.shape[-2:])
+    for i, b in enumerate(prod["bands"]):
+        out[:, model.bands.index(b)] = x[:, i]
+    return out
+
+
+@torch.no_grad()
+def features(model, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).numpy()
+
+
+def rgb8_features(model, images: np.ndarray, size: str = "resized", norm: str = "standardized",
+                  chunk: int = 512) -> np.ndarray:
+    """Features of 8-bit RGB images under one setting, preprocessed chunk by chunk (bounded memory)."""
+    return np.concatenate([features(model, prepare_rgb8(model, images[i:i + chunk], size, norm))
+                           for i in range(0, len(images), chunk)])
+
+
+def knn_accuracy(model, train, test, size="resized", norm="standardized", k: int = 20) -> float:
+    (xtr, ytr), (xte, yte) = train, test
+    ftr, fte = rgb8_features(model, xtr, size, norm), rgb8_features(model, xte, size, norm)
+    return 100.0 * knn_probe(ftr, ytr, fte, yte, k=k, metric="cosine")["accuracy"]
+
+
+def linear_probe_accuracy(model, train, test, seed: int = 0) -> float:
+    """Own preprocessing (resized + standardized == model.preprocess), frozen features, logistic regression."""
+    (xtr, ytr), (xte, yte) = train, test
+    ftr, fte = rgb8_features(model, xtr), rgb8_features(model, xte)
+    return 100.0 * linear_probe(ftr, ytr, fte, yte, seed=seed)["accuracy"]
+
+
+class _Flips(torch.utils.data.Dataset):
+    def __init__(self, x, y, seed=0):
+        self.x, self.y = x, torch.as_tensor(y)
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        if torch.rand(1, generator=self.g) < 0.5:
+            x = x.flip(-1)
+        if torch.rand(1, generator=self.g) < 0.5:
+            x = x.flip(-2)
+        return x, self.y[i]
+
+
+def few_label_finetune(model, train, test, per_class: int = 10, seed: int = 0, epochs: int = 30,
+                       lr: float = 1e-3, batch_size: int = 25, num_classes: int = 5) -> float:
+    """Fine-tune the whole backbone + a linear head on ``per_class`` labels per class (core FinetuneTask,
+    AdamW), with the checkpoint's own preprocessing; returns test accuracy (%)."""
+    import copy
+
+    from fmzoo.core.training import FinetuneTask, fit, seed_everything
+
+    (xtr, ytr), (xte, yte) = train, test
+    idx = label_budget(ytr, per_class=per_class, seed=seed)
+    seed_everything(seed)
+    backbone = copy.deepcopy(model).train()
+    head = nn.Linear(backbone.num_features, num_classes)
+    task = FinetuneTask(backbone, head, task="classification", lr=lr, weight_decay=1e-4)
+    xs = backbone.preprocess(torch.from_numpy(xtr[idx]), product="rgb8")
+    loader = torch.utils.data.DataLoader(_Flips(xs, ytr[idx], seed), batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    with tempfile.TemporaryDirectory(prefix="fmzoo-rs-ft-") as tmp:
+        fit(task, loader, tmp, max_epochs=epochs, progress=False, log_every_n_steps=50)
+    task.eval()
+    with torch.no_grad():
+        pred = torch.cat([task(backbone.preprocess(torch.from_numpy(xte[i:i + 256]), product="rgb8")).argmax(1)
+                          for i in range(0, len(xte), 256)]).numpy()
+    return 100.0 * float((pred == np.asarray(yte)).mean())

@@ -1,0 +1,123 @@
+"""The shipped checkpoints: loading, their preprocessing, widening on our RGB weights, and the
+preprocessing bar (own preprocessing beats a wrong one, measured here on real EuroSAT images)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fmzoo.core import InputSpecError, from_pretrained, shipped_checkpoints
+from fmzoo.remotesensing.bands import S2_L1C_ORDER
+from fmzoo.remotesensing.data.eopatch import load_eopatch
+from fmzoo.remotesensing.data.eurosat import load_eurosat_rgb
+from fmzoo.remotesensing.data.geotiff import read_geotiff, write_geotiff
+from fmzoo.remotesensing.models.backbones import SoftConResNet
+from fmzoo.remotesensing.tasks.probe import knn_accuracy
+
+SOFTCON, RGB = "fmzoo/softcon-resnet-small", "fmzoo/rgb-resnet-small-eurosat"
+
+
+@pytest.fixture(scope="module")
+def softcon():
+    return from_pretrained(SOFTCON)
+
+
+def test_shipped_and_small():
+    shipped = shipped_checkpoints()
+    for rid in (SOFTCON, RGB):
+        assert rid in shipped
+        files = {p.name: p.stat().st_size for p in shipped[rid].iterdir()}
+        assert set(files) >= {"config.json", "model.safetensors", "README.md", "provenance.json"}
+        assert sum(files.values()) <= 10 * 2**20
+
+
+def test_config_carries_size_and_per_band_normalization(softcon):
+    assert isinstance(softcon, SoftConResNet) and softcon.bands == S2_L1C_ORDER
+    spec = softcon.input_spec
+    assert spec["input_size"] == 96 and spec["size_policy"] == "resize"
+    refl = spec["products"]["s2_l1c_reflectance"]
+    assert len(refl["mean"]) == len(refl["std"]) == 13 and refl["valid_range"] == [0.0, 2.0]
+    assert spec["products"]["s2_l1c_dn"]["scale"] == pytest.approx(1e-4)
+    assert spec["products"]["rgb8"]["bands"] == ["B04", "B03", "B02"]
+    prov = json.loads((shipped_checkpoints()[SOFTCON] / "provenance.json").read_text())
+    assert prov["init_from"] == RGB and prov["recipe"]["loss"]["targets"] == "multilabel"
+
+
+def test_embed_applies_own_preprocessing_on_real_s2(softcon, tmp_path, rs_root):
+    p = load_eopatch(rs_root)
+    img = p["image"][0]  # (13, 101, 100) reflectance
+    f = softcon.embed(img)
+    assert f.shape == (1, softcon.num_features) and torch.isfinite(f).all()
+    # same result from DN values, from a GeoTIFF read and from a torchgeo-style sample dict
+    assert torch.allclose(softcon.embed(img * 10000, product="s2_l1c_dn"), f, atol=1e-4)
+    tif = write_geotiff(tmp_path / "s2.tif", img, p["bands"], p["crs"], p["bounds"])
+    assert torch.allclose(softcon.embed(read_geotiff(tif)), f, atol=1e-5)
+    shuffled = img[::-1].copy()
+    assert torch.allclose(softcon.embed({"image": torch.from_numpy(shuffled), "bands": p["bands"][::-1]}), f, atol=1e-5)
+    # wrong value range / band count fail clearly
+    with pytest.raises(InputSpecError, match="digital numbers"):
+        softcon.embed(img * 10000)
+    with pytest.raises(InputSpecError, match="matches no product"):
+        softcon.embed(img[:5])
+    with pytest.raises(InputSpecError, match="expects 13 bands"):
+        softcon(torch.zeros(1, 3, 96, 96))
+
+
+def test_rgb8_product_and_wrong_scaling(softcon, rs_root):
+    x, _ = load_eurosat_rgb("test", rs_root, limit=8)
+    assert softcon.embed(x, product="rgb8").shape == (8, softcon.num_features)
+    with pytest.raises(InputSpecError, match="already divided by 255"):
+        softcon.embed(x / 255.0, product="rgb8")
+
+
+def test_widening_our_rgb_checkpoint_is_exact_on_real_images(rs_root):
+    rgb = from_pretrained(RGB)
+    wide = rgb.widen(S2_L1C_ORDER, scheme="copy_random", seed=3).eval()
+    assert wide.input_spec["products"]["rgb8"] == rgb.input_spec["products"]["rgb8"]
+    x, _ = load_eurosat_rgb("test", rs_root, limit=16)
+    a, b = rgb.embed(x, product="rgb8"), wide.embed(x, product="rgb8")
+    assert torch.allclose(a, b, atol=1e-4)
+    # the new bands do matter once they carry signal
+    z = wide.preprocess(torch.from_numpy(x), product="rgb8")
+    z[:, S2_L1C_ORDER.index("B08")] = 1.0
+    with torch.no_grad():
+        assert not torch.allclose(wide(z), b, atol=1e-3)
+
+
+def test_own_preprocessing_beats_wrong_one(softcon, rs_root):
+    train = load_eurosat_rgb("train", rs_root, limit=400, seed=0)
+    test = load_eurosat_rgb("test", rs_root, limit=200, seed=0)
+    own = knn_accuracy(softcon, train, test, size="resized", norm="standardized")
+    wrong = knn_accuracy(softcon, train, test, size="native", norm="div255")
+    assert own > wrong, (own, wrong)
+    assert own > 60.0  # 5 classes: chance is ~23 % (largest class)
+
+
+def test_torchgeo_rasterdataset_samples(softcon, tmp_path, rs_root):
+    """A real torchgeo RasterDataset over a GeoTIFF of the S2 patch feeds the model its sample dicts."""
+    from torchgeo.datasets import RasterDataset
+    from torchgeo.samplers import GridGeoSampler
+
+    p = load_eopatch(rs_root)
+    write_geotiff(tmp_path / "s2_t0.tif", p["image"][0], p["bands"], p["crs"], p["bounds"])
+
+    class S2Patch(RasterDataset):
+        filename_glob = "*.tif"
+        is_image = True
+        separate_files = False
+        all_bands = tuple(p["bands"])
+        rgb_bands = ("B04", "B03", "B02")
+
+    ds = S2Patch(str(tmp_path))
+    query = next(iter(GridGeoSampler(ds, size=64, stride=64)))
+    sample = ds[query]
+    f = softcon.embed(sample, bands=list(ds.bands))
+    # the same window cut from the array (rows counted from the north edge) gives the same pixels/features
+    xmin, ymin, xmax, ymax = p["bounds"]
+    res_y, res_x = (ymax - ymin) / p["image"].shape[-2], (xmax - xmin) / p["image"].shape[-1]
+    r0, c0 = round((ymax - query[1].stop) / res_y), round((query[0].start - xmin) / res_x)
+    window = p["image"][0][:, r0:r0 + 64, c0:c0 + 64]
+    assert np.allclose(sample["image"].numpy(), window)
+    direct = softcon.embed(window)
+    assert f.shape == direct.shape
+    assert torch.allclose(f, direct, atol=1e-4)
