@@ -29,7 +29,6 @@ def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     pk = dict(lr=float(probe["lr"]), weight_decay=float(probe["weight_decay"]), epochs=int(probe["epochs"]))
     seeds = [0, 1, 2]
     rows = []
-    log = []
     if quick:
         model = GraphMAE.from_pretrained("fmzoo/graphmae-cora")
         with torch.no_grad():
