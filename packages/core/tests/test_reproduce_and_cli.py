@@ -30,6 +30,9 @@ def test_make_row_fills_paper_values_and_validates():
     assert row["ours"] == pytest.approx(0.82) and row["std"] == pytest.approx(0.02)
     assert row["paper"] == 0.9 and row["paper_source"] == "Table 1"
     assert make_row(table, "M", "scratch", [0.5], [0])["paper"] is None
+    table["rows"][0]["metric"] = "accuracy"
+    assert make_row(table, "M", "pretrained", [0.5], [0], metric="roc_auc")["paper"] is None  # other metric
+    assert make_row(table, "M", "pretrained", [0.5], [0], metric="accuracy")["paper"] == 0.9
     with pytest.raises(ValueError):
         make_row(table, "M", "finetuned", [0.5], [0])
     with pytest.raises(ValueError, match="NaN"):

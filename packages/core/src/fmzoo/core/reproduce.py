@@ -14,10 +14,12 @@ ROW_KEYS = ("model", "init", "metric", "higher_is_better", "ours", "std", "seeds
 INITS = ("scratch", "pretrained", "reference")
 
 
-def _paper_row(table: dict, model: str, init: str) -> dict:
+def _paper_row(table: dict, model: str, init: str, metric: str | None = None) -> dict:
+    """The YAML row of the same model and init (and metric, where the YAML row names one)."""
     for row in table.get("rows", []):
         if row.get("model") == model and row.get("init") == init:
-            return row
+            if metric is None or row.get("metric") in (None, metric):
+                return row
     return {}
 
 
@@ -30,7 +32,7 @@ def make_row(table: dict, model: str, init: str, values, seeds, note: str = "", 
     if any(math.isnan(v) for v in values):
         raise ValueError(f"{model} ({init}): a seed produced NaN")
     mean, std = mean_std(values)
-    paper = _paper_row(table, model, init)
+    paper = _paper_row(table, model, init, metric)
     row = {
         "model": model,
         "init": init,
