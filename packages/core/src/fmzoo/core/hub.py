@@ -379,22 +379,23 @@ class HubMixin:
     def from_pretrained(cls, id_or_path: str | os.PathLike, revision: str | None = None, **overrides):
         path = resolve_checkpoint(id_or_path, revision)
         config = read_config(path)
-        if cls is HubMixin:
+        arch = config["architecture"]
+        if cls is not HubMixin and arch == cls.__name__:
+            target = cls
+        else:  # resolved through the registry, never through an import path read from the file
             from .registry import model_class
 
-            target = model_class(config["architecture"])
-        else:
-            target = cls
-            names = {c.__name__ for c in cls.__mro__}
-            if config["architecture"] not in names and not _is_registered_subclass(config["architecture"], cls):
+            try:
+                target = model_class(arch)
+            except KeyError:
+                if cls is HubMixin:
+                    raise
+                target = None
+            if cls is not HubMixin and (target is None or not issubclass(target, cls)):
                 raise CheckpointError(
-                    f"{str(path)!r} holds a {config['architecture']!r}, not a {cls.__name__!r}; "
+                    f"{str(path)!r} holds a {arch!r}, not a {cls.__name__!r}; "
                     "use fmzoo.core.from_pretrained to pick the class from config.json"
                 )
-            if config["architecture"] != cls.__name__:
-                from .registry import model_class
-
-                target = model_class(config["architecture"])
         model = target(**{**config["init_args"], **overrides})
         load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
         model.input_spec = config.get("input_spec")
@@ -415,15 +416,6 @@ class HubMixin:
         with tempfile.TemporaryDirectory(prefix="fmzoo-push-") as tmp:
             self.save_pretrained(tmp, card=card, provenance=provenance)
             return publish_dir(tmp, repo_id, hub=hub, token=token)
-
-
-def _is_registered_subclass(architecture: str, cls: type) -> bool:
-    from .registry import model_class
-
-    try:
-        return issubclass(model_class(architecture), cls)
-    except KeyError:
-        return False
 
 
 def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None) -> str:

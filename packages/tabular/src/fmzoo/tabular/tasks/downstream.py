@@ -80,14 +80,14 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
     for fraction in label_fractions:
         for head in heads:
             for init, (a, b) in inputs.items():
-                values = []
+                values, n_rows = [], len(y)
                 for seed in seeds:
                     idx = np.arange(len(y)) if fraction is None else label_budget(y, fraction=fraction, seed=seed)
+                    n_rows = len(idx)
                     values.append(train_and_score(a[idx], y[idx], b, yt, task, head, seed, **overrides)[metric])
                 mean, std = mean_std(values)
                 feats = "raw features" if init == "scratch" else "T-JEPA representations"
                 labels = "all labels" if fraction is None else f"{fraction:.0%} of the labels"
-                n_rows = len(y) if fraction is None else len(label_budget(y, fraction=fraction, seed=seeds[0]))
                 rows.append({
                     "name": f"{HEAD_NAMES[head]} on {feats}" + ("" if fraction is None else f", {labels}"),
                     "model": HEAD_NAMES[head] + ("" if fraction is None else f", {labels}"),
