@@ -34,7 +34,10 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed: int, val_fraction: float = 0.1, **overrides) -> dict:
+def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed: int, val_fraction: float = 0.1,
+                    n_tokens: int | None = None, **overrides) -> dict:
+    """Fit ``head`` on the training rows (10% held out for early stopping) and score the test rows.
+    ``n_tokens``: the inputs are T-JEPA token latents (flattened); deep heads get the per-token front end."""
     if head == "linear":  # the shared linear-probe protocol (standardised features, logistic/ridge regression)
         from fmzoo.core.evaluation import linear_probe
 
@@ -46,7 +49,7 @@ def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed
     y_mean, y_std = (float(np.mean(train_y[tr])), float(np.std(train_y[tr]) or 1.0)) if task == "regression" else (0.0, 1.0)
     out_dim = int(np.max(train_y)) + 1 if task == "classification" else 1
     torch.manual_seed(seed)
-    net, optim = make_head(head, train_x.shape[1], out_dim)
+    net, optim = make_head(head, train_x.shape[1], out_dim, n_tokens=n_tokens)
     optim.update(overrides)
     # Small label budgets: at most 1/8 of the fitting rows per batch, so every epoch takes several steps.
     optim["batch_size"] = int(min(optim["batch_size"], max(32, len(tr) // 8)))
@@ -84,7 +87,8 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
                 for seed in seeds:
                     idx = np.arange(len(y)) if fraction is None else label_budget(y, fraction=fraction, seed=seed)
                     n_rows = len(idx)
-                    values.append(train_and_score(a[idx], y[idx], b, yt, task, head, seed, **overrides)[metric])
+                    n_tokens = model.n_reg + model.n_features if init == "pretrained" else None
+                    values.append(train_and_score(a[idx], y[idx], b, yt, task, head, seed, n_tokens=n_tokens, **overrides)[metric])
                 mean, std = mean_std(values)
                 feats = "raw features" if init == "scratch" else "T-JEPA representations"
                 labels = "all labels" if fraction is None else f"{fraction:.0%} of the labels"
@@ -118,7 +122,8 @@ def cli_entry(model: TJEPA, options: dict) -> dict:
 
         scores = [linear_probe(a, y, b, yt, task=data["task"], seed=s) for s in seeds]
     else:
-        scores = [train_and_score(a, y, b, yt, data["task"], head, s, **overrides) for s in seeds]
+        n_tokens = model.n_reg + model.n_features
+        scores = [train_and_score(a, y, b, yt, data["task"], head, s, n_tokens=n_tokens, **overrides) for s in seeds]
     out = {"dataset": dataset, "train_rows": len(X), "protocol": "linear probe" if options.get("mode") == "evaluate" else "MLP head on frozen T-JEPA representations"}
     for k in scores[0]:
         mean, std = mean_std([s[k] for s in scores])

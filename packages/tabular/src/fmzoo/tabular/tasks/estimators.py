@@ -58,7 +58,8 @@ class _TJEPAEstimator:
         self.mean_, self.std_ = feats[tr].mean(0), feats[tr].std(0) + 1e-6
         feats = (feats - self.mean_) / self.std_
         out_dim = len(self.classes_) if self.task == "classification" else 1
-        net, optim = make_head(self.head, feats.shape[1], out_dim)
+        model = self._model()
+        net, optim = make_head(self.head, feats.shape[1], out_dim, n_tokens=model.n_reg + model.n_features)
         optim.update(self.head_kwargs)
         if self.max_epochs:
             optim["max_epochs"] = self.max_epochs

@@ -1,0 +1,36 @@
+"""The downstream heads, with and without T-JEPA's per-token front end."""
+
+import pytest
+import torch
+
+from fmzoo.tabular.tasks.heads import MLPHead, PerTokenProjection, ResNetHead, make_head
+
+
+def test_per_token_projection_is_one_linear_map_per_token():
+    torch.manual_seed(0)
+    proj = PerTokenProjection(n_tokens=3, dim=4)
+    x = torch.randn(5, 3 * 4)
+    out = proj(x)
+    assert out.shape == (5, 3)
+    tokens = x.view(5, 3, 4)
+    for t in range(3):
+        expected = tokens[:, t] @ proj.weight[t] + proj.bias[t]
+        torch.testing.assert_close(out[:, t], expected)
+
+
+@pytest.mark.parametrize("cls", [MLPHead, ResNetHead])
+def test_heads_take_token_latents_or_raw_features(cls):
+    torch.manual_seed(0)
+    on_tokens = cls(15 * 16, 2, n_tokens=15).eval()
+    assert isinstance(on_tokens[0], PerTokenProjection)
+    assert on_tokens(torch.randn(4, 15 * 16)).shape == (4, 2)
+    raw = cls(108, 2).eval()
+    assert not isinstance(raw[0], PerTokenProjection)
+    assert raw(torch.randn(4, 108)).shape == (4, 2)
+
+
+def test_width_not_a_multiple_of_tokens_is_an_error():
+    with pytest.raises(ValueError, match="not a multiple of n_tokens=15"):
+        make_head("mlp", 100, 2, n_tokens=15)
+    with pytest.raises(ValueError, match="head must be one of"):
+        make_head("transformer", 100, 2)
