@@ -1,9 +1,15 @@
-"""Re-render the shipped cards with measured results: python render_cards.py reproduce_out/gpht-etth1.json"""
+"""Re-render the shipped cards with measured results:
+
+    python render_cards.py reproduce_out/gpht-etth1.json [seeds.json]
+
+seeds.json (optional) is the --json output of seed_summary.py with entries 'GPHT' and 'GPHT-scratch'.
+"""
 import json, sys
 from pathlib import Path
 from fmzoo.core.card import render_card
 CK = Path(__file__).resolve().parents[1] / "src" / "fmzoo" / "timeseries" / "checkpoints"
 res = json.loads(Path(sys.argv[1]).read_text())
+seeds = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
 by = {r["model"]: r for r in res["rows"]}
 def results_for(prefix, setting):
     out = []
@@ -17,7 +23,7 @@ plan = {
   "gpht-mixed": [("GPHT-zero-ft", "no fine-tuning; " + quick), ("GPHT-heads-ft", "heads fine-tuned 150 x 64 windows; " + quick)],
   "gpht-etth1-scratch": [("GPHT-scratch", quick)],
 }
-plan["gpht-etth1-lr1e-3"] = [("GPHT", "fine-tuned checkpoint; " + quick)]
+plan["gpht-etth1"] = [("GPHT", "fine-tuned checkpoint; " + quick)]
 for name, items in plan.items():
     d = CK / name
     config = json.loads((d / "config.json").read_text())
@@ -31,11 +37,32 @@ for name, items in plan.items():
         for h in ("avg",):
             results.append({"metric": f"ETTh1 MSE H={h} ({ref}, same run)", "value": by[f"{ref}/mse/{h}"]["ours"], "setting": quick})
     card["results"] = results
-    card["limitations"] = (card.get("limitations", "") + " Measured honestly at this scale: after fine-tuning on ETTh1, "
-        "the mixture-pretrained model (avg MSE %.4f) did not beat the same architecture trained from scratch on ETTh1 "
-        "with the same number of steps (%.4f); it beats repeat-last (%.4f) and the DLinear-style baseline (%.4f)." % (
-        by["GPHT/mse/avg"]["ours"], by["GPHT-scratch/mse/avg"]["ours"], by["repeat-last/mse/avg"]["ours"],
-        by["DLinear-LS/mse/avg"]["ours"]))
+    g, sc = by["GPHT/mse/avg"]["ours"], by["GPHT-scratch/mse/avg"]["ours"]
+    # a difference below 0.002 is within the seed-to-seed spread measured below: called a tie, not a win
+    verdict = ("beat" if g < sc - 0.002 else "did not beat" if g > sc + 0.002
+               else "tied (difference %+.4f, within seed noise) with" % (g - sc))
+    text = (" Measured at this scale (quick table, seed 0): after fine-tuning on ETTh1, the mixture-pretrained model "
+            "(avg MSE %.4f) %s the same architecture trained from scratch on ETTh1 with the same number of steps "
+            "(%.4f); repeat-last %.4f, DLinear-style baseline %.4f." % (g, verdict, sc, by["repeat-last/mse/avg"]["ours"],
+                                                                       by["DLinear-LS/mse/avg"]["ours"]))
+    if "GPHT" in seeds and "GPHT-scratch" in seeds:
+        a, b = seeds["GPHT"]["mse"]["avg"], seeds["GPHT-scratch"]["mse"]["avg"]
+        text += (" Over seeds (same 256 windows/horizon): fine-tuned %.4f ± %.4f (n=%d fine-tuning seeds, one "
+                 "pretraining seed) vs scratch %.4f ± %.4f (n=%d)." % (a["mean"], a["std"], len(a["values"]),
+                                                                       b["mean"], b["std"], len(b["values"])))
+        for label, key in (("GPHT", "gpht-etth1"), ("GPHT-scratch", "gpht-etth1-scratch")):
+            if name == key:
+                st = seeds[label]["mse"]["avg"]
+                results.append({"metric": "ETTh1 MSE H=avg, mean over seeds", "value": st["mean"],
+                                "setting": "std %.4f over seeds %s (per-seed %s); 256 test windows/horizon" % (
+                                    st["std"], list(range(len(st["values"]))), ", ".join("%.4f" % v for v in st["values"]))})
+    es = prov["metrics"].get("early_stopping")
+    if es:
+        text += (" Early stopping on the ETTh1 validation next-token MSE: the weights kept are those of step %d "
+                 "(validation MSE %.4f on 2048 windows); training ran %d of at most %d steps." % (
+                     es["best_step"], es["best_val"], prov["metrics"]["steps"], prov["recipe"]["train"]["max_steps"]))
+    card["results"] = results
+    card["limitations"] = card.get("limitations", "") + text
     lim = card.get("limitations", "")
     if "small-scale cpu run" not in lim.lower():
         card["limitations"] = "This is a small-scale CPU run. " + lim

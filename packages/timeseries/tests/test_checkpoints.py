@@ -10,7 +10,7 @@ from fmzoo.timeseries import GPHT
 from fmzoo.timeseries.data.ltsf import eval_windows
 from fmzoo.timeseries.models.baselines import repeat_last
 
-SHIPPED = ["gpht-mixed", "gpht-etth1-scratch", "gpht-etth1-lr1e-3", "gpht-mixed-no-etth2", "gpht-etth2-scratch"]
+SHIPPED = ["gpht-mixed", "gpht-etth1-scratch", "gpht-etth1", "gpht-mixed-no-etth2", "gpht-etth2-scratch"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -18,7 +18,13 @@ def test_shipped_checkpoint_files(name):
     path = shipped_checkpoints()[f"fmzoo/{name}"]
     assert (path / "model.safetensors").stat().st_size <= 10 * 1024 * 1024
     prov = json.loads((path / "provenance.json").read_text())
-    assert prov["recipe"]["name"] == name and prov["metrics"]["steps"] == prov["recipe"]["train"]["max_steps"]
+    assert prov["recipe"]["name"] == name
+    if prov["recipe"]["train"].get("early_stopping"):  # stopped at or before max_steps, best validation weights kept
+        es = prov["metrics"]["early_stopping"]
+        assert 0 < es["best_step"] <= prov["metrics"]["steps"] <= prov["recipe"]["train"]["max_steps"]
+        assert es["best_val"] == min(v for _, v in es["history"])
+    else:
+        assert prov["metrics"]["steps"] == prov["recipe"]["train"]["max_steps"]
     assert prov["data_files"] and all(len(f["sha256"]) == 64 for f in prov["data_files"])
     card = (path / "README.md").read_text()
     assert "small-scale CPU run" in card or "CPU-scale" in card

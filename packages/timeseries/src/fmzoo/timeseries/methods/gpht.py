@@ -67,6 +67,48 @@ def validation_loss(model: GPHT, datasets: list[str], max_windows: int = 512, se
     return out
 
 
+class ValEarlyStopping:
+    """The official fine-tuning's model selection, at a CPU-scale cadence: every ``every`` optimizer steps the
+    next-token MSE on the validation windows of ``datasets`` is measured; the weights with the lowest value are
+    kept (restored by ``restore``) and training stops after ``patience`` measurements without improvement.
+    (Official code: once per epoch, EarlyStopping(patience=3), best-validation checkpoint reloaded.)"""
+
+    def __init__(self, datasets: list[str], every: int, patience: int = 3, max_windows: int = 2048, seed: int = 0):
+        import lightning as L
+
+        outer = self
+
+        class _CB(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                outer.step(trainer, pl_module.model)
+
+        self.callback = _CB()
+        self.datasets, self.every, self.patience = list(datasets), int(every), int(patience)
+        self.max_windows, self.seed = int(max_windows), int(seed)
+        self.best, self.best_step, self.best_state, self.bad, self.history = math.inf, 0, None, 0, []
+
+    def step(self, trainer, model: GPHT) -> None:
+        step = int(trainer.global_step)
+        if step == 0 or step % self.every:
+            return
+        was = model.training
+        vals = validation_loss(model, self.datasets, max_windows=self.max_windows, seed=self.seed)
+        model.train(was)
+        v = sum(vals.values()) / len(vals)
+        self.history.append([step, v])
+        if v < self.best:
+            self.best, self.best_step, self.bad = v, step, 0
+            self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                trainer.should_stop = True
+
+    def restore(self, model: GPHT) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Pretrain GPHT on the recipe's dataset mixture; returns run_dir/'checkpoint'."""
     run_dir = Path(run_dir)
@@ -96,14 +138,26 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     kw = {"max_epochs": max_epochs, "max_steps": int(max_steps) if max_steps else -1,
           "log_every_n_steps": int(tr.get("log_every_n_steps", 20)), "progress": False}
     kw.update(trainer_kwargs)
+    es = None
+    if tr.get("early_stopping"):
+        cfg = tr["early_stopping"]
+        es = ValEarlyStopping(cfg.get("datasets", data_cfg["datasets"]), every=int(cfg["every"]),
+                              patience=int(cfg.get("patience", 3)), max_windows=int(cfg.get("max_windows", 2048)),
+                              seed=seed)
+        kw["callbacks"] = list(kw.get("callbacks") or []) + [es.callback]
     t0 = time.perf_counter()
     trainer = fit(task, loader, run_dir, **kw)
     seconds = time.perf_counter() - t0
     steps = int(trainer.global_step)
+    if es is not None:
+        es.restore(model)
     model.eval()
     metrics = {"train_seconds": round(seconds, 1), "steps": steps, "series_seen": steps * bs,
                "windows_per_second": round(steps * bs / max(seconds, 1e-9), 1),
                "final_train_loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
+    if es is not None:
+        metrics["early_stopping"] = {"best_step": es.best_step, "best_val": es.best, "history": es.history,
+                                     "stopped_early": steps < int(max_steps or steps)}
     for p in model.parameters():
         p.requires_grad_(True)
     metrics["val_next_token_mse"] = validation_loss(model, data_cfg["datasets"])
