@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fmzoo.core import InputSpecError
-from fmzoo.protein.data.fasta import load_pretraining_sequences, read_fasta
+from fmzoo.protein.data.fasta import drop_overlapping, evaluation_sequences, load_pretraining_sequences, read_fasta
 from fmzoo.protein.data.gb1 import GB1_SITES, load_gb1
 from fmzoo.protein.data.secondary_structure import load_cb513, load_flip_ss
 
@@ -32,6 +32,21 @@ def test_pretraining_sequences_exclude_flip_test(data_root):
     train_only = load_pretraining_sequences(data_root / "proteins" / "flip_secondary_structure")
     everything = load_pretraining_sequences(data_root / "proteins" / "flip_secondary_structure", include_test=True)
     assert len(train_only) == 9712 + 1080 and len(everything) == 11156
+
+
+def test_pretraining_overlap_with_evaluation_sets_is_dropped(data_root):
+    seqs = load_pretraining_sequences(data_root / "proteins" / "flip_secondary_structure")
+    refs = evaluation_sequences(["cb513", "gb1"])
+    cb = [r.sequence for r in load_cb513(data_root / "proteins" / "cb513")]
+    assert len(refs) == 511 + 8733 and all(len(q) == 56 for q in refs[511:])
+    assert len(set(cb) & set(seqs)) == 2  # two CB513 proteins are verbatim in FLIP's train proteins
+    # a planted CB513 fragment and a GB1 variant domain are caught; an unrelated protein is kept
+    planted = ["MK" + cb[5][10:40] + "GG", "AA" + refs[600] + "AA"]
+    kept, n = drop_overlapping(seqs + planted, refs, k=20)
+    assert n == 15 + 2 and not set(kept) & set(cb) and not set(planted) & set(kept)
+    assert drop_overlapping(["ACDEFGHIKLMNPQRSTVWY" * 3], refs, k=20) == (["ACDEFGHIKLMNPQRSTVWY" * 3], 0)
+    with pytest.raises(ValueError, match="unknown evaluation set"):
+        evaluation_sequences(["ts115"])
 
 
 def test_gb1_real(data_root):

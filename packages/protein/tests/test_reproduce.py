@@ -21,5 +21,5 @@ def test_gb1_runner_rows(tmp_path, tmp_hub):
     table = load_table("tape-gb1")
     table["quick"].update(splits=["one_vs_rest"], max_test=60, seeds=[0])
     rows = run_gb1(table, True, tmp_path)
-    assert [r["init"] for r in rows] == ["pretrained", "scratch", "scratch"]
+    assert [r["init"] for r in rows] == ["pretrained", "scratch"] * len(table["quick"]["representations"]) + ["scratch"]
     assert all(-1.0 <= r["ours"] <= 1.0 and "one_vs_rest" in r["model"] for r in rows)

@@ -195,6 +195,13 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     seed = int(recipe.get("seed", 0))
     torch.manual_seed(seed)
     seqs = load_pretraining_sequences()
+    data_cfg = recipe.get("data", {})
+    excluded = list(data_cfg.get("exclude_overlap_with", []))
+    n_dropped = 0
+    if excluded:  # drop pretraining proteins that share a k-mer with an evaluation set's sequences
+        from ..data.fasta import drop_overlapping, evaluation_sequences
+
+        seqs, n_dropped = drop_overlapping(seqs, evaluation_sequences(excluded), int(data_cfg.get("overlap_kmer", 20)))
     rng = random.Random(seed)
     order = list(range(len(seqs)))
     rng.shuffle(order)
@@ -204,7 +211,6 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     limit = recipe.get("data", {}).get("max_train_sequences")
     if limit:
         train = train[: int(limit)]
-    data_cfg = recipe.get("data", {})
     max_length = int(data_cfg.get("max_length", 1024))
     max_tokens = int(data_cfg.get("max_tokens", 8192))
     model = build_model(recipe)
@@ -242,6 +248,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
         "epochs": max_epochs,
         "steps": int(trainer.global_step),
         "train_sequences": len(train),
+        "excluded_overlap_with": excluded,
+        "excluded_sequences": n_dropped,
         "train_tokens_per_epoch": int(sum(min(len(s), max_length - 2) + 2 for s in train)),
     }
     return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)

@@ -23,6 +23,27 @@ def site_features(per_residue: list[np.ndarray], sites=GB1_SITES) -> np.ndarray:
     return np.stack([f[list(sites)].mean(0) for f in per_residue])
 
 
+def mean_features(per_residue: list[np.ndarray]) -> np.ndarray:
+    """FLIP's "mean" pooling: the mean over all residues of the (56-residue) GB1 domain."""
+    return np.stack([f.mean(0) for f in per_residue])
+
+
+def sites_concat_features(per_residue: list[np.ndarray], sites=GB1_SITES) -> np.ndarray:
+    """The 4 varied sites' embeddings concatenated (4 x hidden): keeps which site carries which residue.
+    Not a FLIP baseline; our documented extra row."""
+    return np.stack([f[list(sites)].reshape(-1) for f in per_residue])
+
+
+#: name -> (pooling function over per-residue features of the GB1 domain, description for the table notes)
+GB1_REPRESENTATIONS = {
+    "mean": (mean_features, "FLIP 'mean': mean over all 56 residues of the GB1 domain (FLIP's ESM --mean rows "
+                            "average the whole 265-residue sequence; the other 209 residues are identical in every "
+                            "variant)"),
+    "mut_mean": (site_features, "FLIP 'mut mean': mean of the embeddings at the 4 varied sites"),
+    "sites_concat": (sites_concat_features, "ours, not a FLIP baseline: the 4 varied sites' embeddings concatenated"),
+}
+
+
 def fit_value_head(Xtr, ytr, Xte, seed: int = 0, steps: int = 150, lr: float = 2e-3, weight_decay: float = 1e-4):
     torch.manual_seed(seed)
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
