@@ -89,3 +89,29 @@ def test_table_few_label_rows_probe_only_n_clips_per_speaker(monkeypatch):
     for n in reproduce.FEW_LABELS:
         for m in ("log-mel", "TERA", "wav2vec 2.0"):
             assert f"{m} [speaker, {n} labels/speaker]" in models
+
+
+def test_growing_segment_pool_revisits_then_grows():
+    """wav2vec2-small's data schedule: segment k of the run is segment k mod P(k) of a nested family, with
+    P doubling every ``pool_doubling`` draws; pool=0 keeps fresh segments every epoch."""
+    import torch
+
+    from fmzoo.speech.data.fsdd import SegmentDataset
+
+    wavs = [torch.randn(int(n)) for n in torch.randint(3000, 9000, (20,))]
+    ds = SegmentDataset(wavs, 8000, length=4, seed=0, pool=2, pool_doubling=4)
+    draws = []
+    for epoch in range(3):
+        ds.epoch = epoch
+        draws += [ds[i] for i in range(4)]
+    assert [ds.pool_size(k) for k in (0, 3, 4, 7, 8, 11)] == [2, 2, 4, 4, 8, 8]
+    assert torch.equal(draws[0], draws[2]) and torch.equal(draws[1], draws[3])  # pool of 2 revisited
+    assert not torch.equal(draws[0], draws[1])
+    assert torch.equal(draws[4], draws[0]) and not torch.equal(draws[6], draws[0])  # nested, then new ones
+    assert len({tuple(d[:5].tolist()) for d in draws[8:]}) == 4  # pool of 8: four distinct draws
+    fresh = SegmentDataset(wavs, 8000, length=4, seed=0)
+    a = fresh[0]
+    fresh.epoch = 1
+    assert not torch.equal(a, fresh[0])
+    with pytest.raises(ValueError):
+        SegmentDataset(wavs, 8000, length=4, pool=2)

@@ -106,17 +106,36 @@ def segment_stream(wavs: list[torch.Tensor], seg_samples: int, n_segments: int, 
 
 class SegmentDataset(torch.utils.data.Dataset):
     """``length`` pretraining segments per epoch, drawn on the fly; item i of epoch e is reproducible from
-    (``seed``, e, i). Set ``epoch`` at the start of every epoch (see methods/_common.EpochSeed)."""
+    (``seed``, e, i). Set ``epoch`` at the start of every epoch (see methods/_common.EpochSeed).
 
-    def __init__(self, wavs: list[torch.Tensor], seg_samples: int, length: int, seed: int = 0, transform=None):
+    Growing pool (``pool`` > 0, used by wav2vec 2.0): the k-th segment drawn in the run (k = e * length + i)
+    is segment ``k mod P(k)`` of a fixed, nested family of segments, with P(k) = ``pool`` * 2 ** (k //
+    ``pool_doubling``): the run starts on a small set of segments that it revisits (with fresh masks and
+    distractors) and the set doubles every ``pool_doubling`` segments until, late in the run, practically every
+    segment is new. See the wav2vec2-small recipe for why."""
+
+    def __init__(self, wavs: list[torch.Tensor], seg_samples: int, length: int, seed: int = 0, transform=None,
+                 pool: int = 0, pool_doubling: int = 0):
+        if pool < 0 or pool_doubling < 0 or (pool > 0) != (pool_doubling > 0):
+            raise ValueError("pool and pool_doubling must both be positive (growing pool) or both 0 (off)")
         self.wavs, self.seg, self.length, self.seed, self.transform = wavs, seg_samples, length, seed, transform
+        self.pool, self.pool_doubling = int(pool), int(pool_doubling)
         self.epoch = 0
 
     def __len__(self):
         return self.length
 
+    def pool_size(self, k: int) -> int:
+        return self.pool * 2 ** min(k // self.pool_doubling, 40) if self.pool else 0
+
+    def segment_seed(self, i: int) -> int:
+        if not self.pool:
+            return (self.seed * 1_000_003 + self.epoch) * 1_000_033 + i
+        k = self.epoch * self.length + i
+        return (self.seed * 1_000_003 + 7_777_777) * 1_000_033 + k % self.pool_size(k)
+
     def __getitem__(self, i):
-        x = segment_stream(self.wavs, self.seg, 1, seed=(self.seed * 1_000_003 + self.epoch) * 1_000_033 + i)[0]
+        x = segment_stream(self.wavs, self.seg, 1, seed=self.segment_seed(i))[0]
         return self.transform(x) if self.transform is not None else x
 
 

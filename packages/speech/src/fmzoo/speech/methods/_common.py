@@ -31,7 +31,10 @@ def segment_loader(recipe: dict, wavs, sample_rate: int, transform, default_seco
     seg = int(float(data.get("segment_seconds", default_seconds)) * sample_rate)
     n_seg = int(data.get("segments_per_epoch", 512))
     batch = int(recipe.get("batch_size", default_batch))
-    ds = SegmentDataset(wavs, seg, n_seg, seed=int(recipe.get("seed", 0)), transform=transform)
+    pool = int(data.get("pool_segments", 0))
+    doubling = int(data.get("pool_doubling_steps", 0)) * batch  # recipe counts optimizer steps
+    ds = SegmentDataset(wavs, seg, n_seg, seed=int(recipe.get("seed", 0)), transform=transform, pool=pool,
+                        pool_doubling=doubling)
     loader = DataLoader(ds, batch_size=batch, shuffle=False, drop_last=True)
     return ds, loader, seg, batch
 
