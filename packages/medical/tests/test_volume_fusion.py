@@ -64,3 +64,16 @@ def test_dice_ce_loss_behaviour():
     assert float(out["loss"]) < 1e-3
     bad = dice_ce_loss(torch.zeros(1, 5, 8, 8, 8), y)
     assert float(bad["ce"]) == pytest.approx(np.log(5), rel=1e-4)
+
+
+def test_forward_does_not_depend_on_uninitialised_memory(monkeypatch):
+    """Regression: the size check once ran the NaN check on ``torch.empty(...)`` (uninitialised memory), so a
+    finite batch could be rejected at random ("input contains NaN or Inf") mid-pretraining."""
+    from fmzoo.medical.models.swin import VolumeFusionNet
+
+    net = VolumeFusionNet().eval()
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    with torch.no_grad():
+        out = net(torch.rand(1, 1, 32, 64, 32))
+    assert out.shape == (1, 5, 32, 64, 32) and torch.isfinite(out).all()

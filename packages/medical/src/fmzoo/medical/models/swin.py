@@ -115,7 +115,7 @@ class VolumeFusionNet(nn.Module, HubMixin):
         self.input_spec = dict(input_spec or MR_SPEC_HIPPOCAMPUS)
 
     def _check_input_size(self, spatial_shape):  # used by SwinUNETR.forward
-        check_network_input(torch.empty(1, 1, *spatial_shape), None)
+        check_network_input(torch.zeros(1, 1, *spatial_shape), None)  # zeros: torch.empty may hold NaN
 
     def forward(self, x):
         from monai.networks.nets import SwinUNETR
