@@ -1,5 +1,6 @@
-"""The shipped checkpoint fmzoo/tape-transformer-small: loads offline, is small, carries its card, and its MLM
-beats the same architecture at random init on CB513 proteins it never saw."""
+"""The shipped checkpoint fmzoo/tape-transformer-small: loads offline, is small, carries its card, was produced by the
+committed recipe (same recipe, same sha256), never saw a CB513/GB1-overlapping protein, and its MLM beats the same
+architecture at random init on CB513 proteins it never saw."""
 
 import json
 from pathlib import Path
@@ -7,8 +8,10 @@ from pathlib import Path
 import torch
 
 import fmzoo.protein
-from fmzoo.core import from_pretrained
+from fmzoo.core import from_pretrained, load_recipe
+from fmzoo.core.provenance import recipe_sha256
 from fmzoo.protein import TapeTransformer
+from fmzoo.protein.data.fasta import load_pretraining_sequences
 from fmzoo.protein.data.secondary_structure import load_cb513
 from fmzoo.protein.methods.mlm import evaluate_mlm
 
@@ -21,6 +24,7 @@ def test_shipped_checkpoint_files(tmp_hub):
     assert "CPU" in card and "FLIP" in card and "0.73" in card
     prov = json.loads((CKPT / "provenance.json").read_text())
     assert prov["recipe"]["method"] == "tape_mlm" and prov["steps"] > 500
+    assert prov["epochs"] == prov["recipe"]["trainer"]["max_epochs"] == 3
     model = from_pretrained("fmzoo/tape-transformer-small")
     assert isinstance(model, TapeTransformer)
     assert model.input_spec["vocab"]["X"] == 27
@@ -36,3 +40,33 @@ def test_shipped_mlm_beats_random_init_on_unseen_proteins(tmp_hub, data_root):
     assert a["masked_tokens"] == b["masked_tokens"] > 1000
     assert a["mlm_loss"] < b["mlm_loss"] - 0.2
     assert a["perplexity"] < 18.0  # below the ~20 of a unigram amino-acid model
+
+
+def test_shipped_checkpoint_comes_from_the_committed_recipe():
+    prov = json.loads((CKPT / "provenance.json").read_text())
+    recipe = load_recipe(prov["recipe_name"])
+    assert prov["recipe_name"] == "tape-transformer-small" == recipe["name"]
+    # Every training value of the committed file is the run's; only the card text was corrected after the run
+    # (provenance keeps the recipe, and its sha256, exactly as the run saw it).
+    training = lambda r: {k: v for k, v in r.items() if k != "card"}  # noqa: E731
+    assert training(recipe) == training(prov["recipe"])
+    assert recipe_sha256(prov["recipe"]) == prov["recipe_sha256"]
+    assert all(prov["card"][k] == v for k, v in recipe["card"].items())  # the card shipped is the committed text
+    assert prov["card"]["summary"] != prov["recipe"]["card"]["summary"]
+    assert prov["recipe_sha256"][:16] in (CKPT / "README.md").read_text()
+
+
+def test_shipped_checkpoint_never_saw_evaluation_proteins(data_root):
+    """Pretraining dropped every protein sharing a 20-mer with CB513 or the GB1 domain (the previously shipped
+    model had 2 verbatim CB513 proteins in its pretraining set); the card says so."""
+    prov = json.loads((CKPT / "provenance.json").read_text())
+    data = prov["recipe"]["data"]
+    assert sorted(data["exclude_overlap_with"]) == sorted(prov["excluded_overlap_with"]) == ["cb513", "gb1"]
+    assert data["overlap_kmer"] == 20
+    pool = load_pretraining_sequences(data_root / "proteins" / "flip_secondary_structure")
+    # 15 proteins share a 20-mer with CB513 (test_data checks the filter on the real data); the rest is train + val
+    assert prov["excluded_sequences"] == 15
+    assert prov["train_sequences"] + data["val_sequences"] + prov["excluded_sequences"] == len(pool)
+    card = (CKPT / "README.md").read_text()
+    assert "10,477" in card and "2 of them verbatim CB513 proteins" in card and "three epochs" in card
+    assert "one epoch" not in card
