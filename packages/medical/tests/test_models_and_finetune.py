@@ -84,6 +84,25 @@ def test_shipped_checkpoints(repo):
     assert not torch.equal(model.state_dict()[w], fresh.state_dict()[w])
 
 
+@pytest.mark.parametrize("name", ["voco-small", "volumefusion-small"])
+def test_shipped_checkpoint_comes_from_the_committed_recipe(name):
+    """The recipe saved in provenance.json (what the run saw) is the committed recipe file, value for
+    value, so `fmzoo pretrain <name>` reruns exactly what is shipped."""
+    import json
+
+    from fmzoo.core import load_recipe, resolve_checkpoint
+    from fmzoo.core.provenance import recipe_sha256
+
+    path = resolve_checkpoint(f"fmzoo/{name}")
+    prov = json.loads((path / "provenance.json").read_text())
+    assert prov["recipe_name"] == name
+    assert load_recipe(name) == prov["recipe"]
+    assert recipe_sha256(prov["recipe"]) == prov["recipe_sha256"]
+    assert prov["metrics"]["steps"] == prov["recipe"]["max_steps"]  # the run finished its schedule
+    assert prov["weights_dtype"] == prov["recipe"]["save_dtype"]
+    assert prov["recipe_sha256"][:16] in (path / "README.md").read_text()
+
+
 def test_few_label_run_and_sliding_window(hippo_root):
     data = load_hippocampus()
     res = few_label_run("scratch", 1, 0, data, data["test"][:2], steps=2)
