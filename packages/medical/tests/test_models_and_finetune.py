@@ -85,19 +85,15 @@ def test_shipped_checkpoints(repo):
 
 
 @pytest.mark.parametrize("name", ["voco-small", "volumefusion-small"])
-def test_shipped_checkpoint_comes_from_the_committed_recipe(name):
-    """The recipe saved in provenance.json (what the run saw) is the committed recipe file, value for
-    value, so `fmzoo pretrain <name>` reruns exactly what is shipped."""
+def test_shipped_checkpoint_ran_its_recipe_to_the_end(name):
+    """(That the committed recipe is the run's recipe is checked for every package in tests/test_shipped_recipes.py.)"""
     import json
 
-    from fmzoo.core import load_recipe, resolve_checkpoint
-    from fmzoo.core.provenance import recipe_sha256
+    from fmzoo.core import resolve_checkpoint
 
     path = resolve_checkpoint(f"fmzoo/{name}")
     prov = json.loads((path / "provenance.json").read_text())
     assert prov["recipe_name"] == name
-    assert load_recipe(name) == prov["recipe"]
-    assert recipe_sha256(prov["recipe"]) == prov["recipe_sha256"]
     assert prov["metrics"]["steps"] == prov["recipe"]["max_steps"]  # the run finished its schedule
     assert prov["weights_dtype"] == prov["recipe"]["save_dtype"]
     assert prov["recipe_sha256"][:16] in (path / "README.md").read_text()

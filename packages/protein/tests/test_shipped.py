@@ -9,7 +9,6 @@ import torch
 
 import fmzoo.protein
 from fmzoo.core import from_pretrained, load_recipe
-from fmzoo.core.provenance import recipe_sha256
 from fmzoo.protein import TapeTransformer
 from fmzoo.protein.data.fasta import load_pretraining_sequences
 from fmzoo.protein.data.secondary_structure import load_cb513
@@ -46,11 +45,7 @@ def test_shipped_checkpoint_comes_from_the_committed_recipe():
     prov = json.loads((CKPT / "provenance.json").read_text())
     recipe = load_recipe(prov["recipe_name"])
     assert prov["recipe_name"] == "tape-transformer-small" == recipe["name"]
-    # Every training value of the committed file is the run's; only the card text was corrected after the run
-    # (provenance keeps the recipe, and its sha256, exactly as the run saw it).
-    training = lambda r: {k: v for k, v in r.items() if k != "card"}  # noqa: E731
-    assert training(recipe) == training(prov["recipe"])
-    assert recipe_sha256(prov["recipe"]) == prov["recipe_sha256"]
+    # training values and sha256: tests/test_shipped_recipes.py; here, that only the card text was corrected
     assert all(prov["card"][k] == v for k, v in recipe["card"].items())  # the card shipped is the committed text
     assert prov["card"]["summary"] != prov["recipe"]["card"]["summary"]
     assert prov["recipe_sha256"][:16] in (CKPT / "README.md").read_text()
