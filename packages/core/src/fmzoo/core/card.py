@@ -54,10 +54,12 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
     return "\n".join(lines)
 
 
-def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None = None) -> str:
+def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None = None,
+                 evaluations: dict | None = None) -> str:
     """Re-render a checkpoint's README.md from its config, provenance (whose recipe holds the card
     text) and, optionally, a reproduction result (``fmzoo reproduce`` JSON) whose rows become the
-    results table. Weights and config are untouched; the rows are also recorded in provenance.json."""
+    results table. Weights and config are untouched; the rows are also recorded in provenance.json,
+    as are ``evaluations`` ({"table:setting": rows}, when a caller renders several results itself)."""
     import os
     import tempfile
     from pathlib import Path
@@ -78,6 +80,8 @@ def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None =
             for r in result["rows"]
         ]
         prov.setdefault("evaluations", {})[f"{result['table']}:{result['setting']}"] = result["rows"]
+    if evaluations is not None:
+        prov["evaluations"] = dict(evaluations)
     text = render_card(config, card, prov)
     for name, content in (("provenance.json", json.dumps(prov, indent=2) + "\n"), ("README.md", text)):
         fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")

@@ -40,8 +40,7 @@ def render_shipped_card(results: list[dict], ckpt_dir: str | Path = SHIPPED_DIR,
     from .methods.mlm import CITATION
 
     ckpt_dir = Path(ckpt_dir)
-    prov_path = ckpt_dir / "provenance.json"
-    prov = json.loads(prov_path.read_text())
+    prov = json.loads((ckpt_dir / "provenance.json").read_text())
     if card is None:
         from fmzoo.core import load_recipe
 
@@ -55,13 +54,12 @@ def render_shipped_card(results: list[dict], ckpt_dir: str | Path = SHIPPED_DIR,
          "setting": f"{n_val} held-out FLIP train proteins, 15% masking, {held['masked_tokens']} masked tokens"},
         {"metric": "held-out masked-token accuracy", "value": f"{held['masked_accuracy']:.4f}", "setting": "same"},
     ]
-    prov["evaluations"] = {}
+    evaluations = {}
     for result in results:
         rows += result_rows(result)
-        prov["evaluations"][f"{result['table']}:{result['setting']}"] = result["rows"]
-    prov_path.write_text(json.dumps(prov, indent=2) + "\n")
+        evaluations[f"{result['table']}:{result['setting']}"] = result["rows"]
     card["results"] = rows
-    return refresh_card(ckpt_dir, card=card)
+    return refresh_card(ckpt_dir, card=card, evaluations=evaluations)
 
 
 def main(argv=None) -> int:

@@ -182,13 +182,18 @@ class TJEPA(nn.Module, HubMixin):
         self.eval()
         out = torch.cat(
             [self.target_encoder(x_num[i : i + batch_size], x_cat[i : i + batch_size]).flatten(1) for i in range(0, len(x_num), batch_size)]
-        ) if len(x_num) else torch.zeros(0, (self.n_reg + self.n_features) * self.dim)
+        ) if len(x_num) else torch.zeros(0, self.embedding_dim)
         self.train(was_training)
         return out
 
     @property
+    def n_tokens(self) -> int:
+        """Tokens per row in the representation: [REG] tokens + one per feature."""
+        return self.n_reg + self.n_features
+
+    @property
     def embedding_dim(self) -> int:
-        return (self.n_reg + self.n_features) * self.dim
+        return self.n_tokens * self.dim
 
     # -- the objective ------------------------------------------------------------------------
     def jepa_loss(self, x_num, x_cat, keep: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:

@@ -87,7 +87,7 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
                 for seed in seeds:
                     idx = np.arange(len(y)) if fraction is None else label_budget(y, fraction=fraction, seed=seed)
                     n_rows = len(idx)
-                    n_tokens = model.n_reg + model.n_features if init == "pretrained" else None
+                    n_tokens = model.n_tokens if init == "pretrained" else None
                     values.append(train_and_score(a[idx], y[idx], b, yt, task, head, seed, n_tokens=n_tokens, **overrides)[metric])
                 mean, std = mean_std(values)
                 feats = "raw features" if init == "scratch" else "T-JEPA representations"
@@ -122,8 +122,7 @@ def cli_entry(model: TJEPA, options: dict) -> dict:
 
         scores = [linear_probe(a, y, b, yt, task=data["task"], seed=s) for s in seeds]
     else:
-        n_tokens = model.n_reg + model.n_features
-        scores = [train_and_score(a, y, b, yt, data["task"], head, s, n_tokens=n_tokens, **overrides) for s in seeds]
+        scores = [train_and_score(a, y, b, yt, data["task"], head, s, n_tokens=model.n_tokens, **overrides) for s in seeds]
     out = {"dataset": dataset, "train_rows": len(X), "protocol": "linear probe" if options.get("mode") == "evaluate" else "MLP head on frozen T-JEPA representations"}
     for k in scores[0]:
         mean, std = mean_std([s[k] for s in scores])

@@ -59,7 +59,7 @@ class _TJEPAEstimator:
         feats = (feats - self.mean_) / self.std_
         out_dim = len(self.classes_) if self.task == "classification" else 1
         model = self._model()
-        net, optim = make_head(self.head, feats.shape[1], out_dim, n_tokens=model.n_reg + model.n_features)
+        net, optim = make_head(self.head, feats.shape[1], out_dim, n_tokens=model.n_tokens)
         optim.update(self.head_kwargs)
         if self.max_epochs:
             optim["max_epochs"] = self.max_epochs
