@@ -82,3 +82,25 @@ def test_publish_rejects_bad_repo_id(tmp_path, tmp_hub):
     out = _cli("publish", str(tmp_path), "lab/ok")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_hub / "lab" / "ok" / "revisions").glob("*.json").__next__().read_text())["repo_id"] == "lab/ok"
+
+
+def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_path):
+    from fmzoo.core.card import refresh_card
+    from fmzoo.tabular import TJEPA
+
+    ckpt = tmp_path / "checkpoint"
+    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(ckpt)
+    weights = (ckpt / "model.safetensors").read_bytes()
+    row = {"model": "MLP", "init": "pretrained", "metric": "accuracy", "higher_is_better": True, "ours": 0.8512,
+           "std": 0.001, "seeds": [0, 1, 2], "paper": 0.866, "paper_source": "x"}
+    results = [{"table": "t-one", "setting": "quick", "rows": [row]},
+               {"table": "t-two", "setting": "full", "rows": [dict(row, ours=0.5, paper=None)]}]
+    card = {"title": "Demo", "results": [{"metric": "held-out loss", "value": "1.0", "setting": "ours"}]}
+    text = refresh_card(ckpt, results, card=card)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ") and "metric |" not in ln]
+    assert lines[0].startswith("| held-out loss |")
+    assert lines[1] == "| accuracy: MLP (pretrained) | 0.8512 ± 0.0010 (paper 0.866) | fmzoo reproduce t-one --quick, seeds [0, 1, 2] |"
+    assert lines[2].startswith("| accuracy: MLP (pretrained) | 0.5000 ± 0.0010 | fmzoo reproduce t-two, seeds")
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert set(prov["evaluations"]) == {"t-one:quick", "t-two:full"} and "results" not in prov["card"]
+    assert (ckpt / "README.md").read_text() == text and (ckpt / "model.safetensors").read_bytes() == weights

@@ -54,12 +54,25 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
     return "\n".join(lines)
 
 
-def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None = None,
-                 evaluations: dict | None = None) -> str:
+def result_rows(result: dict) -> list[dict]:
+    """Card rows ({metric, value, setting}) of one ``fmzoo reproduce`` result."""
+    flag = " --quick" if result["setting"] == "quick" else ""
+    return [
+        {
+            "metric": f"{r['metric']}: {r['model']} ({r['init']})",
+            "value": f"{r['ours']:.4f} ± {r['std']:.4f}" + (f" (paper {r['paper']})" if r.get("paper") is not None else ""),
+            "setting": f"fmzoo reproduce {result['table']}{flag}, seeds {r['seeds']}" + (f"; {r['note']}" if r.get("note") else ""),
+        }
+        for r in result["rows"]
+    ]
+
+
+def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card: dict | None = None) -> str:
     """Re-render a checkpoint's README.md from its config, provenance (whose recipe holds the card
-    text) and, optionally, a reproduction result (``fmzoo reproduce`` JSON) whose rows become the
-    results table. Weights and config are untouched; the rows are also recorded in provenance.json,
-    as are ``evaluations`` ({"table:setting": rows}, when a caller renders several results itself)."""
+    text) and, optionally, reproduction results (``fmzoo reproduce`` JSON, one or a list) whose rows
+    follow any rows already in ``card["results"]``. Weights and config are untouched; each result's
+    rows are also recorded in provenance.json under ``evaluations["table:setting"]``. Both files are
+    replaced atomically."""
     import os
     import tempfile
     from pathlib import Path
@@ -70,18 +83,12 @@ def refresh_card(checkpoint_dir, result: dict | None = None, card: dict | None =
     card = dict(card or prov.get("card") or (prov.get("recipe") or {}).get("card") or {})
     prov["card"] = {k: v for k, v in card.items() if k != "results"}
     card.setdefault("title", f"{config['architecture']} ({prov.get('recipe_name', '')})")
-    if result is not None:
-        card["results"] = [
-            {
-                "metric": f"{r['metric']}: {r['model']} ({r['init']})",
-                "value": f"{r['ours']:.4f} ± {r['std']:.4f}" + (f" (paper {r['paper']})" if r.get("paper") is not None else ""),
-                "setting": f"{result['table']} {result['setting']}, seeds {r['seeds']}" + (f"; {r['note']}" if r.get("note") else ""),
-            }
-            for r in result["rows"]
-        ]
-        prov.setdefault("evaluations", {})[f"{result['table']}:{result['setting']}"] = result["rows"]
-    if evaluations is not None:
-        prov["evaluations"] = dict(evaluations)
+    if results is not None:
+        results = [results] if isinstance(results, dict) else list(results)
+        card["results"] = list(card.get("results") or [])
+        for result in results:
+            card["results"] += result_rows(result)
+            prov.setdefault("evaluations", {})[f"{result['table']}:{result['setting']}"] = result["rows"]
     text = render_card(config, card, prov)
     for name, content in (("provenance.json", json.dumps(prov, indent=2) + "\n"), ("README.md", text)):
         fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")

@@ -15,22 +15,6 @@ from pathlib import Path
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "tape-transformer-small"
 
-_DATASET = {"tape-ss-cb513": "CB513", "tape-gb1": "GB1"}
-
-
-def result_rows(result: dict) -> list[dict]:
-    """Card rows of one ``fmzoo reproduce`` JSON."""
-    prefix = _DATASET.get(result["table"], result["table"])
-    flag = " --quick" if result["setting"] == "quick" else ""
-    return [
-        {
-            "metric": f"{prefix} {r['metric']} ({r['model']}, {r['init']})",
-            "value": f"{r['ours']:.4f} ± {r['std']:.4f}" + (f" (paper {r['paper']})" if r.get("paper") is not None else ""),
-            "setting": f"fmzoo reproduce {result['table']}{flag}, seeds {r['seeds']}" + (f": {r['note']}" if r.get("note") else ""),
-        }
-        for r in result["rows"]
-    ]
-
 
 def render_shipped_card(results: list[dict], ckpt_dir: str | Path = SHIPPED_DIR, card: dict | None = None) -> str:
     """Re-render ``ckpt_dir``'s README.md: held-out MLM rows from provenance, then the rows of each reproduce
@@ -54,12 +38,8 @@ def render_shipped_card(results: list[dict], ckpt_dir: str | Path = SHIPPED_DIR,
          "setting": f"{n_val} held-out FLIP train proteins, 15% masking, {held['masked_tokens']} masked tokens"},
         {"metric": "held-out masked-token accuracy", "value": f"{held['masked_accuracy']:.4f}", "setting": "same"},
     ]
-    evaluations = {}
-    for result in results:
-        rows += result_rows(result)
-        evaluations[f"{result['table']}:{result['setting']}"] = result["rows"]
     card["results"] = rows
-    return refresh_card(ckpt_dir, card=card, evaluations=evaluations)
+    return refresh_card(ckpt_dir, results, card=card)
 
 
 def main(argv=None) -> int:
