@@ -19,6 +19,10 @@ if [[ -f shared/apt-packages.txt ]] && command -v apt-get >/dev/null && [[ $(id 
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null || echo "[setup] warning: apt-get failed for: $missing"
   fi
 fi
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [[ ! -x .venv/bin/python && "$free_kb" -lt $((8 * 1024 * 1024)) ]]; then
+  echo "[setup] warning: $((free_kb / 1024)) MB free here; a new .venv needs about 7 GB"
+fi
 echo "[setup] creating .venv with $($PY --version)"
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
@@ -26,6 +30,10 @@ echo "[setup] installing $(( ${#packages[@]} / 2 )) editable packages (torch pin
 if ! .venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requirements-dev.txt "${packages[@]}" \
     > .venv/setup.log 2>&1; then
   grep -v "^WARNING: Location" .venv/setup.log | tail -40
+  if grep -q "No space left on device" .venv/setup.log; then
+    echo "[setup] the disk is full: a new .venv needs about 7 GB (torch's pinned build brings its CUDA libraries);" \
+         "free now under $(pwd): $(df -Ph . | awk 'NR==2 {print $4}')"
+  fi
   echo "[setup] pip install failed (full log: .venv/setup.log)"; exit 1
 fi
 .venv/bin/python -c "import torch, fmzoo.core; print('[setup] torch', torch.__version__)"
