@@ -34,3 +34,18 @@ def test_width_not_a_multiple_of_tokens_is_an_error():
         make_head("mlp", 100, 2, n_tokens=15)
     with pytest.raises(ValueError, match="head must be one of"):
         make_head("transformer", 100, 2)
+
+
+def test_dropout_drops_at_rate_p_keeps_the_mean_and_is_identity_in_eval():
+    from fmzoo.tabular.tasks.heads import Dropout
+
+    torch.manual_seed(0)
+    d, x = Dropout(0.25), torch.ones(400, 500)
+    y = d(x)
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.01 and torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.75))
+    x.requires_grad_(True)
+    y = d(x)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # gradient flows only through kept units
+    assert torch.equal(d.eval()(x), x)
