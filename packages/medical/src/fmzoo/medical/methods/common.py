@@ -106,16 +106,3 @@ class Timer:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.t0
-
-
-def update_card(ckpt_dir: str | Path, card: dict, extra_results: list[dict] | None = None) -> Path:
-    """Re-render a checkpoint's README.md with downstream results added (weights and config untouched)."""
-    from fmzoo.core.card import render_card
-
-    ckpt_dir = Path(ckpt_dir)
-    config = json.loads((ckpt_dir / "config.json").read_text())
-    prov = json.loads((ckpt_dir / "provenance.json").read_text())
-    card = dict(card)
-    card["results"] = list(card.get("results", [])) + list(extra_results or [])
-    (ckpt_dir / "README.md").write_text(render_card(config, card, prov))
-    return ckpt_dir / "README.md"
