@@ -6,7 +6,7 @@ seeds.json (optional) is the --json output of seed_summary.py with entries 'GPHT
 """
 import json, sys
 from pathlib import Path
-from fmzoo.core.card import render_card
+from fmzoo.core.card import refresh_card
 CK = Path(__file__).resolve().parents[1] / "src" / "fmzoo" / "timeseries" / "checkpoints"
 res = json.loads(Path(sys.argv[1]).read_text())
 seeds = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
@@ -26,7 +26,6 @@ plan = {
 plan["gpht-etth1"] = [("GPHT", "fine-tuned checkpoint; " + quick)]
 for name, items in plan.items():
     d = CK / name
-    config = json.loads((d / "config.json").read_text())
     prov = json.loads((d / "provenance.json").read_text())
     card = dict(prov["recipe"].get("card", {}))
     card.setdefault("title", name)
@@ -50,6 +49,10 @@ for name, items in plan.items():
         text += (" Over seeds (same 256 windows/horizon): fine-tuned %.4f ± %.4f (n=%d fine-tuning seeds, one "
                  "pretraining seed) vs scratch %.4f ± %.4f (n=%d)." % (a["mean"], a["std"], len(a["values"]),
                                                                        b["mean"], b["std"], len(b["values"])))
+        if len(a["values"]) == len(b["values"]):  # seed s of each: same data order
+            diff = [x - y for x, y in zip(a["values"], b["values"])]
+            text += (" Paired by seed: fine-tuned minus scratch %+.4f on average, lower on %d of %d seeds." % (
+                sum(diff) / len(diff), sum(x < 0 for x in diff), len(diff)))
         for label, key in (("GPHT", "gpht-etth1"), ("GPHT-scratch", "gpht-etth1-scratch")):
             if name == key:
                 st = seeds[label]["mse"]["avg"]
@@ -66,5 +69,5 @@ for name, items in plan.items():
     lim = card.get("limitations", "")
     if "small-scale cpu run" not in lim.lower():
         card["limitations"] = "This is a small-scale CPU run. " + lim
-    (d / "README.md").write_text(render_card(config, card, prov))
+    refresh_card(d, card=card)
     print("wrote", d / "README.md")
