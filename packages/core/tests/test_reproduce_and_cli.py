@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from fmzoo.core.registry import PLUGIN_ERRORS, list_models, plugins, recipes, shipped_checkpoints, tables
 from fmzoo.core.reproduce import ROW_KEYS, format_table, make_row, plot_table
@@ -104,3 +105,21 @@ def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_
     prov = json.loads((ckpt / "provenance.json").read_text())
     assert set(prov["evaluations"]) == {"t-one:quick", "t-two:full"} and "results" not in prov["card"]
     assert (ckpt / "README.md").read_text() == text and (ckpt / "model.safetensors").read_bytes() == weights
+
+
+def test_a_table_runner_cannot_leak_its_thread_count(tmp_path, monkeypatch):
+    from fmzoo.core import reproduce as rep
+
+    def runner(table, quick, out_dir):
+        torch.set_num_threads(1)
+        return [rep.make_row(table, "M", "pretrained", [0.5], [0])]
+
+    monkeypatch.setattr(rep, "load_table", lambda name: {"table": name, "metric": "accuracy", "higher_is_better": True, "rows": []})
+    monkeypatch.setattr(rep, "table_runner", lambda name: runner)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = rep.reproduce("demo", quick=True, out_dir=tmp_path, echo=lambda *_: None)
+        assert result["rows"][0]["ours"] == 0.5 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -120,7 +120,13 @@ def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_o
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = table_runner(table.get("runner", name))
     start = time.perf_counter()
-    rows = runner(table, quick, out_dir)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        rows = runner(table, quick, out_dir)
+    finally:  # a runner may pick its own thread count; it must not leak into the next table of `--all`
+        torch.set_num_threads(threads)
     result = {
         "table": name,
         "title": table.get("title", ""),
