@@ -5,7 +5,9 @@ import torch
 from fmzoo.core import InputSpecError, from_pretrained
 from fmzoo.medical.data.hippocampus import label_budget_cases, list_cases, load_hippocampus, split_cases
 from fmzoo.medical.models.swin import ENCODER_PREFIXES, SwinUNETRSegmenter, VoCo, VolumeFusionNet
-from fmzoo.medical.tasks.segmentation import dice_per_class, evaluate, few_label_run, make_segmenter
+from fmzoo.medical.tasks.segmentation import (
+    dice_per_class, evaluate, few_label_run, make_segmenter, resample_image, resample_label, resample_logits,
+)
 
 
 def test_split_and_budgets(hippo_root):
@@ -110,6 +112,30 @@ def test_few_label_run_and_sliding_window(hippo_root):
     assert pred.shape[1:] == x.shape  # whole volume, any size, by sliding windows
     r = evaluate(seg.net, [x], [y])
     assert set(r) >= {"dice_class1", "dice_class2", "mean_dice"}
+
+
+def test_resampling_keeps_image_and_label_aligned_and_round_trips(hippo_root):
+    data = load_hippocampus()
+    x, y = data["load"](data["train"][0])
+    size = (96, 64, 96)  # VoCo's pretraining volume size
+    xr, yr = resample_image(x, size), resample_label(y, size)
+    assert xr.shape == size and yr.shape == size and xr.dtype == np.float32 and yr.dtype == np.int64
+    assert set(np.unique(yr)) == set(np.unique(y))
+    # the label's foreground sits where the image was resampled from: centroids agree to a fraction of a voxel
+    for c in (1, 2):
+        native = np.argwhere(y == c).mean(0)
+        back = np.argwhere(yr == c).mean(0) * (np.array(y.shape) - 1) / (np.array(size) - 1)
+        assert np.abs(native - back).max() < 0.5
+    # one-hot "logits" resized up and back reproduce the label almost everywhere (Dice on the original grid)
+    onehot = torch.from_numpy(np.stack([(yr == c) for c in range(3)]).astype(np.float32))[None]
+    back = resample_logits(onehot, y.shape)[0].argmax(0).numpy()
+    assert all(d > 0.9 for d in dice_per_class(back, y).values())
+
+
+def test_few_label_run_at_the_pretraining_scale_scores_on_the_original_grid(hippo_root):
+    data = load_hippocampus()
+    res = few_label_run("scratch", 1, 0, data, data["test"][:1], steps=1, resample_to=(64, 64, 64))
+    assert 0.0 <= res["mean_dice"] <= 1.0
 
 
 def test_encoder_prefixes_cover_voco_params():

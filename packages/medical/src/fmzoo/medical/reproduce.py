@@ -39,7 +39,9 @@ def load_inits(quick: bool, out_dir: Path, log=print) -> dict:
     return inits
 
 
-def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, log=print) -> list[dict]:
+def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resample_to=None, log=print) -> list[dict]:
+    """Every (budget, seed, init) cell; ``resample_to``: fine-tune and predict on volumes resized to this size
+    (e.g. VoCo's pretraining volume size 96x64x96), Dice on the original grid, for every init alike."""
     from .data.hippocampus import load_hippocampus
     from .tasks.segmentation import few_label_run
 
@@ -50,8 +52,9 @@ def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, log=
         for seed in seeds:
             for key, init in inits.items():
                 t0 = time.perf_counter()
-                res = few_label_run(init, budget, seed, data, test, steps)
-                res.update(method=key, budget=budget, seed=seed, seconds=time.perf_counter() - t0, n_test=len(test))
+                res = few_label_run(init, budget, seed, data, test, steps, resample_to=resample_to)
+                res.update(method=key, budget=budget, seed=seed, seconds=time.perf_counter() - t0, n_test=len(test),
+                           resample_to=list(resample_to) if resample_to else None)
                 log(f"  {key:8s} budget={budget!s:>3} seed={seed} mean Dice {res['mean_dice']:.4f} "
                     f"(ant {res['dice_class1']:.4f}, post {res['dice_class2']:.4f}) {res['seconds']:.0f}s")
                 cells.append(res)
@@ -106,6 +109,7 @@ def run_hippocampus(table: dict, quick: bool, out_dir: Path) -> list[dict]:
 def main(argv=None):
     """Run part of the grid (some methods) and write its cells, e.g. to spread a long grid over time:
     python -m fmzoo.medical.reproduce --methods scratch volf --budgets 1 5 --seeds 0 1 2 --steps 60 --out cells.json
+    ``--resample-to 96 64 96``: the whole protocol on volumes resized to VoCo's pretraining size (every init alike).
     Checkpoints default to the shipped fmzoo/voco-small and fmzoo/volumefusion-small."""
     import argparse
 
@@ -120,13 +124,15 @@ def main(argv=None):
     ap.add_argument("--voco", default="fmzoo/voco-small")
     ap.add_argument("--volf", default="fmzoo/volumefusion-small")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resample-to", nargs=3, type=int, default=None, metavar=("X", "Y", "Z"),
+                    help="fine-tune and predict on volumes resized to X Y Z (Dice on the original grid)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     srcs = {"scratch": None, "voco": a.voco, "volf": a.volf}
     inits = {m: ("scratch" if m == "scratch" else from_pretrained(srcs[m])) for m in a.methods}
     budgets = [b if b == "all" else int(b) for b in a.budgets]
-    cells = run_grid(inits, budgets, a.seeds, a.steps, a.test_stride)
+    cells = run_grid(inits, budgets, a.seeds, a.steps, a.test_stride, resample_to=a.resample_to)
     for c in cells:
         c["steps"] = a.steps
     Path(a.out).write_text(json.dumps(cells, indent=2, default=str) + "\n")

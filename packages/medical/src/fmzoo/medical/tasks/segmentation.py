@@ -58,6 +58,27 @@ def sample_patch(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, au
     return xp, yp
 
 
+def resample_image(x: np.ndarray, size) -> np.ndarray:
+    """Resize an image volume to ``size`` the way the VoCo pretraining does (trilinear, align_corners=True)."""
+    from ..methods.common import resize
+
+    return resize(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], size)[0].numpy()
+
+
+def resample_label(y: np.ndarray, size, num_classes: int = 3) -> np.ndarray:
+    """Resize a label map on the same grid as ``resample_image`` (one-hot, trilinear, argmax), so image and
+    label stay aligned (nearest-neighbour interpolation samples a half-voxel-shifted grid)."""
+    onehot = np.stack([(y == c) for c in range(num_classes)]).astype(np.float32)
+    return resample_logits(torch.from_numpy(onehot)[None], size)[0].argmax(0).numpy().astype(np.int64)
+
+
+def resample_logits(logits: torch.Tensor, size) -> torch.Tensor:
+    """(B, C, X, Y, Z) -> (B, C, *size), trilinear with align_corners=True."""
+    if tuple(logits.shape[2:]) == tuple(size):
+        return logits
+    return torch.nn.functional.interpolate(logits, size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)
+
+
 def make_segmenter(init, out_channels: int = 3, arch: dict | None = None):
     """A MONAI SwinUNETR for segmentation: from scratch ("scratch"), or carrying a pretrained model's weights."""
     from ..models.swin import VoCo, VolumeFusionNet, build_swinunetr
@@ -103,12 +124,16 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
 
 @torch.no_grad()
 def evaluate(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 64, 32), overlap: float = 0.5,
-             classes=(1, 2)) -> dict[str, float]:
+             classes=(1, 2), resample_to=None) -> dict[str, float]:
+    """Per-class Dice on whole volumes. ``resample_to``: the network sees each image resized to this size
+    (the fine-tuning geometry) and its logits are resized back, so Dice is always on the original grid."""
     net.eval()
     per = {c: [] for c in classes}
     t0 = time.perf_counter()
     for x, y in zip(images, labels):
-        logits = sliding_window_logits(net, torch.from_numpy(np.ascontiguousarray(x))[None, None], roi, overlap)
+        xin = resample_image(x, resample_to) if resample_to else x
+        logits = sliding_window_logits(net, torch.from_numpy(np.ascontiguousarray(xin))[None, None], roi, overlap)
+        logits = resample_logits(logits, np.shape(y))
         pred = logits.argmax(1)[0].numpy()
         for c, d in dice_per_class(pred, np.asarray(y), classes).items():
             per[c].append(d)
@@ -119,18 +144,25 @@ def evaluate(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
 
 
 def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], steps: int, roi=(32, 64, 32),
-                  batch_size: int = 2, lr: float = 1e-3, log=None) -> dict:
-    """One cell of the table: pick ``budget`` labelled volumes (seeded), fine-tune, evaluate on test_cases."""
+                  batch_size: int = 2, lr: float = 1e-3, resample_to=None, log=None) -> dict:
+    """One cell of the table: pick ``budget`` labelled volumes (seeded), fine-tune, evaluate on test_cases.
+
+    ``resample_to``: fine-tune on volumes resized to this size (and predict on resized test volumes, Dice on
+    the original grid), e.g. VoCo's pretraining volume size, so the network sees anatomy at the scale it was
+    pretrained on. None: the original 1 mm grid."""
     from ..data.hippocampus import label_budget_cases
 
     cases = label_budget_cases(data["train"], budget, seed)
     tr = [data["load"](c) for c in cases]
+    if resample_to:
+        tr = [(resample_image(a, resample_to), resample_label(b, resample_to)) for a, b in tr]
     te = [data["load"](c) for c in test_cases]
     torch.manual_seed(seed)
     net = make_segmenter(init, out_channels=3)
     fit = finetune(net, [a for a, _ in tr], [b for _, b in tr], roi, steps, batch_size, lr, seed=seed, log=log)
-    res = evaluate(net, [a for a, _ in te], [b for _, b in te], roi)
+    res = evaluate(net, [a for a, _ in te], [b for _, b in te], roi, resample_to=resample_to)
     return {**res, **{f"train_{k}": v for k, v in fit.items()}, "labelled_cases": cases}
 
 
-__all__ = ["dice_per_class", "evaluate", "few_label_run", "finetune", "make_segmenter", "sliding_window_logits"]
+__all__ = ["dice_per_class", "evaluate", "few_label_run", "finetune", "make_segmenter", "resample_image", "resample_label",
+           "resample_logits", "sliding_window_logits"]
