@@ -60,6 +60,35 @@ def test_fit_head_learns_and_early_stops():
     assert acc > 0.9
 
 
+def test_fit_head_trains_a_network_on_several_inputs_with_its_own_lr_per_module():
+    x, y = _blobs(600)
+    codes = (y + np.arange(600)) % 2  # an integer input column: stays int64 (an embedding index)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Linear(8, 16)
+            self.embed = torch.nn.Embedding(2, 16)
+            self.out = torch.nn.Linear(16, 3)
+
+        def forward(self, a, c):
+            assert a.dtype == torch.float32 and c.dtype == torch.int64
+            return self.out(torch.relu(self.body(a) + self.embed(c)))
+
+    net = Net()
+    frozen_by_lr = net.embed.weight.detach().clone()
+    net = fit_head(net, (x[:400], codes[:400]), y[:400], (x[400:500], codes[400:500]), y[400:500], max_epochs=30,
+                   lr=1e-2, module_lrs={net.embed: 0.0})
+    assert torch.equal(net.embed.weight, frozen_by_lr)  # lr 0 for that module: untouched
+    acc = (predict_head(net, (x[500:], codes[500:])).argmax(1) == y[500:]).mean()
+    assert acc > 0.9
+    with pytest.raises(ValueError, match="not parts of the trained network"):
+        fit_head(Net(), (x[:10], codes[:10]), y[:10], (x[:10], codes[:10]), y[:10], max_epochs=1,
+                 module_lrs={torch.nn.Linear(2, 2): 1e-3})
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        fit_head(Net(), (x[:10], codes[:9]), y[:10], (x[:10], codes[:10]), y[:10], max_epochs=1)
+
+
 def test_over_seeds():
     out = over_seeds(lambda s: s * 2.0, [1, 2, 3])
     assert out["mean"] == 4.0 and out["values"] == [2.0, 4.0, 6.0]

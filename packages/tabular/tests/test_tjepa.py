@@ -122,6 +122,57 @@ def test_classifier_on_real_adult_beats_majority(data_root):
     assert proba.shape == (10, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
 
 
+def test_downstream_encoder_is_a_trainable_copy_or_a_fresh_init():
+    torch.manual_seed(123)  # the "pretrained" weights: any init other than seeds 0 and 1
+    model = tiny(dropout=0.1)
+    pre = model.downstream_encoder(pretrained=True)
+    for a, b in zip(pre.state_dict().values(), model.target_encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert all(p.requires_grad for p in pre.parameters())
+    assert not any(p.requires_grad for p in model.target_encoder.parameters())  # the model itself is untouched
+    s0, s0b, s1 = (model.downstream_encoder(pretrained=False, seed=s) for s in (0, 0, 1))
+    w = "tokenizer.num_weight"
+    assert torch.equal(s0.state_dict()[w], s0b.state_dict()[w]) and not torch.equal(s0.state_dict()[w], s1.state_dict()[w])
+    assert not torch.equal(s0.state_dict()[w], pre.state_dict()[w])
+    quiet = model.downstream_encoder(dropout=0.0)
+    rates = [m.p for m in quiet.modules() if isinstance(m, torch.nn.Dropout)]
+    rates += [m.dropout for m in quiet.modules() if isinstance(m, torch.nn.MultiheadAttention)]
+    assert rates and all(r == 0.0 for r in rates)
+    assert any(m.p > 0 for m in model.target_encoder.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_end_to_end_finetuning_on_real_adult_moves_the_encoder_and_learns(data_root):
+    from fmzoo.tabular.tasks.downstream import finetune_and_score
+
+    model = TJEPA.from_pretrained("fmzoo/tjepa-adult")
+    schema = TabularSchema.from_dict(model.input_spec)
+    data = load_adult()
+    (X, y), (Xt, yt) = data["train"], data["test"]
+    train, test = schema.transform(X.iloc[:2000]), schema.transform(Xt.iloc[:2000])
+    before = {k: v.clone() for k, v in model.target_encoder.state_dict().items()}
+    # the ResNet head: the 13-layer MLP needs far more than a test's few hundred steps to leave the majority class
+    res = finetune_and_score(model, train, y[:2000], test, yt[:2000], "classification", "resnet", seed=0,
+                             max_epochs=4, lr=1e-3, batch_size=64)
+    assert res["accuracy"] > 0.80  # majority rate of these test rows: 0.76
+    for k, v in model.target_encoder.state_dict().items():  # fine-tuning works on a copy
+        assert torch.equal(v, before[k])
+    with pytest.raises(ValueError, match="init must be one of"):
+        finetune_and_score(model, train, y[:2000], test, yt[:2000], "classification", "mlp", seed=0, init="random")
+
+
+def test_classifier_finetuned_end_to_end_on_real_adult(data_root):
+    data = load_adult()
+    (X, y), (Xt, yt) = data["train"], data["test"]
+    labels = np.where(y[:2000] == 1, ">50K", "<=50K")
+    clf = TJEPAClassifier("fmzoo/tjepa-adult", head="resnet", finetune=True, max_epochs=4,
+                          head_kwargs={"lr": 1e-3, "batch_size": 64}).fit(X.iloc[:2000], labels)
+    acc = (clf.predict(Xt.iloc[:2000]) == np.where(yt[:2000] == 1, ">50K", "<=50K")).mean()
+    assert acc > 0.80  # majority rate 0.76
+    assert clf.predict_proba(Xt.iloc[:5]).shape == (5, 2)
+    with pytest.raises(InputSpecError, match="column 'race': unseen category"):
+        clf.predict(Xt.iloc[:3].assign(race="Martian"))
+
+
 def test_regressor_on_real_diamonds():
     from fmzoo.tabular.data.diamonds import load_diamonds
 

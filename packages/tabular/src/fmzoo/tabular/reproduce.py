@@ -31,9 +31,16 @@ def _run(table: dict, quick: bool, out_dir: Path, checkpoint: str, recipe: str, 
     model = _pretrained(checkpoint, recipe, quick, Path(out_dir))
     cfg = QUICK if quick else FULL
     rows = []
+    # The table's `finetune_heads` adds end-to-end fine-tuning rows (pretrained vs randomly initialised encoder).
     for r in compare_on_dataset(model, dataset, seeds=cfg["seeds"], heads=cfg["heads"], max_epochs=cfg["max_epochs"],
-                                label_fractions=cfg["label_fractions"], lr=cfg["lr"]):
-        feats = "raw features" if r["init"] == "scratch" else f"frozen T-JEPA ({checkpoint if quick else recipe})"
+                                label_fractions=cfg["label_fractions"], lr=cfg["lr"],
+                                finetune_heads=table.get("finetune_heads", ())):
+        if r["protocol"] == "finetune":
+            src = checkpoint if quick else recipe
+            feats = f"T-JEPA encoder ({src}) + head trained end to end" if r["init"] == "pretrained" else \
+                "T-JEPA encoder architecture at a random init (seed = run seed) + head trained end to end"
+        else:
+            feats = "raw features" if r["init"] == "scratch" else f"frozen T-JEPA ({checkpoint if quick else recipe})"
         rows.append(make_row(table, r["model"], r["init"], r["values"], r["seeds"], metric=r["metric"],
                              note=f"{feats}; {r['setting']}"))
     return rows

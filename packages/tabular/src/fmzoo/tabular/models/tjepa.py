@@ -186,6 +186,26 @@ class TJEPA(nn.Module, HubMixin):
         self.train(was_training)
         return out
 
+    def downstream_encoder(self, pretrained: bool = True, seed: int = 0, dropout: float | None = None) -> TJEPAEncoder:
+        """A trainable copy of the encoder whose latents ``embed`` returns (the target encoder), for
+        fine-tuning end to end; ``pretrained=False``: the same architecture at a fresh random init drawn
+        with ``seed`` (the scratch control). ``dropout``: set every dropout rate of the copy (attention
+        included); None keeps the pretraining's."""
+        if pretrained:
+            enc = copy.deepcopy(self.target_encoder)
+        else:
+            torch.manual_seed(seed)
+            enc = type(self)(**self.init_args).target_encoder  # == its context encoder at init
+        for p in enc.parameters():
+            p.requires_grad_(True)
+        if dropout is not None:
+            for m in enc.modules():
+                if isinstance(m, nn.Dropout):
+                    m.p = float(dropout)
+                elif isinstance(m, nn.MultiheadAttention):
+                    m.dropout = float(dropout)
+        return enc.train()
+
     @property
     def n_tokens(self) -> int:
         """Tokens per row in the representation: [REG] tokens + one per feature."""
