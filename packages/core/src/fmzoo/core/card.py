@@ -55,13 +55,15 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
 
 
 def result_rows(result: dict) -> list[dict]:
-    """Card rows ({metric, value, setting}) of one ``fmzoo reproduce`` result."""
+    """Card rows ({metric, value, setting}) of one ``fmzoo reproduce`` result (``result["command"]``, when a
+    result comes from another command than ``fmzoo reproduce TABLE [--quick]``, names that command)."""
     flag = " --quick" if result["setting"] == "quick" else ""
+    command = result.get("command") or f"fmzoo reproduce {result['table']}{flag}"
     return [
         {
             "metric": f"{r['metric']}: {r['model']} ({r['init']})",
             "value": f"{r['ours']:.4f} ± {r['std']:.4f}" + (f" (paper {r['paper']})" if r.get("paper") is not None else ""),
-            "setting": f"fmzoo reproduce {result['table']}{flag}, seeds {r['seeds']}" + (f"; {r['note']}" if r.get("note") else ""),
+            "setting": f"{command}, seeds {r['seeds']}" + (f"; {r['note']}" if r.get("note") else ""),
         }
         for r in result["rows"]
     ]

@@ -158,23 +158,7 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     index = {q: i for i, q in enumerate(all_seqs)}
     rows = []
     if cfg.get("protocol", "probe") == "finetune":
-        from .tasks.gb1 import finetune_regression
-
-        for sp in splits:
-            tr, te = data[sp]["train"], data[sp]["test"]
-            trs, tes = [q[:GB1_DOMAIN] for q in tr["sequence"]], [q[:GB1_DOMAIN] for q in te["sequence"]]
-            note = (f"split {sp}: train {len(tr)}, test {len(te)}{' (random subset)' if test_cap else ''}; GB1 domain, "
-                    f"TAPE protocol: backbone + ValuePredictionHead on the pooled output fine-tuned end to end, "
-                    f"{cfg.get('steps', 150)} steps x batch 32; scratch = random init per seed")
-            for init in ("pretrained", "scratch"):
-                vals = []
-                for s in seeds:
-                    bb = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
-                    pred = finetune_regression(bb, trs, tr["target"].to_numpy(), tes, seed=s,
-                                               steps=int(cfg.get("steps", 150)), lr=float(cfg.get("lr", 5e-4)))
-                    vals.append(spearman(te["target"].to_numpy(), pred))
-                rows.append(make_row(table, f"{name} fine-tuned [{sp}]", init, vals, seeds, note=note))
-        return rows
+        return _gb1_finetune_rows(table, cfg, data, splits, seeds, pretrained, name, test_cap)
     # Frozen features. Pretrained: the one checkpoint, seed = head init. Scratch: the same architecture at a
     # random init drawn with the same seed as the head (a fresh backbone per seed), so both rows get the same
     # head, training budget and seeds.
@@ -213,4 +197,76 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         oh = [spearman(yte, fit_value_head(onehot[tr_i], ytr, onehot[te_i], seed=s)) for s in seeds]
         rows.append(make_row(table, f"One-hot sites [{sp}]", "scratch", oh, seeds,
                              note=base + "; one-hot of the 4 varied sites, same head (our run, not FLIP's number)"))
+    if cfg.get("finetune"):  # full mode: TAPE's own protocol as well
+        rows += _gb1_finetune_rows(table, dict(cfg["finetune"]), data, splits, seeds, pretrained, name, test_cap)
     return rows
+
+
+def _gb1_finetune_rows(table: dict, cfg: dict, data: dict, splits, seeds, pretrained, name: str, test_cap) -> list[dict]:
+    """TAPE's protocol (the paper's): backbone + ValuePredictionHead fine-tuned end to end, pretrained vs random init.
+    ``cfg``: steps, lr, eval_every, early_stopping (fit on FLIP's train part, pick the step on its validation part)."""
+    from .tasks.gb1 import GB1_DOMAIN, finetune_regression, spearman
+
+    rows = []
+    steps, lr, every = int(cfg.get("steps", 150)), float(cfg.get("lr", 5e-4)), int(cfg.get("eval_every", 50))
+    early = bool(cfg.get("early_stopping", False))
+    for sp in splits:
+        tr, va, te = data[sp]["train"], data[sp]["valid"], data[sp]["test"]
+        if early:  # fit on FLIP's train part only; its validation part picks the step
+            tr = tr[~tr["sequence"].isin(set(va["sequence"]))]
+        trs, tes = [q[:GB1_DOMAIN] for q in tr["sequence"]], [q[:GB1_DOMAIN] for q in te["sequence"]]
+        vas = [q[:GB1_DOMAIN] for q in va["sequence"]] if early else None
+        stop = (f"the step (every {every}) with the best Spearman on FLIP's {len(va)} validation variants"
+                if early else "the last step")
+        note = (f"split {sp}: train {len(tr)}, test {len(te)}{' (random subset)' if test_cap else ''}; GB1 domain, "
+                f"TAPE protocol: backbone + ValuePredictionHead on the pooled output fine-tuned end to end, "
+                f"up to {steps} steps x batch 32, AdamW lr {lr}, model of {stop}; scratch = random init per seed")
+        for init in ("pretrained", "scratch"):
+            vals = []
+            for s in seeds:
+                bb = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
+                pred = finetune_regression(bb, trs, tr["target"].to_numpy(), tes, seed=s, steps=steps, lr=lr,
+                                           val_seqs=vas, val_y=va["target"].to_numpy() if early else None,
+                                           eval_every=every)
+                vals.append(spearman(te["target"].to_numpy(), pred))
+            rows.append(make_row(table, f"{name} fine-tuned [{sp}]", init, vals, seeds, note=note))
+    return rows
+
+
+def main(argv=None):
+    """The fine-tuning rows of ``tape-gb1`` (the full mode's TAPE protocol) on chosen splits, without its frozen rows:
+    python -m fmzoo.protein.reproduce --splits one_vs_rest two_vs_rest three_vs_rest --max-test 1000 --out gb1_ft.json
+    writes a ``fmzoo reproduce``-style JSON (``command`` names this command) that ``refresh_card`` takes."""
+    import argparse
+    import json
+    import shlex
+    import sys
+
+    from fmzoo.core import load_table
+
+    ap = argparse.ArgumentParser(prog="python -m fmzoo.protein.reproduce")
+    ap.add_argument("--splits", nargs="+", default=["one_vs_rest", "two_vs_rest", "three_vs_rest"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--max-test", type=int, default=None, help="a fixed random subset of each test split")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    table = load_table("tape-gb1")
+    cfg = {"splits": a.splits, "seeds": a.seeds, "max_test": a.max_test, "protocol": "finetune",
+           **table["full"]["finetune"]}
+    table["full"] = cfg
+    t0 = time.perf_counter()
+    rows = run_gb1(table, False, Path(a.out).parent)
+    argv_text = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
+    result = {"table": "tape-gb1", "title": table.get("title", ""), "setting": "full", "rows": rows,
+              "seconds": round(time.perf_counter() - t0, 1), "notes": table.get("notes", ""),
+              "command": f"python -m fmzoo.protein.reproduce {argv_text}"}
+    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+    from fmzoo.core.reproduce import format_table
+
+    print(format_table(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -73,10 +73,10 @@ def resample_label(y: np.ndarray, size, num_classes: int = 3) -> np.ndarray:
 
 
 def resample_logits(logits: torch.Tensor, size) -> torch.Tensor:
-    """(B, C, X, Y, Z) -> (B, C, *size), trilinear with align_corners=True."""
-    if tuple(logits.shape[2:]) == tuple(size):
-        return logits
-    return torch.nn.functional.interpolate(logits, size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)
+    """(B, C, X, Y, Z) -> (B, C, *size), with the same resize as the images."""
+    from ..methods.common import resize
+
+    return torch.stack([resize(x, size) for x in logits])
 
 
 def make_segmenter(init, out_channels: int = 3, arch: dict | None = None):

@@ -78,9 +78,14 @@ def one_hot_sites(sequences: list[str], sites=GB1_SITES) -> np.ndarray:
 
 
 def finetune_regression(pretrained, train_seqs, ytr, test_seqs, seed: int = 0, steps: int = 150, batch_size: int = 32,
-                        lr: float = 5e-4, family: str = "transformer") -> np.ndarray:
+                        lr: float = 5e-4, family: str = "transformer", val_seqs=None, val_y=None,
+                        eval_every: int = 50) -> np.ndarray:
     """TAPE's value-prediction protocol: backbone + ``ValuePredictionHead`` on the pooled output, fine-tuned end to
-    end with MSE on standardised targets (``steps`` minibatches of ``batch_size``, AdamW, grad clip 1.0)."""
+    end with MSE on standardised targets (``steps`` minibatches of ``batch_size``, AdamW, grad clip 1.0).
+    With ``val_seqs``/``val_y``: every ``eval_every`` steps the Spearman rho on them is measured and the model of
+    the best step (the earliest among ties; an undefined rho counts as -1) makes the test predictions."""
+    import copy
+
     from ..models.task import TapeTaskModel
     from ..tokenizer import TAPETokenizer
 
@@ -93,8 +98,9 @@ def finetune_regression(pretrained, train_seqs, ytr, test_seqs, seed: int = 0, s
     ym, ys = float(np.mean(ytr)), float(np.std(ytr) + 1e-8)
     y = torch.tensor((np.asarray(ytr) - ym) / ys, dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
+    best, best_state = -np.inf, None
+    for step in range(1, steps + 1):
+        model.train()
         idx = rng.choice(len(train_seqs), min(batch_size, len(train_seqs)), replace=False)
         ids, mask = tok.batch_encode([train_seqs[i] for i in idx])
         loss = torch.nn.functional.mse_loss(model(ids, mask)[:, 0], y[idx])
@@ -102,10 +108,21 @@ def finetune_regression(pretrained, train_seqs, ytr, test_seqs, seed: int = 0, s
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if val_seqs is not None and (step % eval_every == 0 or step == steps):
+            rho = spearman(np.asarray(val_y), _predict(model, tok, val_seqs))
+            rho = -1.0 if np.isnan(rho) else rho
+            if rho > best:
+                best, best_state = rho, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return _predict(model, tok, test_seqs) * ys + ym
+
+
+def _predict(model, tok, seqs) -> np.ndarray:
     model.eval()
     preds = []
     with torch.no_grad():
-        for i in range(0, len(test_seqs), 256):
-            ids, mask = tok.batch_encode(test_seqs[i: i + 256])
+        for i in range(0, len(seqs), 256):
+            ids, mask = tok.batch_encode(seqs[i: i + 256])
             preds.append(model(ids, mask)[:, 0].numpy())
-    return np.concatenate(preds) * ys + ym
+    return np.concatenate(preds)
