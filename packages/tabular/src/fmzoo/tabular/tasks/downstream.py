@@ -148,10 +148,10 @@ def compare_on_dataset(model: TJEPA, dataset: str, seeds=(0, 1, 2), heads=("mlp"
     task = data["task"]
     metric = "accuracy" if task == "classification" else "rmse"
     schema = model_schema(model)
-    inputs = {"pretrained": (embed_frame(model, X).numpy(), embed_frame(model, Xt).numpy())}
+    columns = (schema.transform(X), schema.transform(Xt))  # checked once; embedded here, fine-tuned on below
+    inputs = {"pretrained": tuple(model.embed(*c).numpy() for c in columns)}
     if include_scratch:
         inputs["scratch"] = (schema.one_hot(X).numpy(), schema.one_hot(Xt).numpy())
-    columns = (schema.transform(X), schema.transform(Xt)) if finetune_heads else None
     overrides = {"max_epochs": max_epochs} if max_epochs else {}
     if lr:
         overrides["lr"] = lr
