@@ -25,9 +25,8 @@ def pyg_model(in_dim: int):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    from torch_geometric.nn import GATConv
-
     from fmzoo.graph.models.graphmae import sce_loss
+    from torch_geometric.nn import GATConv
 
     class PlainPyG(nn.Module):
         def __init__(self):
@@ -52,7 +51,7 @@ def pyg_model(in_dim: int):
             ox[noise] = x[torch.randperm(n)[: int(0.05 * nm)]]
             ox[tok] += self.token
             h = ox
-            for conv, act in zip(self.enc, self.acts):
+            for conv, act in zip(self.enc, self.acts, strict=True):
                 h = act(conv(F.dropout(h, 0.2, self.training), ei))
             rep = self.e2d(h)
             rep[mask] = 0

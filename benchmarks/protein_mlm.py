@@ -26,7 +26,6 @@ CONFIGS = {
 
 def _batch(n_seq: int, length: int):
     import torch
-
     from fmzoo.protein.data.fasta import load_pretraining_sequences
     from fmzoo.protein.methods.mlm import apply_bert_mask
     from fmzoo.protein.tokenizer import TAPETokenizer

@@ -17,12 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
+import fmzoo.tabular.methods.tjepa as tjepa_method
+import fmzoo.tabular.tasks.downstream as downstream
 import numpy as np
 import pandas as pd
 import torch
-
-import fmzoo.tabular.methods.tjepa as tjepa_method
-import fmzoo.tabular.tasks.downstream as downstream
 from fmzoo.core import load_recipe
 from fmzoo.tabular.data.adult import load_adult
 from fmzoo.tabular.models.tjepa import TJEPA

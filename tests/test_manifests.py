@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fmzoo.core import sha256_file
 
 MANIFESTS = sorted((Path(__file__).resolve().parent.parent / "shared" / "datasets").glob("*.yaml"))

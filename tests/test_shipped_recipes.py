@@ -6,7 +6,6 @@ have been corrected after the run."""
 import json
 
 import pytest
-
 from fmzoo.core import load_recipe
 from fmzoo.core.provenance import recipe_sha256
 from fmzoo.core.registry import shipped_checkpoints

@@ -1,9 +1,15 @@
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core.evaluation import (
-    fit_head, knn_probe, label_budget, linear_probe, mean_std, over_seeds, predict_head, regression_metrics,
+    fit_head,
+    knn_probe,
+    label_budget,
+    linear_probe,
+    mean_std,
+    over_seeds,
+    predict_head,
+    regression_metrics,
 )
 
 

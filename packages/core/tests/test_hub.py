@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
-from torch import nn
-
 from fmzoo.core import CheckpointError, HubMixin, LocalHub, RepoIdError, from_pretrained, validate_repo_id
 from fmzoo.core.hub import resolve_checkpoint
+from torch import nn
 
 
 class TinyNet(nn.Module, HubMixin):
@@ -36,7 +35,7 @@ def test_round_trip_is_exact(tmp_path):
     m.save_pretrained(tmp_path / "ck", card={"title": "tiny", "results": [{"metric": "acc", "value": 0.5, "setting": "x"}]})
     assert sorted(os.listdir(tmp_path / "ck")) == ["README.md", "config.json", "model.safetensors", "provenance.json"]
     m2 = TinyNet.from_pretrained(tmp_path / "ck")
-    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     assert m2.init_args == {"d_in": 6, "d_out": 3, "act": "gelu"}
     assert m2.input_spec == m.input_spec

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-
 from fmzoo.core.registry import PLUGIN_ERRORS, list_models, plugins, recipes, shipped_checkpoints, tables
 from fmzoo.core.reproduce import ROW_KEYS, format_table, make_row, plot_table
 

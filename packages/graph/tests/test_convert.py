@@ -1,10 +1,13 @@
 """Official GraphMAE key layouts -> fmzoo models, on synthetic state dicts written with the official names."""
 import pytest
 import torch
-
 from fmzoo.core import CheckpointError
-from fmzoo.graph.convert import (convert_official_chem_gin, convert_official_graphmae, load_official_chem_gin,
-                                 load_official_graphmae)
+from fmzoo.graph.convert import (
+    convert_official_chem_gin,
+    convert_official_graphmae,
+    load_official_chem_gin,
+    load_official_graphmae,
+)
 from fmzoo.graph.models.gat import GraphIndex
 from fmzoo.graph.models.gin import MolGIN
 from fmzoo.graph.models.graphmae import GraphMAE
@@ -47,10 +50,10 @@ def official_node_state(branch: str, in_dim=12, hidden=8, heads=2):
     fc, al, ar = ("lin_src.weight", "att_src", "att_dst") if branch == "pyg" else ("fc.weight", "attn_l", "attn_r")
     sd = {"enc_mask_token": r(1, in_dim), "encoder_to_decoder.weight": r(hidden, hidden)}
     dims = [(in_dim, c, heads), (hidden, c, heads)]
-    for l, (i, o, h) in enumerate(dims):
-        p = f"encoder.gat_layers.{l}."
+    for layer, (i, o, h) in enumerate(dims):
+        p = f"encoder.gat_layers.{layer}."
         sd |= {p + fc: r(o * h, i), p + al: r(1, h, o), p + ar: r(1, h, o), p + "bias": r(o * h),
-               p + "activation.weight": torch.tensor([0.3 + l])}
+               p + "activation.weight": torch.tensor([0.3 + layer])}
         if branch == "pyg":
             sd[p + "lin_dst.weight"] = sd[p + fc]
     p = "decoder.gat_layers.0."

@@ -4,7 +4,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
 from fmzoo.graph.data.molecules import featurize, load_moleculenet, scaffold_split, smiles_to_graph
 from fmzoo.graph.data.planetoid import load_cora, safe_load_pickle
@@ -28,8 +27,8 @@ def test_cora_shapes_and_split(cora):
 
 
 def test_cora_matches_pyg_reader(cora, data_root, tmp_path):
-    from torch_geometric.datasets import Planetoid
     import torch_geometric.transforms as T
+    from torch_geometric.datasets import Planetoid
 
     raw = data_root / "graphs" / "planetoid" / "Cora" / "raw"
     shutil.copytree(raw, tmp_path / "Cora" / "raw")

@@ -2,7 +2,6 @@ import copy
 
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
 from fmzoo.graph.models.gat import GATConv, GraphIndex
 from fmzoo.graph.models.graphmae import GraphMAE, sce_loss
@@ -71,7 +70,7 @@ def test_sparse_path_matches_dense_path():
         loss.backward()
         losses.append(loss.item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-    for (n, p), (_, q) in zip(m.named_parameters(), md.named_parameters()):
+    for (n, p), (_, q) in zip(m.named_parameters(), md.named_parameters(), strict=True):
         assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6), n
     m.eval(), md.eval()
     assert torch.allclose(m.embed(x, ei), md.embed(x, ei), atol=1e-5)

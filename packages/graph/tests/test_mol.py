@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
 from fmzoo.graph.data.molecules import collate, featurize, load_moleculenet
 from fmzoo.graph.methods.graphmae_mol import mol_mae_loss

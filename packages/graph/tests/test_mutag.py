@@ -1,7 +1,6 @@
 import shutil
 
 import torch
-
 from fmzoo.graph.data.tu import load_mutag
 from fmzoo.graph.methods.graphmae_graph import graph_embeddings, pretrain_graphs
 from fmzoo.graph.models.graphmae_graph import GraphMAEGIN

@@ -5,7 +5,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
 from fmzoo.medical.io import (
     CT_SPEC_VOCO_PAPER,

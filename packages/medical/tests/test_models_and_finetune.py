@@ -1,12 +1,17 @@
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError, from_pretrained
 from fmzoo.medical.data.hippocampus import label_budget_cases, list_cases, load_hippocampus, split_cases
 from fmzoo.medical.models.swin import ENCODER_PREFIXES, SwinUNETRSegmenter, VoCo, VolumeFusionNet
 from fmzoo.medical.tasks.segmentation import (
-    dice_per_class, evaluate, few_label_run, make_segmenter, resample_image, resample_label, resample_logits,
+    dice_per_class,
+    evaluate,
+    few_label_run,
+    make_segmenter,
+    resample_image,
+    resample_label,
+    resample_logits,
 )
 
 
@@ -41,7 +46,7 @@ def test_hub_roundtrip_fp16_storage(tmp_path):
     m.float()
     back = VoCo.from_pretrained(str(tmp_path / "ck"))
     assert isinstance(back, VoCo) and back.input_spec["roi_size"] == [32, 64, 32]
-    for (k, a), (_, b) in zip(m.state_dict().items(), back.state_dict().items()):
+    for (k, a), (_, b) in zip(m.state_dict().items(), back.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
         if a.is_floating_point():
             assert b.dtype == torch.float32, k

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from fmzoo.medical.methods.voco import (
     VoCoGeometry,
     ema_update,
@@ -50,7 +49,7 @@ def test_random_crops_stay_inside_and_labels_sum_to_one():
     for geom in (PAPER, SMALL):
         for _ in range(200):
             box = random_crop_box(geom, rng)
-            assert all(0 <= lo and hi <= n for (lo, hi), n in zip(box, geom.volume_size))
+            assert all(0 <= lo and hi <= n for (lo, hi), n in zip(box, geom.volume_size, strict=True))
             lab = position_labels(box, geom)
             assert lab.sum() == pytest.approx(1.0)
             assert (lab > 0).sum() <= 4  # a base-size crop overlaps at most 2 bases per grid axis
@@ -69,7 +68,7 @@ def test_voco_sample_on_real_volume(hippo_root):
     # without augmentation, a random crop equals the overlapping region of the resized volume:
     # rebuild the resized volume from the bases and check each random crop is a window of it
     vol = torch.zeros(1, 96, 64, 96)
-    for b, box in zip(s["bases"], SMALL.base_boxes()):
+    for b, box in zip(s["bases"], SMALL.base_boxes(), strict=True):
         (x0, x1), _, (z0, z1) = box
         vol[:, x0:x1, :, z0:z1] = b
     lab = s["labels"][0].numpy()
@@ -166,4 +165,4 @@ def test_voco_task_step_trains_student_only(hippo_root):
     assert all(p.grad is None for p in task.teacher.parameters())
     assert task.model.swinViT.patch_embed.proj.weight.grad.abs().sum() > 0
     # the EMA moved the teacher towards the student only where they differed (they start equal)
-    assert all(torch.allclose(a, b) for a, b in zip(t_before, task.teacher.parameters()))
+    assert all(torch.allclose(a, b) for a, b in zip(t_before, task.teacher.parameters(), strict=True))

@@ -2,8 +2,6 @@
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from fmzoo.core import CheckpointError
 from fmzoo.medical.models.swin import ENCODER_PREFIXES, build_swinunetr
 from fmzoo.medical.voco_import import (
@@ -13,6 +11,7 @@ from fmzoo.medical.voco_import import (
     to_fmzoo_voco,
     unwrap_state_dict,
 )
+from safetensors.torch import save_file
 
 FS = 12  # the released models use 48/96/192; a small width keeps the test fast, the layout is the same
 

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.medical.methods.volume_fusion import (
     VolumeFusionDataset,
     crop_for_fusion,

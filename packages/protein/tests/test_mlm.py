@@ -1,9 +1,8 @@
 import numpy as np
 import torch
-
 from fmzoo.protein import TAPETokenizer, TapeTransformer
 from fmzoo.protein.data.fasta import load_pretraining_sequences
-from fmzoo.protein.methods.mlm import (TokenBudgetSampler, apply_bert_mask, make_loader, mlm_loss)
+from fmzoo.protein.methods.mlm import TokenBudgetSampler, apply_bert_mask, make_loader, mlm_loss
 from fmzoo.protein.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
 
@@ -40,7 +39,7 @@ def test_mlm_training_reduces_loss_on_real_sequences():
     loader = make_loader(seqs, max_length=128, max_tokens=2048, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = last = None
-    for epoch in range(6):
+    for _epoch in range(6):
         for b in loader:
             loss, _ = mlm_loss(model, b["input_ids"], b["input_mask"], b["targets"])
             opt.zero_grad()

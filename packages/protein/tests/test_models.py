@@ -1,8 +1,7 @@
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError, from_pretrained
-from fmzoo.protein import TAPETokenizer, TapeResNet, TapeTaskModel, TapeTransformer
+from fmzoo.protein import TapeResNet, TapeTaskModel, TAPETokenizer, TapeTransformer
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
 

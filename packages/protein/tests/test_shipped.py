@@ -5,9 +5,8 @@ architecture at random init on CB513 proteins it never saw."""
 import json
 from pathlib import Path
 
-import torch
-
 import fmzoo.protein
+import torch
 from fmzoo.core import from_pretrained, load_recipe
 from fmzoo.protein import TapeTransformer
 from fmzoo.protein.data.fasta import load_pretraining_sequences

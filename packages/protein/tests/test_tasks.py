@@ -1,11 +1,10 @@
 import numpy as np
 import torch
-
+from fmzoo.protein import TapeTransformer
 from fmzoo.protein.tasks.contact import precision_at_l5
 from fmzoo.protein.tasks.features import one_hot_window, residue_features
 from fmzoo.protein.tasks.gb1 import fit_value_head, one_hot_sites, spearman
 from fmzoo.protein.tasks.secondary_structure import cv_accuracy, probe_accuracy, structural_class
-from fmzoo.protein import TapeTransformer
 
 
 def test_precision_at_l5_on_constructed_maps():

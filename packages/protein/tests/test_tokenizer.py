@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
 from fmzoo.protein.tokenizer import IUPAC_VOCAB, TAPETokenizer
 

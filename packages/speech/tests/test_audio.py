@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from fmzoo.core.errors import InputSpecError
-from fmzoo.speech.audio import (AudioSpec, ResampleWarning, deltas, load_audio, log_mel, mel_filterbank, resample,
-                                validate_waveform)
+from fmzoo.speech.audio import (
+    AudioSpec,
+    ResampleWarning,
+    deltas,
+    load_audio,
+    log_mel,
+    mel_filterbank,
+    resample,
+    validate_waveform,
+)
 from fmzoo.speech.data.fsdd import fsdd_dir, list_fsdd
 
 

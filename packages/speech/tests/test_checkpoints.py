@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-
 from fmzoo.core import from_pretrained
 from fmzoo.core.errors import InputSpecError
 from fmzoo.speech.audio import ResampleWarning, load_audio

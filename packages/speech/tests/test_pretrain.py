@@ -4,7 +4,6 @@ import json
 
 import pytest
 import yaml
-
 from fmzoo.speech.methods import tera as tera_method
 from fmzoo.speech.methods import wav2vec2 as w2v_method
 from fmzoo.speech.plugin import plugin
@@ -64,7 +63,6 @@ def test_table_few_label_rows_probe_only_n_clips_per_speaker(monkeypatch):
     """The few-label speaker rows train the probe on exactly n labelled clips of every speaker (label_budget),
     and the table lists a row for each of them."""
     import torch
-
     from fmzoo.speech import reproduce
 
     seen = []
@@ -95,7 +93,6 @@ def test_growing_segment_pool_revisits_then_grows():
     """wav2vec2-small's data schedule: segment k of the run is segment k mod P(k) of a nested family, with
     P doubling every ``pool_doubling`` draws; pool=0 keeps fresh segments every epoch."""
     import torch
-
     from fmzoo.speech.data.fsdd import SegmentDataset
 
     wavs = [torch.randn(int(n)) for n in torch.randint(3000, 9000, (20,))]

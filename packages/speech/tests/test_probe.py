@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-
 from fmzoo.speech.audio import ResampleWarning
 from fmzoo.speech.data.fsdd import load_fsdd
 from fmzoo.speech.models.tera import TERA

@@ -5,7 +5,6 @@ import warnings
 
 import pytest
 import torch
-
 from fmzoo.core.errors import InputSpecError
 from fmzoo.speech.audio import load_audio
 from fmzoo.speech.data.fsdd import fsdd_dir

@@ -5,13 +5,11 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 import transformers  # the reference implementation (fmzoo-speech[test])
-from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
-
 from fmzoo.core.errors import CheckpointError, InputSpecError
 from fmzoo.speech.models.wav2vec2 import Wav2Vec2, compute_span_mask, sample_negative_indices
+from safetensors.torch import load_file, save_file
+from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             conv_dim=[16, 16, 16], conv_stride=[5, 2, 2], conv_kernel=[10, 3, 3], num_conv_pos_embeddings=16,

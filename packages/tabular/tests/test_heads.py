@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from fmzoo.tabular.tasks.heads import MLPHead, PerTokenProjection, ResNetHead, make_head
 
 

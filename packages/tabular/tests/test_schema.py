@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from fmzoo.core import InputSpecError
 from fmzoo.tabular import TabularSchema
 from fmzoo.tabular.data.adult import COLUMNS, load_adult

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import InputSpecError
-from fmzoo.tabular import TabularSchema, TJEPA, TJEPAClassifier, TJEPARegressor
+from fmzoo.tabular import TJEPA, TabularSchema, TJEPAClassifier, TJEPARegressor
 from fmzoo.tabular.data.adult import load_adult
 from fmzoo.tabular.methods.tjepa import TJEPATask, build_model
 from fmzoo.tabular.models.tjepa import FeatureMaskSampler
@@ -46,7 +45,7 @@ def test_target_encoder_is_ema_and_frozen():
             p.add_(1.0)
     before = [p.clone() for p in m.target_encoder.parameters()]
     m.update_target(0.9)
-    for b, pt, pc in zip(before, m.target_encoder.parameters(), m.context_encoder.parameters()):
+    for b, pt, pc in zip(before, m.target_encoder.parameters(), m.context_encoder.parameters(), strict=True):
         assert torch.allclose(pt, 0.9 * b + 0.1 * pc)
 
 
@@ -126,7 +125,7 @@ def test_downstream_encoder_is_a_trainable_copy_or_a_fresh_init():
     torch.manual_seed(123)  # the "pretrained" weights: any init other than seeds 0 and 1
     model = tiny(dropout=0.1)
     pre = model.downstream_encoder(pretrained=True)
-    for a, b in zip(pre.state_dict().values(), model.target_encoder.state_dict().values()):
+    for a, b in zip(pre.state_dict().values(), model.target_encoder.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert all(p.requires_grad for p in pre.parameters())
     assert not any(p.requires_grad for p in model.target_encoder.parameters())  # the model itself is untouched

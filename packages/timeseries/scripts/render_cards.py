@@ -4,9 +4,12 @@
 
 seeds.json (optional) is the --json output of seed_summary.py with entries 'GPHT' and 'GPHT-scratch'.
 """
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 from fmzoo.core.card import refresh_card
+
 CK = Path(__file__).resolve().parents[1] / "src" / "fmzoo" / "timeseries" / "checkpoints"
 res = json.loads(Path(sys.argv[1]).read_text())
 seeds = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
@@ -41,29 +44,29 @@ for name, items in plan.items():
     verdict = ("beat" if g < sc - 0.002 else "did not beat" if g > sc + 0.002
                else "tied (difference %+.4f, within seed noise) with" % (g - sc))
     text = (" Measured at this scale (quick table, seed 0): after fine-tuning on ETTh1, the mixture-pretrained model "
-            "(avg MSE %.4f) %s the same architecture trained from scratch on ETTh1 with the same number of steps "
-            "(%.4f); repeat-last %.4f, DLinear-style baseline %.4f." % (g, verdict, sc, by["repeat-last/mse/avg"]["ours"],
+            "(avg MSE {:.4f}) {} the same architecture trained from scratch on ETTh1 with the same number of steps "
+            "({:.4f}); repeat-last {:.4f}, DLinear-style baseline {:.4f}.".format(g, verdict, sc, by["repeat-last/mse/avg"]["ours"],
                                                                        by["DLinear-LS/mse/avg"]["ours"]))
     if "GPHT" in seeds and "GPHT-scratch" in seeds:
         a, b = seeds["GPHT"]["mse"]["avg"], seeds["GPHT-scratch"]["mse"]["avg"]
-        text += (" Over seeds (same 256 windows/horizon): fine-tuned %.4f ± %.4f (n=%d fine-tuning seeds, one "
-                 "pretraining seed) vs scratch %.4f ± %.4f (n=%d)." % (a["mean"], a["std"], len(a["values"]),
-                                                                       b["mean"], b["std"], len(b["values"])))
+        text += (f" Over seeds (same 256 windows/horizon): fine-tuned {a['mean']:.4f} ± {a['std']:.4f} "
+                 f"(n={len(a['values'])} fine-tuning seeds, one pretraining seed) vs scratch {b['mean']:.4f} ± "
+                 f"{b['std']:.4f} (n={len(b['values'])}).")
         if len(a["values"]) == len(b["values"]):  # seed s of each: same data order
-            diff = [x - y for x, y in zip(a["values"], b["values"])]
-            text += (" Paired by seed: fine-tuned minus scratch %+.4f on average, lower on %d of %d seeds." % (
-                sum(diff) / len(diff), sum(x < 0 for x in diff), len(diff)))
+            diff = [x - y for x, y in zip(a["values"], b["values"], strict=True)]
+            text += (f" Paired by seed: fine-tuned minus scratch {sum(diff) / len(diff):+.4f} on average, lower on "
+                     f"{sum(x < 0 for x in diff)} of {len(diff)} seeds.")
         for label, key in (("GPHT", "gpht-etth1"), ("GPHT-scratch", "gpht-etth1-scratch")):
             if name == key:
                 st = seeds[label]["mse"]["avg"]
                 results.append({"metric": "ETTh1 MSE H=avg, mean over seeds", "value": st["mean"],
-                                "setting": "std %.4f over seeds %s (per-seed %s); 256 test windows/horizon" % (
-                                    st["std"], list(range(len(st["values"]))), ", ".join("%.4f" % v for v in st["values"]))})
+                                "setting": "std {:.4f} over seeds {} (per-seed {}); 256 test windows/horizon".format(
+                                    st["std"], list(range(len(st["values"]))), ", ".join(f"{v:.4f}" for v in st["values"]))})
     es = prov["metrics"].get("early_stopping")
     if es:
-        text += (" Early stopping on the ETTh1 validation next-token MSE: the weights kept are those of step %d "
-                 "(validation MSE %.4f on 2048 windows); training ran %d of at most %d steps." % (
-                     es["best_step"], es["best_val"], prov["metrics"]["steps"], prov["recipe"]["train"]["max_steps"]))
+        text += (f" Early stopping on the ETTh1 validation next-token MSE: the weights kept are those of step "
+                 f"{es['best_step']} (validation MSE {es['best_val']:.4f} on 2048 windows); training ran "
+                 f"{prov['metrics']['steps']} of at most {prov['recipe']['train']['max_steps']} steps.")
     card["results"] = results
     card["limitations"] = card.get("limitations", "") + text
     lim = card.get("limitations", "")

@@ -1,5 +1,4 @@
 import torch
-
 from fmzoo.timeseries.evaluation import evaluate_dlinear, evaluate_repeat_last
 from fmzoo.timeseries.models.baselines import DLinearLS, moving_average, repeat_last
 

@@ -1,10 +1,9 @@
 """The shipped checkpoints: size, provenance, loading by id, any-horizon forecasts, and quality on real data."""
 import json
 
+import fmzoo.core as core
 import pytest
 import torch
-
-import fmzoo.core as core
 from fmzoo.core.registry import shipped_checkpoints
 from fmzoo.timeseries import GPHT
 from fmzoo.timeseries.data.ltsf import eval_windows

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.timeseries.data.ltsf import MixtureWindows, eval_windows, load_ltsf, window_starts
 
 

@@ -1,9 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from fmzoo.core import InputSpecError
-
 
 
 @pytest.fixture(scope="module")

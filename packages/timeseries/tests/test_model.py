@@ -1,9 +1,7 @@
 import pytest
 import torch
-
 from fmzoo.core import CheckpointError, InputSpecError
 from fmzoo.timeseries.models.gpht import GPHT, GPHTStage
-
 
 
 def test_forward_shapes_and_channel_independence(tiny_gpht):

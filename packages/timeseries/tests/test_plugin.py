@@ -1,8 +1,7 @@
 import json
 
-import torch
-
 import fmzoo.core as core
+import torch
 from fmzoo.core.registry import load_recipe, load_table, pretrain_fn, table_runner
 
 

@@ -41,9 +41,7 @@ def trainer_kwargs(args) -> dict:
 
 def cmd_list(args) -> int:
     from .hub import LocalHub
-    from .registry import list_models, plugins, recipes, tables
-
-    from .registry import PLUGIN_ERRORS
+    from .registry import PLUGIN_ERRORS, list_models, plugins, recipes, tables
 
     print("installed packages: " + (", ".join(f"fmzoo-{p}" for p in plugins()) or "none"))
     for name, err in PLUGIN_ERRORS.items():

@@ -67,5 +67,5 @@ def build_provenance(extra: dict) -> dict:
     prov.setdefault("packages", package_versions())
     prov.setdefault("python", platform.python_version())
     prov.setdefault("git_commit", git_commit())
-    prov.setdefault("created_utc", _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    prov.setdefault("created_utc", _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     return prov

@@ -73,7 +73,7 @@ def format_table(result: dict) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [head]
     for i, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -88,7 +88,7 @@ def plot_table(result: dict, path: Path) -> None:
     rows = result["rows"]
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 1.1 * len(rows) + 2), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         sub = [r for r in rows if r["metric"] == metric]
         labels = [f"{r['model']}\n{r['init']}" for r in sub]
         xs = range(len(sub))

@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 
 import torch
-
 from fmzoo.core import CheckpointError
 
 

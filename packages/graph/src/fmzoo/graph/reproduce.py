@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from fmzoo.core.reproduce import make_row
 
 
@@ -40,7 +39,7 @@ def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     else:
         vals, finals, notes = [], [], []
         runs = _cora_full_runs(recipe, seeds, Path(out_dir))
-        for s_, m in zip(seeds, runs):
+        for s_, m in zip(seeds, runs, strict=True):
             vals.append(100 * m["linear_probe_test_acc"])
             finals.append(100 * m["linear_probe_final_test_acc"])
             notes.append(f"seed {s_}: {m['pretrain_seconds'] / m['pretrain_epochs']:.2f} s/epoch")

@@ -1,7 +1,15 @@
 """fmzoo-medical: VoCo and Volume Fusion self-supervised 3D pretraining on MONAI's SwinUNETR,
 input specs for CT/MR volumes, few-label segmentation fine-tuning, and import of released VoCo weights."""
 
-from .io import CT_SPEC_VOCO_PAPER, MR_SPEC_HIPPOCAMPUS, Volume, preprocess, read_dicom_series, read_nifti, read_volume
+from .io import (
+    CT_SPEC_VOCO_PAPER,
+    MR_SPEC_HIPPOCAMPUS,
+    Volume,
+    preprocess,
+    read_dicom_series,
+    read_nifti,
+    read_volume,
+)
 
 __all__ = [
     "CT_SPEC_VOCO_PAPER", "MR_SPEC_HIPPOCAMPUS", "Volume", "preprocess", "read_dicom_series", "read_nifti",

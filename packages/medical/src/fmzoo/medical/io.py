@@ -220,7 +220,7 @@ def reorient(vol: Volume, axcodes: str) -> Volume:
 def resample(vol: Volume, spacing, mode: str = "trilinear") -> Volume:
     cur = np.array(vol.spacing)
     tgt = np.array(spacing, dtype=float)
-    new_shape = [max(2, int(round(s * c / t))) for s, c, t in zip(vol.array.shape, cur, tgt)]
+    new_shape = [max(2, int(round(s * c / t))) for s, c, t in zip(vol.array.shape, cur, tgt, strict=True)]
     x = torch.from_numpy(vol.array)[None, None]
     if mode == "nearest":
         y = torch.nn.functional.interpolate(x, size=new_shape, mode="nearest")

@@ -24,7 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from fmzoo.core import CheckpointError
 
 from .models.swin import ENCODER_PREFIXES, build_swinunetr

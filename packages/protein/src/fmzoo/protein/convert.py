@@ -26,9 +26,8 @@ import json
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from fmzoo.core import CheckpointError
+from torch import nn
 
 from .models import TapeResNet, TapeTransformer
 
@@ -52,7 +51,7 @@ def _rename_legacy(state_dict: dict) -> dict:
 
 def from_tape_state_dict(model: nn.Module, state_dict: dict, allow_missing_head: bool = False) -> nn.Module:
     """Load a TAPE state dict into one of our models (TapeTransformer, TapeResNet, TapeTaskModel)."""
-    prefix = getattr(model, "base_prefix", None) or getattr(model, "prefix")
+    prefix = getattr(model, "base_prefix", None) or model.prefix
     sd = _rename_legacy(dict(state_dict))
     if not any(k.startswith(prefix + ".") for k in sd):
         sd = {f"{prefix}.{k}": v for k, v in sd.items()}

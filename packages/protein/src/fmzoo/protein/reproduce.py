@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fmzoo.core.reproduce import make_row
 
 SHIPPED = "fmzoo/tape-transformer-small"

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from fmzoo.core import InputSpecError
 
 SPECIAL_TOKENS = ("<pad>", "<mask>", "<cls>", "<sep>", "<unk>")
@@ -81,7 +80,7 @@ class TAPETokenizer:
                 ids = ids.copy()
                 ids[bad_pos] = X_ID if self.unknown == "X" else UNK_ID
                 return ids
-            shown = ", ".join(f"{c!r}@{i}" for c, i in list(zip(chars, bad_pos.tolist()))[:10])
+            shown = ", ".join(f"{c!r}@{i}" for c, i in list(zip(chars, bad_pos.tolist(), strict=True))[:10])
             raise InputSpecError(
                 f"protein sequence has {bad_pos.size} character(s) outside TAPE's IUPAC vocabulary "
                 f"({shown}); expected upper-case one-letter codes {IUPAC_LETTERS} (X = unknown residue)"

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
 from fmzoo.core.errors import InputSpecError
 
 __all__ = [

@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from fmzoo.core.evaluation import label_budget
 from fmzoo.core.reproduce import make_row
 

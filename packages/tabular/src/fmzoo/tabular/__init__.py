@@ -5,8 +5,8 @@
     clf.predict_proba(test_df)
 """
 
-from .schema import TabularSchema
 from .models.tjepa import TJEPA
+from .schema import TabularSchema
 from .tasks.estimators import TJEPAClassifier, TJEPARegressor
 
 __all__ = ["TJEPA", "TJEPAClassifier", "TJEPARegressor", "TabularSchema"]

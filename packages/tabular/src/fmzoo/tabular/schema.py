@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-
 from fmzoo.core import InputSpecError
 
 MISSING = "<missing>"

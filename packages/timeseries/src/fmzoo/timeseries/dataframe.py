@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-
 from fmzoo.core import InputSpecError
 
 _TIME_COLUMNS = ("date", "timestamp", "ds", "time")
@@ -78,7 +77,7 @@ def forecast_dataframe(model, df: pd.DataFrame, horizon: int, timestamp_col: str
     step = regular_step(ts)
     values = values_df.to_numpy(dtype=np.float64)[-model.context_len:]
     if not np.isfinite(values).all():
-        bad_cols = [c for c, ok in zip(values_df.columns, np.isfinite(values).all(axis=0)) if not ok]
+        bad_cols = [c for c, ok in zip(values_df.columns, np.isfinite(values).all(axis=0), strict=True) if not ok]
         raise InputSpecError(f"NaN or infinite values in the last {model.context_len} rows of columns {bad_cols}; "
                              "fill gaps first (e.g. df.interpolate()) - the model does not impute")
     x = torch.from_numpy(values.astype(np.float32)).unsqueeze(0)  # [1, L, C]

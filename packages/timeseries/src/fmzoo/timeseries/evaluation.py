@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import torch
-
 from fmzoo.timeseries.data.ltsf import LTSFData, eval_windows, load_ltsf
 from fmzoo.timeseries.models.baselines import DLinearLS, repeat_last
 
@@ -50,7 +49,7 @@ def evaluate_dlinear(dataset, horizons=(96, 192, 336, 720), context_len=336, max
     for h in horizons:
         t0 = time.perf_counter()
         m = DLinearLS(context_len, int(h)).fit(data, stride=fit_stride)
-        r = evaluate_fn(lambda c, hh: m.predict(c), data, [h], context_len, max_windows)[int(h)]
+        r = evaluate_fn(lambda c, hh, m=m: m.predict(c), data, [h], context_len, max_windows)[int(h)]
         r["fit_seconds"] = time.perf_counter() - t0 - r["seconds"]
         out[int(h)] = r
     return out

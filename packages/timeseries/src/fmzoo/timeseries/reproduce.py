@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from fmzoo.core import load_recipe
 from fmzoo.core.reproduce import make_row
 from fmzoo.timeseries.data.ltsf import load_ltsf

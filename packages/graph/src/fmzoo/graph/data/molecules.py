@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from fmzoo.core import InputSpecError
 
 NUM_ATOM_TYPE = 120  # 118 elements + (index 118 unused) + [MASK] = 119

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fmzoo.core import InputSpecError
 
 _ALLOWED = {

@@ -13,10 +13,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from fmzoo.core import HubMixin, InputSpecError
 
-from ..data.molecules import MASK_ATOM, NUM_ATOM_TYPE, NUM_BOND_DIR, NUM_BOND_TYPE, NUM_CHIRALITY, SELF_LOOP_BOND
+from ..data.molecules import (
+    MASK_ATOM,
+    NUM_ATOM_TYPE,
+    NUM_BOND_DIR,
+    NUM_BOND_TYPE,
+    NUM_CHIRALITY,
+    SELF_LOOP_BOND,
+)
 
 
 class GINConv(nn.Module):

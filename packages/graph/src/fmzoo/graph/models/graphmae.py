@@ -33,7 +33,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from fmzoo.core import HubMixin, InputSpecError
 
 from ..ops import csr_tensor, spmm

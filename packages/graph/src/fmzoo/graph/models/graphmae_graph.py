@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from fmzoo.core import HubMixin
 
 from .graphmae import sce_loss, validate_graph

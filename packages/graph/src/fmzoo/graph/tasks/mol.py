@@ -57,7 +57,7 @@ def frozen_probe(encoder: MolGIN, ds: MolDataset, budget: int | None, seed: int,
     cache = {} if cache is None else cache
     need = [i for i in idx.tolist() if i not in cache]
     if need:
-        for i, e in zip(need, embed(encoder, [ds.graphs[i] for i in need])):
+        for i, e in zip(need, embed(encoder, [ds.graphs[i] for i in need]), strict=True):
             cache[i] = e
     xtr = torch.stack([cache[i] for i in train.tolist()]).numpy()
     xte = torch.stack([cache[i] for i in test.tolist()]).numpy()

@@ -100,9 +100,16 @@ def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], me
     return out
 
 
-class Timer:
-    def __init__(self):
-        self.t0 = time.perf_counter()
+def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs: dict | None, **trainer_options) -> dict:
+    """Pretrain ``task`` for ``max_steps`` (core ``fit``: checkpoints, resume) and return the card's metrics:
+    steps, seconds, volumes/s at the loader's batch size, and the last logged losses."""
+    from fmzoo.core.training import fit
 
-    def __call__(self) -> float:
-        return time.perf_counter() - self.t0
+    kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5, **trainer_options, **(trainer_kwargs or {})}
+    t0 = time.perf_counter()
+    trainer = fit(task, loader, run_dir, **kw)
+    seconds = time.perf_counter() - t0
+    steps = int(trainer.global_step)
+    return {"steps": steps, "seconds": round(seconds, 1),
+            "volumes_per_s": round(steps * loader.batch_size / max(seconds, 1e-9), 4),
+            **{k: float(v) for k, v in trainer.callback_metrics.items()}}

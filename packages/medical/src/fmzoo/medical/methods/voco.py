@@ -38,7 +38,6 @@ from torch.utils.data import Dataset
 
 from .common import augment, foreground_crop, resize
 
-
 # --------------------------------------------------------------------------- geometry and labels
 
 
@@ -51,7 +50,7 @@ class VoCoGeometry:
 
     @property
     def volume_size(self) -> tuple:
-        return tuple(int(b) * int(g) for b, g in zip(self.base_size, self.grid))
+        return tuple(int(b) * int(g) for b, g in zip(self.base_size, self.grid, strict=True))
 
     @property
     def num_bases(self) -> int:
@@ -61,11 +60,11 @@ class VoCoGeometry:
         """Base crops in C order over the grid (the paper's label index i * n + j)."""
         boxes = []
         for idx in itertools.product(*(range(g) for g in self.grid)):
-            boxes.append(tuple((i * b, (i + 1) * b) for i, b in zip(idx, self.base_size)))
+            boxes.append(tuple((i * b, (i + 1) * b) for i, b in zip(idx, self.base_size, strict=True)))
         return boxes
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VoCoGeometry":
+    def from_dict(cls, d: dict) -> VoCoGeometry:
         return cls(tuple(d["base_size"]), tuple(d["grid"]), tuple(d["input_size"]), int(d.get("num_random", 2)))
 
 
@@ -73,7 +72,7 @@ def random_crop_box(geom: VoCoGeometry, rng: np.random.Generator) -> tuple[tuple
     """Random crop of base size; its centre is uniform in [half, L - half) along grid axes (as the paper's
     ``np.random.randint(half, max_roi - half)``), fixed to the middle along un-split axes."""
     box = []
-    for b, g in zip(geom.base_size, geom.grid):
+    for b, g in zip(geom.base_size, geom.grid, strict=True):
         length, half = b * g, b // 2
         c = int(rng.integers(half, length - half)) if g > 1 else length // 2
         box.append((c - half, c - half + b))
@@ -86,7 +85,7 @@ def position_labels(crop_box, geom: VoCoGeometry) -> np.ndarray:
     out = []
     for base in geom.base_boxes():
         inter = 1.0
-        for (c0, c1), (b0, b1) in zip(crop_box, base):
+        for (c0, c1), (b0, b1) in zip(crop_box, base, strict=True):
             d = min(c1, b1) - max(c0, b0)
             inter *= max(d, 0)
         out.append(inter / size)
@@ -176,7 +175,7 @@ def voco_loss(student_crops, student_bases, teacher_crops, teacher_bases, labels
 
 @torch.no_grad()
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
-    for pt, ps in zip(teacher.parameters(), student.parameters()):
+    for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
         pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
 
 
@@ -216,10 +215,10 @@ def make_task(model, **kwargs):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain voco-small`: VoCo on the recipe's unlabelled volumes; returns run_dir/checkpoint."""
-    from fmzoo.core.training import fit, seed_everything
+    from fmzoo.core.training import seed_everything
 
     from ..models.swin import VoCo
-    from .common import Timer, pretraining_volumes, publish_pretrained
+    from .common import fit_and_measure, pretraining_volumes, publish_pretrained
 
     torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     seed = int(recipe.get("seed", 0))
@@ -237,17 +236,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)),
                      lr=float(opt.get("lr", 1e-4)), weight_decay=float(opt.get("weight_decay", 0.0)),
                      warmup_steps=int(opt.get("warmup_steps", 0)), max_steps=max_steps, schedule=opt.get("schedule", "cosine"))
-    kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5,
-          "gradient_clip_val": recipe.get("grad_clip"), **(trainer_kwargs or {})}
-    timer = Timer()
-    trainer = fit(task, loader, run_dir, **kw)
-    seconds = timer()
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    steps = int(trainer.global_step)
-    metrics = {"steps": steps, "seconds": round(seconds, 1),
-               "volumes_per_s": round(steps * loader.batch_size / max(seconds, 1e-9), 4), **logged}
-    card = voco_card(recipe, files, metrics)
-    return publish_pretrained(model, run_dir, recipe, files, metrics, card)
+    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs, gradient_clip_val=recipe.get("grad_clip"))
+    return publish_pretrained(model, run_dir, recipe, files, metrics, voco_card(recipe, files, metrics))
 
 
 def voco_card(recipe: dict, files, metrics: dict) -> dict:

@@ -32,9 +32,9 @@ from .common import resize
 
 def _random_resized_crop(x: np.ndarray, out_size, scale_lo, scale_hi, rng) -> torch.Tensor:
     size_in = x.shape
-    scale = [lo + (hi - lo) * rng.random() for lo, hi in zip(scale_lo, scale_hi)]
-    crop = [max(2, min(int(o * s), n)) for o, s, n in zip(out_size, scale, size_in)]
-    start = [int(rng.integers(0, n - c + 1)) for n, c in zip(size_in, crop)]
+    scale = [lo + (hi - lo) * rng.random() for lo, hi in zip(scale_lo, scale_hi, strict=True)]
+    crop = [max(2, min(int(o * s), n)) for o, s, n in zip(out_size, scale, size_in, strict=True)]
+    start = [int(rng.integers(0, n - c + 1)) for n, c in zip(size_in, crop, strict=True)]
     patch = x[start[0]: start[0] + crop[0], start[1]: start[1] + crop[1], start[2]: start[2] + crop[2]]
     t = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None]
     return resize(t, out_size)[0].numpy()
@@ -84,10 +84,10 @@ def volume_fusion(fg: np.ndarray, bg: np.ndarray, rng: np.random.Generator, num_
         raise ValueError(f"fusion needs equal shapes, got {fg.shape} and {bg.shape}")
     k_max = num_classes - 1
     shape = fg.shape
-    blk = [int(rng.integers(lo, hi + 1)) for lo, hi in zip(size_min, size_max)]
-    blk = [min(b, s) for b, s in zip(blk, shape)]
-    off = [int(rng.integers(0, s % b + 1)) for s, b in zip(shape, blk)]
-    n = [s // b for s, b in zip(shape, blk)]
+    blk = [int(rng.integers(lo, hi + 1)) for lo, hi in zip(size_min, size_max, strict=True)]
+    blk = [min(b, s) for b, s in zip(blk, shape, strict=True)]
+    off = [int(rng.integers(0, s % b + 1)) for s, b in zip(shape, blk, strict=True)]
+    n = [s // b for s, b in zip(shape, blk, strict=True)]
     total = int(np.prod(n))
     n_fg = int(total * fg_ratio)
     chosen = np.zeros(total, bool)
@@ -98,7 +98,7 @@ def volume_fusion(fg: np.ndarray, bg: np.ndarray, rng: np.random.Generator, num_
         if not on:
             continue
         i, j, k = np.unravel_index(idx, n)
-        s0 = [o + c * b for o, c, b in zip(off, (i, j, k), blk)]
+        s0 = [o + c * b for o, c, b in zip(off, (i, j, k), blk, strict=True)]
         mask[s0[0]: s0[0] + blk[0], s0[1]: s0[1] + blk[1], s0[2]: s0[2] + blk[2]] = int(rng.integers(1, k_max + 1))
     alpha = mask.astype(np.float32) / k_max
     return (alpha * fg + (1.0 - alpha) * bg).astype(np.float32), mask
@@ -153,10 +153,10 @@ def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain volumefusion-small`; returns run_dir/checkpoint."""
-    from fmzoo.core.training import fit, seed_everything
+    from fmzoo.core.training import seed_everything
 
     from ..models.swin import VolumeFusionNet
-    from .common import Timer, pretraining_volumes, publish_pretrained
+    from .common import fit_and_measure, pretraining_volumes, publish_pretrained
 
     torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     seed = int(recipe.get("seed", 0))
@@ -175,14 +175,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     max_steps = int(recipe.get("max_steps", 100))
     task = make_task(model, lr=float(opt.get("lr", 1e-3)), weight_decay=float(opt.get("weight_decay", 1e-5)),
                      warmup_steps=int(opt.get("warmup_steps", 0)), max_steps=max_steps, schedule=opt.get("schedule", "cosine"))
-    kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5, **(trainer_kwargs or {})}
-    timer = Timer()
-    trainer = fit(task, loader, run_dir, **kw)
-    seconds = timer()
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    steps = int(trainer.global_step)
-    metrics = {"steps": steps, "seconds": round(seconds, 1),
-               "volumes_per_s": round(steps * loader.batch_size / max(seconds, 1e-9), 4), **logged}
+    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs)
     return publish_pretrained(model, run_dir, recipe, files, metrics, volf_card(recipe, files, metrics))
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fmzoo.core import HubMixin
+from torch import nn
 
 from ..io import MR_SPEC_HIPPOCAMPUS, check_network_input
 

@@ -39,14 +39,14 @@ def dice_per_class(pred: np.ndarray, label: np.ndarray, classes=(1, 2)) -> dict[
 
 
 def _pad_to(x: np.ndarray, size) -> np.ndarray:
-    pad = [(0, max(0, s - n)) for n, s in zip(x.shape, size)]
+    pad = [(0, max(0, s - n)) for n, s in zip(x.shape, size, strict=True)]
     return np.pad(x, pad) if any(p[1] for p in pad) else x
 
 
 def sample_patch(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, augment: bool = True):
     x, y = _pad_to(x, roi), _pad_to(y, roi)
-    st = [int(rng.integers(0, n - r + 1)) for n, r in zip(x.shape, roi)]
-    sl = tuple(slice(s, s + r) for s, r in zip(st, roi))
+    st = [int(rng.integers(0, n - r + 1)) for n, r in zip(x.shape, roi, strict=True)]
+    sl = tuple(slice(s, s + r) for s, r in zip(st, roi, strict=True))
     xp, yp = np.array(x[sl], dtype=np.float32), np.array(y[sl], dtype=np.int64)
     if augment:
         if rng.random() < 0.5:
@@ -130,7 +130,7 @@ def evaluate(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
     net.eval()
     per = {c: [] for c in classes}
     t0 = time.perf_counter()
-    for x, y in zip(images, labels):
+    for x, y in zip(images, labels, strict=True):
         xin = resample_image(x, resample_to) if resample_to else x
         logits = sliding_window_logits(net, torch.from_numpy(np.ascontiguousarray(xin))[None, None], roi, overlap)
         logits = resample_logits(logits, np.shape(y))

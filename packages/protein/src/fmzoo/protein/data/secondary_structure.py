@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fmzoo.core import InputSpecError, data_root
 
 from .fasta import read_fasta

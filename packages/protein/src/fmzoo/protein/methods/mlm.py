@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-
 from fmzoo.core import publish_run, sha256_file
 from fmzoo.core.training import SSLTask, fit
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..models import TapeResNet, TapeTransformer
 from ..tokenizer import CLS_ID, IUPAC_LETTERS, IUPAC_VOCAB, MASK_ID, PAD_ID, SEP_ID, TAPETokenizer
@@ -188,8 +187,9 @@ def evaluate_mlm(model, sequences, max_length=1024, max_tokens=8192, seed=1234):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """MLM pretraining on the FLIP secondary-structure ``sequences.fasta`` (train proteins only)."""
-    from ..data.fasta import load_pretraining_sequences
     from fmzoo.core import data_root
+
+    from ..data.fasta import load_pretraining_sequences
 
     run_dir = Path(run_dir)
     seed = int(recipe.get("seed", 0))

@@ -17,9 +17,8 @@ Defaults are TAPE's ``ProteinResNetConfig`` (30 blocks, hidden 512).
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from fmzoo.core import HubMixin
+from torch import nn
 
 from ..tokenizer import IUPAC_VOCAB, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation

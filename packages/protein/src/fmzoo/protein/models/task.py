@@ -17,13 +17,16 @@ contact                ForContactPrediction                ``predict.predict.1.*
 from __future__ import annotations
 
 import torch
+from fmzoo.core import HubMixin
 from torch import nn
 
-from fmzoo.core import HubMixin
-
 from ..tokenizer import TAPETokenizer
-from .layers import (PairwiseContactPredictionHead, SequenceClassificationHead,
-                     SequenceToSequenceClassificationHead, ValuePredictionHead)
+from .layers import (
+    PairwiseContactPredictionHead,
+    SequenceClassificationHead,
+    SequenceToSequenceClassificationHead,
+    ValuePredictionHead,
+)
 from .resnet import ProteinResNetModel
 from .transformer import ProteinBertModel, check_batch
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fmzoo.core import HubMixin, InputSpecError
+from torch import nn
 
 from ..tokenizer import IUPAC_VOCAB, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation

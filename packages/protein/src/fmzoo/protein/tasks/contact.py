@@ -20,7 +20,7 @@ def precision_at_l5(logits: torch.Tensor, labels: torch.Tensor, lengths: torch.T
     pos = torch.arange(L)
     sep_ok = (pos[None, :] - pos[:, None]) >= min_sep
     correct = total = 0
-    for p, y, n in zip(probs, labels, lengths):
+    for p, y, n in zip(probs, labels, lengths, strict=True):
         valid = (y != -1) & sep_ok
         k = int(n) // 5
         if k == 0:

@@ -26,7 +26,7 @@ def residue_features(model, sequences: list[str], max_tokens: int = 16384, layer
                 owner.append(k)
         feats = residue_features(model, pieces, max_tokens, layer, unknown)
         out = [[] for _ in sequences]
-        for k, f in zip(owner, feats):
+        for k, f in zip(owner, feats, strict=True):
             out[k].append(f)
         return [np.concatenate(parts) for parts in out]
     model.eval()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from fmzoo.core import data_root
 from fmzoo.core.errors import InputSpecError
 

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
-
 from fmzoo.core import publish_run
 from fmzoo.core.training import fit
+from torch.utils.data import DataLoader
 
 from ..data.fsdd import SegmentDataset, manifest_entry
 

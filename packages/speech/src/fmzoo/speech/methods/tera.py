@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 
 import torch
-
 from fmzoo.core.training import SSLTask, seed_everything
 
 from ..data.fsdd import load_fsdd

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from fmzoo.core.training import SSLTask, seed_everything
 
 from ..data.fsdd import load_fsdd

@@ -20,7 +20,6 @@ import random
 
 import torch
 import torch.nn as nn
-
 from fmzoo.core import HubMixin
 from fmzoo.core.errors import InputSpecError
 

@@ -29,10 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-
 from fmzoo.core import HubMixin, resolve_checkpoint
 from fmzoo.core.errors import CheckpointError, InputSpecError
+from safetensors.torch import load_file, save_file
 
 from ..audio import AudioSpec, validate_waveform
 

@@ -10,7 +10,6 @@ import warnings
 
 import numpy as np
 import torch
-
 from fmzoo.core.evaluation import label_budget, mean_std
 
 from ..audio import ResampleWarning

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from fmzoo.core import data_path
 
 COLUMNS = [
@@ -32,7 +31,7 @@ def load_adult(root: str | Path | None = None) -> dict:
     folder = Path(root) / "tabular" / "adult" if root else data_path("tabular", "adult")
     files = [folder / "adult.data", folder / "adult.test"]
     out = {"files": files, "task": "classification", "classes": CLASSES, "target": TARGET}
-    for split, f in zip(("train", "test"), files):
+    for split, f in zip(("train", "test"), files, strict=True):
         df = _read(f)
         out[split] = (df[COLUMNS].reset_index(drop=True), (df[TARGET] == ">50K").astype(int).to_numpy())
     return out

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from fmzoo.core import publish_run
 from fmzoo.core.registry import dataset_loader
 from fmzoo.core.training import SSLTask, fit
+from torch.utils.data import DataLoader, TensorDataset
 
 from ..models.tjepa import TJEPA, FeatureMaskSampler
 from ..schema import TabularSchema

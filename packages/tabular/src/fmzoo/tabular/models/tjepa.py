@@ -16,9 +16,8 @@ import copy
 import math
 
 import torch
-from torch import nn
-
 from fmzoo.core import HubMixin, InputSpecError
+from torch import nn
 
 
 def sincos_table(n: int, dim: int, base: float = 10000.0) -> torch.Tensor:
@@ -229,7 +228,7 @@ class TJEPA(nn.Module, HubMixin):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        for pt, pc in zip(self.target_encoder.parameters(), self.context_encoder.parameters()):
+        for pt, pc in zip(self.target_encoder.parameters(), self.context_encoder.parameters(), strict=True):
             pt.mul_(momentum).add_(pc.detach(), alpha=1 - momentum)
 
 

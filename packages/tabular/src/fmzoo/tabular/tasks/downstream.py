@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
-
 from fmzoo.core.evaluation import classification_metrics, fit_head, mean_std, predict_head, regression_metrics
 from fmzoo.core.registry import dataset_loader
+from torch import nn
 
 from ..models.tjepa import TJEPA
 from ..schema import TabularSchema

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from fmzoo.core import InputSpecError
 from fmzoo.core.evaluation import fit_head, predict_head
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-
 from fmzoo.core import InputSpecError, data_root
 
 DATASETS = {

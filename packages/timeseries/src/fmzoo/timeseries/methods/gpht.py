@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
-
 from fmzoo.core import publish_run
 from fmzoo.core.training import SSLTask, fit, seed_everything
 from fmzoo.timeseries.data.ltsf import MixtureWindows
 from fmzoo.timeseries.models.gpht import GPHT
+from torch.utils.data import DataLoader
 
 
 class GPHTTask(SSLTask):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from fmzoo.timeseries.data.ltsf import LTSFData, window_starts
 
 

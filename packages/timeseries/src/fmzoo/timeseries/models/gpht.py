@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fmzoo.core import HubMixin, InputSpecError
+from torch import nn
 
 
 def sinusoidal_positions(n: int, d_model: int, device=None, dtype=torch.float32) -> torch.Tensor:
