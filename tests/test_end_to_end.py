@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from fmzoo.core import from_pretrained
 
 TINY = {
@@ -72,8 +71,13 @@ def test_resume_continues_where_it_stopped(tiny_recipe, tmp_path):
     run = tmp_path / "run"
     _cli("pretrain", str(tiny_recipe), "--out", str(run), "--no-progress")
     first = _steps(run)
+    first_rows = pd.read_csv(run / "logs" / "metrics.csv")
     _cli("pretrain", str(tiny_recipe), "--out", str(run), "--no-progress", "--resume", "--max-epochs", "2")
     assert _steps(run) > first
+    # the first run's logged rows survive the resume (the CSV logger alone would start the file anew)
+    rows = pd.read_csv(run / "logs" / "metrics.csv")
+    assert int(rows["step"].min()) == int(first_rows["step"].min()) and len(rows) > len(first_rows)
+    assert rows["step"].is_monotonic_increasing
     assert (run / "checkpoints" / "last.ckpt").is_file()
     prov = json.loads((run / "checkpoint" / "provenance.json").read_text())
     assert prov["steps"] == 2 * (2048 // 256)  # epoch 2 only ran the remaining steps

@@ -216,15 +216,47 @@ def fit(
     ckpt_path = last_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
         warnings.warn(f"--resume: no checkpoint in {run_dir}/checkpoints; starting from scratch", stacklevel=2)
+    log = Path(run_dir) / "logs" / "metrics.csv"
+    earlier = _read_log(log) if ckpt_path is not None else None  # the CSV logger starts its file anew
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is an invalid version and will not be supported.*")
+        warnings.filterwarnings("ignore", ".*Previous log files in this directory will be deleted.*")
         trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    if earlier and trainer.global_rank == 0:
+        _prepend_log(log, earlier)
     if trainer.world_size > 1:  # every rank records a fingerprint of its weights: they must agree
         ranks = Path(run_dir) / "ranks"
         ranks.mkdir(exist_ok=True)
         (ranks / f"rank{trainer.global_rank}.sha256").write_text(state_fingerprint(task) + "\n")
     return trainer
+
+
+def _read_log(path: Path) -> tuple[list[str], list[dict]] | None:
+    import csv
+
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _prepend_log(path: Path, earlier: tuple[list[str], list[dict]]) -> None:
+    """After a resumed run: the rows logged before the interruption (steps below the resumed run's first
+    logged step), then the resumed run's rows, in one metrics.csv (written atomically)."""
+    import csv
+
+    fields, old_rows = earlier
+    new_fields, new_rows = _read_log(path) or ([], [])
+    first = min((int(r["step"]) for r in new_rows if r.get("step")), default=None)
+    kept = [r for r in old_rows if first is None or (r.get("step") and int(r["step"]) < first)]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(fields + new_fields)))
+        writer.writeheader()
+        writer.writerows(kept + new_rows)
+    os.replace(tmp, path)
 
 
 def state_fingerprint(module: nn.Module) -> str:
