@@ -81,6 +81,8 @@ def test_resume_continues_where_it_stopped(tiny_recipe, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     prov = json.loads((run / "checkpoint" / "provenance.json").read_text())
     assert prov["steps"] == 2 * (2048 // 256)  # epoch 2 only ran the remaining steps
+    # the command line's --max-epochs is part of what ran: the provenance's recipe records it
+    assert prov["recipe"]["trainer_overrides"] == {"max_epochs": 2}
 
 
 def test_killed_run_resumes_from_its_last_epoch(tiny_recipe, tmp_path):

@@ -71,6 +71,8 @@ def cmd_pretrain(args) -> int:
         _set_value(recipe, assignment)
     if args.seed is not None:
         recipe["seed"] = args.seed
+    if args.max_epochs is not None:  # recorded with the recipe, so the provenance says what really ran
+        recipe["trainer_overrides"] = {"max_epochs": args.max_epochs}
     seed_everything(int(recipe.get("seed", 0)))
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe", help="recipe name or path to a recipe YAML")
     s.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
     s.add_argument("--seed", type=int, help="override the recipe's seed")
-    s.add_argument("--max-epochs", type=int, help="override the recipe's number of epochs")
+    s.add_argument("--max-epochs", type=int, help="override the recipe's number of epochs (recorded in the provenance as recipe.trainer_overrides)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. --set model.depth=4")
     s.add_argument("--devices", default=1, type=lambda v: v if v == "auto" else int(v), help="devices per node (Lightning)")
     s.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
