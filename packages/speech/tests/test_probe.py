@@ -25,8 +25,9 @@ def _clips(split, limit):
 def test_batched_pooling_equals_one_by_one():
     wavs, _, _, _ = _clips("test", 12)
     torch.manual_seed(0)
+    group_norm = {**W2V_TINY, "feat_extract_norm": "group"}  # the shipped wav2vec2-small's feature encoder
     for m in (TERA(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-              Wav2Vec2(**W2V_TINY)):
+              Wav2Vec2(**W2V_TINY), Wav2Vec2(**group_norm)):
         batched = layer_means(m, wavs, batch_size=6)
         single = torch.cat([layer_means(m, [w], batch_size=1) for w in wavs])
         assert batched.shape == (12, m.num_layers, m.hidden_size)

@@ -184,3 +184,25 @@ def test_regressor_on_real_diamonds():
     assert rmse < 0.5 * float(np.std(yt))  # far better than predicting the mean
     with pytest.raises(InputSpecError, match="y contains NaN"):
         reg.fit(X.iloc[:10], np.full(10, np.nan))
+
+
+def test_official_trunc_normal_init_keeps_deep_target_latents_apart(data_root):
+    """The official launch script's encoder init (trunc_normal std 0.02) at the paper's depth 16: the target
+    latents of real Adult rows keep their row-to-row spread; PyTorch's default init washes most of it out
+    (the paper-size run with it collapsed)."""
+    X = load_adult()["train"][0].iloc[:512]
+    schema = TabularSchema.fit(X)
+    x_num, x_cat = schema.transform(X)
+    spread = {}
+    for init in ("default", "trunc_normal"):
+        torch.manual_seed(0)
+        m = build_model(schema, dict(dim=16, depth=16, heads=2, ff_dim=64, pred_depth=1, init=init)).eval()
+        z = m.embed(x_num, x_cat).view(len(X), -1, 16)
+        spread[init] = float(z.std(0).mean())
+        for a, b in zip(m.context_encoder.parameters(), m.target_encoder.parameters(), strict=True):
+            assert torch.equal(a, b)  # the target encoder starts as a copy of the initialised context encoder
+    ff = m.context_encoder.body.layers.layers[0].linear1.weight
+    assert abs(float(ff.std()) - 0.02) < 0.003 and abs(float(ff.mean())) < 0.003  # bounds +-2 are absolute
+    assert spread["trunc_normal"] > 3 * spread["default"], spread
+    with pytest.raises(ValueError, match="init must be one of"):
+        tiny(init="xavier")

@@ -137,6 +137,17 @@ def sample_negative_indices(
 # ----------------------------------------------------------------------------------------------- modules
 
 
+def _masked_instance_norm(x: torch.Tensor, lengths: torch.Tensor, gn: nn.GroupNorm) -> torch.Tensor:
+    """GroupNorm(C, C) over the first ``lengths[b]`` frames of each row (padded frames normalised with the same
+    statistics; they are masked downstream)."""
+    m = (torch.arange(x.shape[-1], device=x.device)[None] < lengths[:, None]).to(x.dtype)[:, None]  # [B, 1, T]
+    n = m.sum(-1, keepdim=True).clamp(min=1)
+    mean = (x * m).sum(-1, keepdim=True) / n
+    var = ((x - mean).pow(2) * m).sum(-1, keepdim=True) / n
+    y = (x - mean) / torch.sqrt(var + gn.eps)
+    return y * gn.weight[None, :, None] + gn.bias[None, :, None]
+
+
 class _ConvLayer(nn.Module):
     def __init__(self, cin, cout, kernel, stride, bias, norm: str | None, act: str):
         super().__init__()
@@ -148,9 +159,15 @@ class _ConvLayer(nn.Module):
             self.layer_norm = nn.LayerNorm(cout, elementwise_affine=True)
         self.act = _act(act)
 
-    def forward(self, x):
+    def forward(self, x, lengths: torch.Tensor | None = None):
+        """``lengths`` [B]: valid output frames per row of a right-padded batch. The group norm (one group per
+        channel, statistics over time) then uses valid frames only, so a clip's features do not depend on how
+        much padding its batch mates force on it (transformers' Wav2Vec2 includes the padding: see the
+        FeatureEncoder docstring)."""
         x = self.conv(x)
-        if self.norm_kind == "group":
+        if self.norm_kind == "group" and lengths is not None:
+            x = _masked_instance_norm(x, lengths, self.layer_norm)
+        elif self.norm_kind == "group":
             x = self.layer_norm(x)
         elif self.norm_kind == "layer":
             x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
@@ -170,10 +187,18 @@ class FeatureEncoder(nn.Module):
             cin = d
         self.conv_layers = nn.ModuleList(layers)
 
-    def forward(self, wav):  # [B, S] -> [B, C, T]
+    def forward(self, wav, sample_lengths: torch.Tensor | None = None):  # [B, S] -> [B, C, T]
+        """``sample_lengths`` [B] (valid samples of a right-padded batch) makes the first layer's group norm
+        ignore padding, so every clip's valid frames equal those of the clip run alone. transformers'
+        Wav2Vec2FeatureEncoder normalises over the padding too (which is why its docs tell users of
+        group-norm checkpoints not to batch with an attention mask); without ``sample_lengths`` this is
+        exactly that computation."""
         x = wav[:, None]
         for layer in self.conv_layers:
-            x = layer(x)
+            lengths = None
+            if sample_lengths is not None and layer.norm_kind == "group":
+                lengths = _conv_out_lengths(sample_lengths, [layer.conv.kernel_size[0]], [layer.conv.stride[0]])
+            x = layer(x, lengths)
         return x
 
 
@@ -450,7 +475,8 @@ class Wav2Vec2(nn.Module, HubMixin):
                 f"audio too short: {input_values.shape[1]} samples < receptive field {self.receptive_field}"
             )
         c = self.config
-        conv = self.wav2vec2.feature_extractor(input_values)
+        sample_lengths = None if attention_mask is None else attention_mask.long().sum(-1)
+        conv = self.wav2vec2.feature_extractor(input_values, sample_lengths)
         if self.feature_grad_mult != 1.0 and self.training:
             conv = _GradMultiply.apply(conv, self.feature_grad_mult)
         feats = conv.transpose(1, 2)  # [B, T, C]

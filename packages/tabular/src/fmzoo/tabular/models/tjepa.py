@@ -123,6 +123,31 @@ class TJEPAPredictor(nn.Module):
         return self.proj(self.norm(out))
 
 
+INITS = ("trunc_normal", "default")
+
+
+def official_init(m: nn.Module) -> None:
+    """The encoder initialisation of T-JEPA's launch script (``INIT_TYPE=trunc_normal``): every Linear
+    (attention output, feed-forward, output head) and Embedding (categories, token types) drawn from a
+    normal with std 0.02 truncated at +-2 (absolute bounds, as in the official code: in effect untruncated), zero biases, LayerNorm 1 / 0. The attention input projection and
+    the numerical-feature tokenizer keep their own initialisation, as in the official code. As there, it is
+    opted into (``init="trunc_normal"``, set by the paper-size recipe tjepa-adult); the default keeps PyTorch's
+    initialisation (the official configs' default, and that of the shipped CPU checkpoints). At depth 16 it
+    matters: with PyTorch's init the post-norm stack washes the row-to-row variation out of the target latents
+    before training starts (per-dim std over 2000 Adult rows 0.017 at depth 16 vs 0.060 at depth 4; 0.089 with
+    this init), and a paper-size run collapsed (loss 0.017 by epoch 8, latent std 0.0007 by epoch 32); with this
+    init the same run was not collapsed at epoch 12 (loss 0.07-0.10, latent std 0.14)."""
+    if isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+
+
 class TJEPA(nn.Module, HubMixin):
     """The T-JEPA model: context encoder, EMA target encoder, predictor, and the feature schema."""
 
@@ -141,13 +166,18 @@ class TJEPA(nn.Module, HubMixin):
         pred_ff_dim: int = 64,
         pred_dropout: float = 0.0,
         n_reg_tokens: int = 1,
+        init: str = "default",
     ):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.n_num, self.cardinalities = n_num, list(cardinalities)
         self.n_features = n_num + len(cardinalities)
         self.n_reg = n_reg_tokens
         self.dim = dim
         self.context_encoder = TJEPAEncoder(n_num, cardinalities, dim, depth, heads, ff_dim, dropout, n_reg_tokens)
+        if init == "trunc_normal":
+            self.context_encoder.apply(official_init)
         self.target_encoder = copy.deepcopy(self.context_encoder)
         for p in self.target_encoder.parameters():
             p.requires_grad_(False)
