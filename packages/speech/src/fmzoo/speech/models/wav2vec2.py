@@ -194,11 +194,11 @@ class FeatureEncoder(nn.Module):
         group-norm checkpoints not to batch with an attention mask); without ``sample_lengths`` this is
         exactly that computation."""
         x = wav[:, None]
+        lengths = sample_lengths
         for layer in self.conv_layers:
-            lengths = None
-            if sample_lengths is not None and layer.norm_kind == "group":
-                lengths = _conv_out_lengths(sample_lengths, [layer.conv.kernel_size[0]], [layer.conv.stride[0]])
-            x = layer(x, lengths)
+            if lengths is not None:  # valid frames of this layer's output
+                lengths = _conv_out_lengths(lengths, [layer.conv.kernel_size[0]], [layer.conv.stride[0]])
+            x = layer(x, lengths if layer.norm_kind == "group" else None)
         return x
 
 
