@@ -19,6 +19,8 @@ import torch
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
+from .layers import Dropout, EncoderStack, PostNormEncoderLayer
+
 
 def sincos_table(n: int, dim: int, base: float = 10000.0) -> torch.Tensor:
     pos = torch.arange(n, dtype=torch.float32)[:, None]
@@ -58,11 +60,10 @@ class FeatureTokenizer(nn.Module):
 class TabularTransformer(nn.Module):
     """The encoder body: post-norm transformer layers, then dropout-LN-Linear-dropout-LN (as T-JEPA's encoder)."""
 
-    def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float, activation: str = "relu"):
+    def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout, activation=activation, batch_first=True)
-        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.out = nn.Sequential(nn.Dropout(dropout), nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Dropout(dropout), nn.LayerNorm(dim))
+        self.layers = EncoderStack(PostNormEncoderLayer(dim, heads, ff_dim, dropout), depth)
+        self.out = nn.Sequential(Dropout(dropout), nn.LayerNorm(dim), nn.Linear(dim, dim), Dropout(dropout), nn.LayerNorm(dim))
 
     def forward(self, x):
         return self.out(self.layers(x))

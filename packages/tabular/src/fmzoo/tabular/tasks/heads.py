@@ -10,15 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class Dropout(nn.Dropout):
-    """nn.Dropout with the keep-mask drawn by ``torch.rand`` instead of ``bernoulli_``: the same
-    distribution, about half the time on CPU (bernoulli_ dominated the heads' training loop)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
+from ..models.layers import Dropout
 
 
 class PerTokenProjection(nn.Module):

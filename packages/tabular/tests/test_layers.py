@@ -1,0 +1,108 @@
+"""The fast layers behind T-JEPA's encoder/predictor: the same parameters, outputs and dropout distribution as
+nn.TransformerEncoder / nn.Dropout."""
+
+import pytest
+import torch
+from fmzoo.tabular.models.layers import Dropout, EncoderStack, PostNormEncoderLayer, bernoulli_positions, dropout
+from torch import nn
+
+
+def _pair(dim=16, heads=4, ff=64, p=0.1, depth=3):
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoder(nn.TransformerEncoderLayer(dim, heads, ff, p, batch_first=True), depth, enable_nested_tensor=False)
+    torch.manual_seed(0)
+    new = EncoderStack(PostNormEncoderLayer(dim, heads, ff, p), depth)
+    return ref, new
+
+
+def test_same_parameters_names_and_init_as_torch_transformer_encoder():
+    ref, new = _pair()
+    a, b = ref.state_dict(), new.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_same_outputs_and_gradients_without_dropout():
+    ref, new = _pair()
+    x = torch.randn(32, 11, 16)
+    assert torch.equal(ref.eval()(x), new.eval()(x))
+    for m in (ref, new):
+        for mod in m.modules():
+            if isinstance(mod, nn.Dropout):
+                mod.p = 0.0
+            elif isinstance(mod, nn.MultiheadAttention):
+                mod.dropout = 0.0
+    xr, xn = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yn = ref.train()(xr), new.train()(xn)
+    assert torch.equal(yr, yn)
+    yr.square().sum().backward()
+    yn.square().sum().backward()
+    assert torch.allclose(xr.grad, xn.grad, atol=1e-6)
+    for pr, pn in zip(ref.parameters(), new.parameters(), strict=True):
+        assert torch.allclose(pr.grad, pn.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_weight_dropout_is_applied_to_the_softmax_weights():
+    """In training the attention weights are dropped at rate p and rescaled, exactly as in
+    nn.MultiheadAttention; rebuilt here from the same draws."""
+    layer = PostNormEncoderLayer(8, 2, 16, 0.2).train()
+    x = torch.randn(64, 5, 8)
+    torch.manual_seed(3)
+    out = layer.attention(x)
+    a = layer.self_attn
+    q, k, v = nn.functional.linear(x, a.in_proj_weight, a.in_proj_bias).view(64, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)
+    torch.manual_seed(3)
+    keep = torch.rand_like(weights) >= 0.2  # the mask branch (p >= SPARSE_BELOW) draws exactly this
+    ref = a.out_proj(((weights * keep / 0.8) @ v).transpose(1, 2).reshape(64, 5, 8))
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert not torch.allclose(out, layer.eval().attention(x), atol=1e-3)  # dropout was active in training
+
+
+def test_sparse_attention_dropout_matches_the_masked_reference():
+    layer = PostNormEncoderLayer(8, 2, 16, 0.01).train()
+    x = torch.randn(256, 7, 8)
+    torch.manual_seed(5)
+    out = layer.attention(x)
+    a = layer.self_attn
+    q, k, v = nn.functional.linear(x, a.in_proj_weight, a.in_proj_bias).view(256, 7, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)
+    torch.manual_seed(5)
+    dropped = bernoulli_positions(weights.numel(), 0.01)
+    assert len(dropped) > 50
+    keep = torch.ones(weights.numel()).index_fill(0, dropped, 0.0).view_as(weights)
+    ref = a.out_proj(((weights * keep / 0.99) @ v).transpose(1, 2).reshape(256, 7, 8))
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.002, 0.03, 0.25])
+def test_dropout_rate_scale_gradient_and_eval(p):
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000, requires_grad=True)
+    y = dropout(x, p)
+    rate = float((y == 0).float().mean())
+    assert abs(rate - p) < 5 * (p * (1 - p) / 1e6) ** 0.5 + 1e-5, rate
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # gradient flows only through kept units
+    d = Dropout(p)
+    assert isinstance(d, nn.Dropout) and torch.equal(d.eval()(x), x)
+    assert torch.equal(dropout(x, 0.0), x) and torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+
+
+def test_bernoulli_positions_are_uniform_sorted_and_in_range():
+    torch.manual_seed(0)
+    n, p, reps = 200, 0.02, 5000
+    counts = torch.zeros(n)
+    for _ in range(reps):
+        pos = bernoulli_positions(n, p)
+        assert len(pos) == 0 or (int(pos.min()) >= 0 and int(pos.max()) < n and bool((pos.diff() > 0).all()))
+        counts[pos] += 1
+    expected = reps * p
+    chi2 = float(((counts - expected) ** 2 / (expected * (1 - p))).sum())
+    assert chi2 < n + 5 * (2 * n) ** 0.5, chi2  # each position selected with probability p, independently of the rest
+    # a large n at a large rate keeps the overall rate
+    big = bernoulli_positions(10_000_000, 0.5)
+    assert abs(len(big) / 1e7 - 0.5) < 0.001
