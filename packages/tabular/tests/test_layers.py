@@ -3,7 +3,13 @@ nn.TransformerEncoder / nn.Dropout."""
 
 import pytest
 import torch
-from fmzoo.tabular.models.layers import Dropout, EncoderStack, PostNormEncoderLayer, bernoulli_positions, dropout
+from fmzoo.tabular.models.layers import (
+    Dropout,
+    EncoderStack,
+    PostNormEncoderLayer,
+    bernoulli_positions,
+    dropout,
+)
 from torch import nn
 
 
