@@ -7,7 +7,6 @@ costs more than the matrix products: in the paper-size Adult step (16+16 layers,
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -53,47 +52,29 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-class PostNormEncoderLayer(nn.Module):
-    """``nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout, batch_first=True)`` (post-norm, ReLU): the
-    same parameters under the same names, drawn in the same order at init, and the same outputs; ``Dropout`` above for the attention weights and the three other dropouts (1.6x faster
-    per paper-size Adult step than the stock layers, benchmarks/tabular_tjepa_pretrain.py)."""
+class TransformerEncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout, batch_first=True)`` (post-norm, ReLU), the same
+    module (parameters, names, initialisation), whose training forward with a dropout active is computed faster:
+    every dropout, the attention weights' included, drawn by ``dropout`` above, and the attention unfused (the
+    fused kernel's own dropout path was slower here: 1.64 vs 1.31 s per paper-size Adult step). Otherwise (eval,
+    or every rate 0 as in fine-tuning) it is the stock forward, so those outputs are bit-identical to PyTorch's."""
 
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)  # holds the weights
-        self.linear1 = nn.Linear(dim, ff_dim)
-        self.dropout = Dropout(dropout)
-        self.linear2 = nn.Linear(ff_dim, dim)
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
+        super().__init__(dim, heads, ff_dim, dropout, batch_first=True)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        rates = (self.self_attn.dropout, self.dropout.p, self.dropout1.p, self.dropout2.p)
+        if not self.training or src_mask is not None or src_key_padding_mask is not None or not any(rates):
+            return super().forward(src, src_mask, src_key_padding_mask, is_causal)
+        x = self.norm1(src + dropout(self.attention(src), self.dropout1.p))
+        return self.norm2(x + dropout(self.linear2(dropout(F.relu(self.linear1(x)), self.dropout.p)), self.dropout2.p))
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Training self-attention as nn.MultiheadAttention computes it: softmax(q k^T / sqrt(d_head)), dropout
+        on the weights, then v."""
         a = self.self_attn
         b, t, d = x.shape
         q, k, v = F.linear(x, a.in_proj_weight, a.in_proj_bias).view(b, t, 3, a.num_heads, d // a.num_heads).permute(2, 0, 3, 1, 4)
-        p = a.dropout if self.training else 0.0
-        if p == 0.0:  # the fused kernel, as nn.MultiheadAttention uses then (so the outputs are bit-identical)
-            out = F.scaled_dot_product_attention(q, k, v)
-        else:  # softmax(q k^T / sqrt(d_head)), dropout on the weights, then v; the fused kernel's own dropout
-            # path was slower here (1.64 vs 1.31 s per paper-size Adult step)
-            weights = torch.softmax((q * (d // a.num_heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
-            out = dropout(weights, p) @ v
+        weights = torch.softmax((q * (d // a.num_heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        out = dropout(weights, a.dropout, self.training) @ v
         return a.out_proj(out.transpose(1, 2).reshape(b, t, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout1(self.attention(x)))
-        return self.norm2(x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x))))))
-
-
-class EncoderStack(nn.Module):
-    """``nn.TransformerEncoder(layer, depth)`` without nested tensors: ``depth`` deep copies of ``layer``
-    (so every layer starts from the same weights, as there) applied in turn; parameter names ``layers.i.*``."""
-
-    def __init__(self, layer: nn.Module, depth: int):
-        super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(depth))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x

@@ -19,7 +19,7 @@ import torch
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
-from .layers import Dropout, EncoderStack, PostNormEncoderLayer
+from .layers import Dropout, TransformerEncoderLayer
 
 
 def sincos_table(n: int, dim: int, base: float = 10000.0) -> torch.Tensor:
@@ -62,7 +62,7 @@ class TabularTransformer(nn.Module):
 
     def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float):
         super().__init__()
-        self.layers = EncoderStack(PostNormEncoderLayer(dim, heads, ff_dim, dropout), depth)
+        self.layers = nn.TransformerEncoder(TransformerEncoderLayer(dim, heads, ff_dim, dropout), depth, enable_nested_tensor=False)
         self.out = nn.Sequential(Dropout(dropout), nn.LayerNorm(dim), nn.Linear(dim, dim), Dropout(dropout), nn.LayerNorm(dim))
 
     def forward(self, x):
