@@ -56,37 +56,23 @@ def test_training_forward_with_dropout_matches_stock_in_expectation():
     assert (mean_new - new.eval()(x)).abs().mean() > 0.01  # dropout was active
 
 
-def test_attention_weight_dropout_is_applied_to_the_softmax_weights():
-    """In training the attention weights are dropped at rate p and rescaled, exactly as in
-    nn.MultiheadAttention; rebuilt here from the same draws."""
-    layer = TransformerEncoderLayer(8, 2, 16, 0.2).train()
-    x = torch.randn(64, 5, 8)
-    torch.manual_seed(3)
-    out = layer.attention(x)
-    a = layer.self_attn
-    q, k, v = nn.functional.linear(x, a.in_proj_weight, a.in_proj_bias).view(64, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
-    weights = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)
-    torch.manual_seed(3)
-    keep = torch.rand_like(weights) >= 0.2  # the mask branch (p >= SPARSE_BELOW) draws exactly this
-    ref = a.out_proj(((weights * keep / 0.8) @ v).transpose(1, 2).reshape(64, 5, 8))
-    assert torch.allclose(out, ref, atol=1e-6)
-    assert not torch.allclose(out, layer.eval().attention(x), atol=1e-3)  # dropout was active in training
-
-
-def test_sparse_attention_dropout_matches_the_masked_reference():
-    layer = TransformerEncoderLayer(8, 2, 16, 0.01).train()
+@pytest.mark.parametrize("p", [0.01, 0.2])  # the sparse and the mask branch of ``dropout``
+def test_attention_weight_dropout_is_applied_to_the_softmax_weights(p):
+    """In training the attention weights are dropped at rate p and rescaled, as in nn.MultiheadAttention;
+    rebuilt here from the same draws (the attention draws nothing else)."""
+    layer = TransformerEncoderLayer(8, 2, 16, p).train()
     x = torch.randn(256, 7, 8)
-    torch.manual_seed(5)
+    torch.manual_seed(3)
     out = layer.attention(x)
     a = layer.self_attn
     q, k, v = nn.functional.linear(x, a.in_proj_weight, a.in_proj_bias).view(256, 7, 3, 2, 4).permute(2, 0, 3, 1, 4)
     weights = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)
-    torch.manual_seed(5)
-    dropped = bernoulli_positions(weights.numel(), 0.01)
-    assert len(dropped) > 50
-    keep = torch.ones(weights.numel()).index_fill(0, dropped, 0.0).view_as(weights)
-    ref = a.out_proj(((weights * keep / 0.99) @ v).transpose(1, 2).reshape(256, 7, 8))
+    torch.manual_seed(3)
+    kept = dropout(torch.ones_like(weights), p)  # 0 where dropped, 1 / (1 - p) elsewhere
+    assert 0 < int((kept == 0).sum()) < weights.numel()
+    ref = a.out_proj(((weights * kept) @ v).transpose(1, 2).reshape(256, 7, 8))
     assert torch.allclose(out, ref, atol=1e-6)
+    assert not torch.allclose(out, layer.eval().attention(x), atol=1e-4)  # dropout was active in training
 
 
 @pytest.mark.parametrize("p", [0.002, 0.03, 0.25])
