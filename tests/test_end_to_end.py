@@ -110,3 +110,8 @@ def test_ddp_two_processes_end_identical(tiny_recipe, tmp_path):
     prints = sorted((run / "ranks").glob("rank*.sha256"))
     assert [p.name for p in prints] == ["rank0.sha256", "rank1.sha256"]
     assert prints[0].read_text() == prints[1].read_text()
+    # the recipe's batch_size is the global batch: 2 processes x 128 rows take the single-process 8 steps per
+    # epoch, and the provenance records how many processes ran it
+    prov = json.loads((run / "checkpoint" / "provenance.json").read_text())
+    assert prov["steps"] == 2048 // 256
+    assert prov["recipe"]["trainer_overrides"] == {"devices": 2, "strategy": "ddp"}

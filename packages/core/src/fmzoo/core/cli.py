@@ -25,6 +25,9 @@ def _set_value(recipe: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+DISTRIBUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu"}
+
+
 def trainer_kwargs(args) -> dict:
     kw = {
         "devices": args.devices,
@@ -71,8 +74,13 @@ def cmd_pretrain(args) -> int:
         _set_value(recipe, assignment)
     if args.seed is not None:
         recipe["seed"] = args.seed
-    if args.max_epochs is not None:  # recorded with the recipe, so the provenance says what really ran
-        recipe["trainer_overrides"] = {"max_epochs": args.max_epochs}
+    # the command line's share of what ran, recorded with the recipe so the provenance says it
+    overrides = {"max_epochs": args.max_epochs} if args.max_epochs is not None else {}
+    for key, default in DISTRIBUTION_DEFAULTS.items():  # how many processes ran it (recipes give the global batch)
+        if getattr(args, key) != default:
+            overrides[key] = getattr(args, key)
+    if overrides:
+        recipe["trainer_overrides"] = overrides
     seed_everything(int(recipe.get("seed", 0)))
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -180,10 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="override the recipe's seed")
     s.add_argument("--max-epochs", type=int, help="override the recipe's number of epochs (recorded in the provenance as recipe.trainer_overrides)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. --set model.depth=4")
-    s.add_argument("--devices", default=1, type=lambda v: v if v == "auto" else int(v), help="devices per node (Lightning)")
-    s.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
-    s.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")
-    s.add_argument("--accelerator", default="cpu", help="cpu (default), gpu, auto")
+    s.add_argument("--devices", default=DISTRIBUTION_DEFAULTS["devices"], type=lambda v: v if v == "auto" else int(v), help="devices per node (Lightning)")
+    s.add_argument("--num-nodes", type=int, default=DISTRIBUTION_DEFAULTS["num_nodes"], help="number of nodes (Lightning)")
+    s.add_argument("--strategy", default=DISTRIBUTION_DEFAULTS["strategy"], help="Lightning strategy: auto, ddp, fsdp, ...")
+    s.add_argument("--accelerator", default=DISTRIBUTION_DEFAULTS["accelerator"], help="cpu (default), gpu, auto")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     s.add_argument("--publish", metavar="REPO_ID", help="publish the result to the local hub under this id")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")

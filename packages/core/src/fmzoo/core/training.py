@@ -17,6 +17,27 @@ def seed_everything(seed: int) -> int:
     return L.seed_everything(seed, workers=True, verbose=False)
 
 
+def world_size(trainer_kwargs: dict) -> int:
+    """How many processes a run with these ``fit`` kwargs has: devices per node x nodes. ``devices="auto"``
+    counts the visible GPUs for a GPU accelerator and is 1 on the CPU."""
+    devices = trainer_kwargs.get("devices", 1)
+    if devices == "auto":
+        gpu = trainer_kwargs.get("accelerator", "cpu") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        devices = torch.cuda.device_count() if gpu else 1
+    elif isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    return int(devices) * int(trainer_kwargs.get("num_nodes", 1) or 1)
+
+
+def per_device_batch(global_batch: int, trainer_kwargs: dict) -> int:
+    """A recipe's ``batch_size`` is the global batch (the papers' number): each process loads its share, so
+    ``--devices 2 --strategy ddp`` computes the same optimisation as one process with the whole batch."""
+    world = world_size(trainer_kwargs)
+    if global_batch % world:
+        raise ValueError(f"batch_size {global_batch} is not divisible by the {world} processes of this run")
+    return global_batch // world
+
+
 def warmup_cosine(step: int, warmup_steps: int, max_steps: int | None, final_ratio: float = 0.0) -> float:
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -65,6 +86,12 @@ class SSLTask(_OptimMixin, L.LightningModule):
 
     def ssl_loss(self, batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def on_train_start(self):
+        # Lightning seeds every rank alike; each rank holds other rows of the global batch, and its masks,
+        # dropout and augmentations must be drawn independently too (not repeated rank to rank).
+        if self.trainer.world_size > 1:
+            seed_everything(torch.initial_seed() % 2**31 + self.global_rank)
 
     def training_step(self, batch, batch_idx):
         out = self.ssl_loss(batch)

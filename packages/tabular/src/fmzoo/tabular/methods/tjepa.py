@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from fmzoo.core import publish_run
 from fmzoo.core.registry import dataset_loader
-from fmzoo.core.training import SSLTask, fit
+from fmzoo.core.training import SSLTask, fit, per_device_batch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..models.tjepa import TJEPA, FeatureMaskSampler
@@ -61,9 +61,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     x_num, x_cat = schema.transform(X)
     model = build_model(schema, recipe.get("model", {}), recipe["dataset"])
     train_cfg = dict(recipe.get("trainer", {}))
-    batch_size = int(train_cfg.pop("batch_size", 512))
+    global_batch = int(train_cfg.pop("batch_size", 512))
+    batch_size = per_device_batch(global_batch, {**train_cfg, **trainer_kwargs})  # this process's share
     max_epochs = int(trainer_kwargs.pop("max_epochs", train_cfg.pop("max_epochs", 300)))
-    steps_per_epoch = -(-len(x_num) // batch_size)
+    steps_per_epoch = -(-len(x_num) // global_batch)
     optim = dict(recipe.get("optim", {}))
     warmup_epochs = optim.pop("warmup_epochs", 0)
     ema = (optim.pop("ema_start", 0.996), optim.pop("ema_end", 1.0))
