@@ -274,3 +274,16 @@ def test_push_to_hf_uploads_the_checkpoint_unchanged(tmp_path, monkeypatch):
     monkeypatch.setenv("FMZOO_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="networking is off"):
         TinyNet().push_to_hub("lab/tiny", hub="hf")
+
+
+def test_publish_run_writes_only_on_rank_zero(tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from fmzoo.core.hub import publish_run
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    assert publish_run(TinyNet(), tmp_path / "rank1") == tmp_path / "rank1"
+    assert not (tmp_path / "rank1").exists()
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    out = publish_run(TinyNet(), tmp_path / "rank0")
+    assert (out / "model.safetensors").is_file()

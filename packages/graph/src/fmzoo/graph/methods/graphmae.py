@@ -97,7 +97,7 @@ class _RepeatGraph(torch.utils.data.Dataset):
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae``) for node graphs; returns ``run_dir/checkpoint``."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, seed_everything
+    from fmzoo.core.training import fit, seed_everything, world_size
 
     from ..data.planetoid import load_planetoid, planetoid_root
 
@@ -110,6 +110,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     cfg = recipe.get("model", {})
     train = recipe.get("train", {})
     kw = dict(trainer_kwargs)
+    if world_size(kw) > 1:  # every step is the whole graph: there is no batch to share between processes
+        raise ValueError("GraphMAE on a node graph trains full-graph steps in one process: drop --devices/--num-nodes")
     epochs = int(kw.pop("max_epochs", None) or train.get("max_epoch", 1500))
     spe = max(1, min(int(train.get("steps_per_epoch", 50)), epochs))
     model = build_model(g.num_features, cfg)

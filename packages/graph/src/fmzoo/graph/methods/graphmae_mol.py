@@ -57,6 +57,16 @@ class _Graphs(torch.utils.data.Dataset):
         return self.graphs[i]
 
 
+def pretrain_loader(graphs, batch_size: int, trainer_kwargs: dict) -> tuple[torch.utils.data.DataLoader, int]:
+    """``(loader, optimizer steps per epoch)``. ``batch_size`` is the recipe's global batch: the loader holds this
+    process's share, the steps per epoch count global batches (last one partial, as the official loader)."""
+    from fmzoo.core.training import per_device_batch
+
+    loader = torch.utils.data.DataLoader(_Graphs(graphs), batch_size=per_device_batch(batch_size, trainer_kwargs),
+                                         shuffle=True, collate_fn=collate, num_workers=0)
+    return loader, math.ceil(len(graphs) / batch_size)
+
+
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae-mol``); returns ``run_dir/checkpoint`` (the MolGIN encoder)."""
     from fmzoo.core import publish_run, sha256_file
@@ -85,9 +95,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     tr = recipe.get("train", {})
     task = _task_class()(model, float(tr.get("lr", 1e-3)), float(tr.get("weight_decay", 0.0)),
                          float(tr.get("mask_rate", 0.25)), float(tr.get("alpha_l", 1.0)))
-    loader = torch.utils.data.DataLoader(_Graphs(graphs), batch_size=int(tr.get("batch_size", 256)), shuffle=True,
-                                         collate_fn=collate, num_workers=0)
     kw = dict(trainer_kwargs)
+    loader, steps_per_epoch = pretrain_loader(graphs, int(tr.get("batch_size", 256)), kw)
     epochs = int(kw.pop("max_epochs", None) or tr.get("epochs", 2))
     t1 = time.time()
     fit(task, loader, run_dir, max_epochs=epochs, **kw)
@@ -96,7 +105,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     d = moleculenet_dir()
     files = [d / MOLECULENET[n][0] for n in sources + exclude]
     metrics = {"pretrain_molecules": len(graphs), "pretrain_epochs": epochs,
-               "pretrain_steps": epochs * math.ceil(len(graphs) / int(tr.get("batch_size", 256))),
+               "pretrain_steps": epochs * steps_per_epoch,
                "featurize_seconds": round(prep_s, 1), "pretrain_seconds": round(train_s, 1)}
     card = mol_card(recipe, metrics)
     prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],

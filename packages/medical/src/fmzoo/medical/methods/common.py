@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from ..io import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti
 
@@ -100,9 +101,21 @@ def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], me
     return out
 
 
-def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs: dict | None, **trainer_options) -> dict:
+def pretraining_loader(ds, recipe: dict, default_batch: int, trainer_kwargs: dict | None) -> tuple[DataLoader, int]:
+    """``(loader, global batch)``. The recipe's ``batch_size`` is the global batch: each of the run's processes
+    loads its share (the recipe's ``max_steps`` count optimizer steps, i.e. global batches)."""
+    from fmzoo.core.training import per_device_batch
+
+    batch = int(recipe.get("batch_size", default_batch))
+    loader = DataLoader(ds, batch_size=per_device_batch(batch, trainer_kwargs or {}), shuffle=True,
+                        num_workers=int(recipe.get("num_workers", 0)), drop_last=True)
+    return loader, batch
+
+
+def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs: dict | None, global_batch: int,
+                    **trainer_options) -> dict:
     """Pretrain ``task`` for ``max_steps`` (core ``fit``: checkpoints, resume) and return the card's metrics:
-    steps, seconds, volumes/s at the loader's batch size, and the last logged losses."""
+    steps, seconds, volumes/s at the global batch size, and the last logged losses."""
     from fmzoo.core.training import fit
 
     kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5, **trainer_options, **(trainer_kwargs or {})}
@@ -111,5 +124,5 @@ def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs:
     seconds = time.perf_counter() - t0
     steps = int(trainer.global_step)
     return {"steps": steps, "seconds": round(seconds, 1),
-            "volumes_per_s": round(steps * loader.batch_size / max(seconds, 1e-9), 4),
+            "volumes_per_s": round(steps * global_batch / max(seconds, 1e-9), 4),
             **{k: float(v) for k, v in trainer.callback_metrics.items()}}

@@ -218,7 +218,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from fmzoo.core.training import seed_everything
 
     from ..models.swin import VoCo
-    from .common import fit_and_measure, pretraining_volumes, publish_pretrained
+    from .common import fit_and_measure, pretraining_loader, pretraining_volumes, publish_pretrained
 
     torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     seed = int(recipe.get("seed", 0))
@@ -228,15 +228,15 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     geom = VoCoGeometry.from_dict(recipe["geometry"])
     ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
                      foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)
-    loader = torch.utils.data.DataLoader(ds, batch_size=int(recipe.get("batch_size", 1)), shuffle=True,
-                                         num_workers=int(recipe.get("num_workers", 0)), drop_last=True)
+    loader, batch = pretraining_loader(ds, recipe, 1, trainer_kwargs)
     model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
     opt = recipe.get("optim", {})
     max_steps = int(recipe.get("max_steps", 100))
     task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)),
                      lr=float(opt.get("lr", 1e-4)), weight_decay=float(opt.get("weight_decay", 0.0)),
                      warmup_steps=int(opt.get("warmup_steps", 0)), max_steps=max_steps, schedule=opt.get("schedule", "cosine"))
-    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs, gradient_clip_val=recipe.get("grad_clip"))
+    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs, batch,
+                              gradient_clip_val=recipe.get("grad_clip"))
     return publish_pretrained(model, run_dir, recipe, files, metrics, voco_card(recipe, files, metrics))
 
 

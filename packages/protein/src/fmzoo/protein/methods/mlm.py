@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fmzoo.core import publish_run, sha256_file
-from fmzoo.core.training import SSLTask, fit
+from fmzoo.core.training import SSLTask, fit, world_size
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..models import TapeResNet, TapeTransformer
@@ -83,10 +83,21 @@ class SequenceDataset(Dataset):
 
 
 class TokenBudgetSampler(Sampler):
-    """Batches of similar length whose padded size stays under ``max_tokens``; shuffled each epoch."""
+    """Batches of similar length whose padded size stays under ``max_tokens``; shuffled each epoch.
 
-    def __init__(self, lengths: list[int], max_tokens: int, seed: int = 0, shuffle: bool = True):
+    ``max_tokens`` is the budget of one optimizer step (the global batch). With ``num_replicas`` > 1 processes
+    (DDP) every process builds the same global batches, each of at least ``num_replicas`` sequences (a short
+    last batch joins the one before it), and yields its share ``batch[rank::num_replicas]``: every process takes
+    one step per global batch, so ``len()`` is the number of optimizer steps per epoch whatever the process
+    count. ``rank`` defaults to the torch.distributed rank at iteration time. Lightning must leave this sampler
+    alone (``use_distributed_sampler=False``, as ``pretrain`` sets)."""
+
+    def __init__(self, lengths: list[int], max_tokens: int, seed: int = 0, shuffle: bool = True,
+                 num_replicas: int = 1, rank: int | None = None):
         self.lengths, self.max_tokens, self.seed, self.shuffle, self.epoch = lengths, max_tokens, seed, shuffle, 0
+        self.num_replicas, self.rank = int(num_replicas), rank
+        if len(lengths) < self.num_replicas:
+            raise ValueError(f"{len(lengths)} sequences cannot be shared by {self.num_replicas} processes")
         self._batches = self._make(0)
 
     def _make(self, epoch):
@@ -96,13 +107,16 @@ class TokenBudgetSampler(Sampler):
         batches, cur, cur_max = [], [], 0
         for i in order:
             L = self.lengths[i]
-            if cur and max(cur_max, L) * (len(cur) + 1) > self.max_tokens:
+            if len(cur) >= self.num_replicas and max(cur_max, L) * (len(cur) + 1) > self.max_tokens:
                 batches.append(cur)
                 cur, cur_max = [], 0
             cur.append(int(i))
             cur_max = max(cur_max, L)
         if cur:
-            batches.append(cur)
+            if len(cur) < self.num_replicas:  # too few to give every process a sequence
+                batches[-1].extend(cur)
+            else:
+                batches.append(cur)
         if self.shuffle:
             rng.shuffle(batches)
         return batches
@@ -110,7 +124,12 @@ class TokenBudgetSampler(Sampler):
     def __iter__(self):
         self._batches = self._make(self.epoch)
         self.epoch += 1
-        return iter(self._batches)
+        if self.num_replicas == 1:
+            return iter(self._batches)
+        rank = self.rank
+        if rank is None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return iter([b[rank::self.num_replicas] for b in self._batches])
 
     def __len__(self):
         return len(self._batches)
@@ -132,9 +151,10 @@ class MaskCollator:
         return {"input_ids": masked, "input_mask": mask, "targets": targets}
 
 
-def make_loader(sequences, max_length=1024, max_tokens=8192, seed=0, shuffle=True):
+def make_loader(sequences, max_length=1024, max_tokens=8192, seed=0, shuffle=True, num_replicas=1):
+    """``max_tokens``: the token budget of one optimizer step, shared by the run's ``num_replicas`` processes."""
     ds = SequenceDataset(sequences, max_length, seed)
-    sampler = TokenBudgetSampler([ds.length(i) for i in range(len(ds))], max_tokens, seed, shuffle)
+    sampler = TokenBudgetSampler([ds.length(i) for i in range(len(ds))], max_tokens, seed, shuffle, num_replicas)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=MaskCollator(seed))
 
 
@@ -214,15 +234,18 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     max_length = int(data_cfg.get("max_length", 1024))
     max_tokens = int(data_cfg.get("max_tokens", 8192))
     model = build_model(recipe)
-    loader = make_loader(train, max_length, max_tokens, seed)
     tr = dict(recipe.get("trainer", {}))
     max_epochs = int(trainer_kwargs.pop("max_epochs", tr.pop("max_epochs", 1)))
     max_steps = tr.pop("max_steps", None)
     optim = dict(recipe.get("optim", {}))
+    # max_tokens is the global budget: each process loads its share of every global batch (our sampler does the
+    # split, Lightning must not swap in a DistributedSampler), so len(loader) counts optimizer steps
+    kw = {"gradient_clip_val": float(optim.get("max_grad_norm", 1.0)), "log_every_n_steps": 20,
+          "use_distributed_sampler": False, **tr, **trainer_kwargs}
+    loader = make_loader(train, max_length, max_tokens, seed, num_replicas=world_size(kw))
     total = int(max_steps) if max_steps else max_epochs * len(loader)
     task = MLMTask(model, lr=float(optim.get("lr", 1e-4)), weight_decay=float(optim.get("weight_decay", 0.0)),
                    warmup_steps=int(optim.get("warmup_steps", 0)), max_steps=total)
-    kw = {"gradient_clip_val": float(optim.get("max_grad_norm", 1.0)), "log_every_n_steps": 20, **tr, **trainer_kwargs}
     if max_steps:
         kw["max_steps"] = int(max_steps)
     trainer = fit(task, loader, run_dir, max_epochs=max_epochs, **kw)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core.training import SSLTask, fit, seed_everything
+from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything
 from torch import nn
 
 # --------------------------------------------------------------------------- the loss
@@ -254,6 +254,13 @@ def build_model(recipe: dict):
     return classes[arch](**mcfg), None
 
 
+def pretrain_loader(ds, batch_size: int, seed: int, trainer_kwargs: dict) -> torch.utils.data.DataLoader:
+    """This process's loader: ``batch_size`` is the recipe's global batch, each of the run's processes loads
+    its share (the optimizer steps, ``images_per_second`` and any step schedule count global batches)."""
+    return torch.utils.data.DataLoader(ds, batch_size=per_device_batch(batch_size, trainer_kwargs), shuffle=True,
+                                       drop_last=True, num_workers=0, generator=torch.Generator().manual_seed(seed))
+
+
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Run a SoftCon recipe; writes run_dir/checkpoint (config, safetensors, card, provenance)."""
     from fmzoo.core import data_root, publish_run
@@ -316,9 +323,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     )
     if dcfg["name"] == "eurosat_rgb" and loss_cfg.get("targets", "identity") != "identity":
         raise ValueError("eurosat_rgb pretraining has no land-cover labels: loss.targets must be 'identity'")
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
-                                         generator=torch.Generator().manual_seed(seed))
     kw = {"max_epochs": int(tcfg.pop("max_epochs", 1)), **tcfg, **trainer_kwargs}
+    loader = pretrain_loader(ds, batch_size, seed, kw)
     kw.setdefault("log_every_n_steps", 10)
     start = time.perf_counter()
     trainer = fit(task, loader, run_dir, callbacks=callbacks, **kw)

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from fmzoo.core import publish_run
-from fmzoo.core.training import fit
+from fmzoo.core.training import fit, per_device_batch
 from torch.utils.data import DataLoader
 
 from ..data.fsdd import SegmentDataset, manifest_entry
@@ -25,7 +25,12 @@ class EpochSeed(L.Callback):
         self.ds.epoch = trainer.current_epoch
 
 
-def segment_loader(recipe: dict, wavs, sample_rate: int, transform, default_seconds: float, default_batch: int):
+def segment_loader(recipe: dict, wavs, sample_rate: int, transform, default_seconds: float, default_batch: int,
+                   trainer_kwargs: dict):
+    """``(dataset, loader, segment samples, global batch, optimizer steps per epoch)``. The recipe's
+    ``batch_size`` is the global batch: the loader holds this process's share, while the pool doubling, the
+    steps per epoch and the audio-seen metrics count global batches (under DDP Lightning swaps in a
+    DistributedSampler, so the per-process loader's len() is not the step count)."""
     data = recipe.get("data", {})
     seg = int(float(data.get("segment_seconds", default_seconds)) * sample_rate)
     n_seg = int(data.get("segments_per_epoch", 512))
@@ -34,8 +39,8 @@ def segment_loader(recipe: dict, wavs, sample_rate: int, transform, default_seco
     doubling = int(data.get("pool_doubling_steps", 0)) * batch  # recipe counts optimizer steps
     ds = SegmentDataset(wavs, seg, n_seg, seed=int(recipe.get("seed", 0)), transform=transform, pool=pool,
                         pool_doubling=doubling)
-    loader = DataLoader(ds, batch_size=batch, shuffle=False, drop_last=True)
-    return ds, loader, seg, batch
+    loader = DataLoader(ds, batch_size=per_device_batch(batch, trainer_kwargs), shuffle=False, drop_last=True)
+    return ds, loader, seg, batch, n_seg // batch  # drop_last: full global batches only
 
 
 def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: dict, ds, loader, seg: int,

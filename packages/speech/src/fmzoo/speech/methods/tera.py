@@ -39,9 +39,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     wavs, _, _, items = load_fsdd("train", model.input_spec, limit=recipe.get("data", {}).get("limit"))
     if model.feat_cfg["cmvn"] == "global":
         model.set_global_cmvn(wavs)
-    ds, loader, seg, batch = segment_loader(recipe, wavs, model.input_spec["sample_rate"], model.featurize, 3.0, 32)
+    sr = model.input_spec["sample_rate"]
+    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, wavs, sr, model.featurize, 3.0, 32, trainer_kwargs)
     epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
-    max_steps = len(loader) * epochs
+    max_steps = steps_per_epoch * epochs
     opt = recipe.get("optim", {})
     task = TERATask(model, seed=seed, policy=recipe.get("policy"), lr=float(opt.get("lr", 2e-4)),
                     weight_decay=float(opt.get("weight_decay", 0.01)),

@@ -57,9 +57,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     torch.set_num_threads(int(recipe.get("threads", 1)))
     model = Wav2Vec2(**recipe["model"])
     wavs, _, _, items = load_fsdd("train", model.input_spec, limit=recipe.get("data", {}).get("limit"))
-    ds, loader, seg, batch = segment_loader(recipe, wavs, model.input_spec["sample_rate"], normalize, 2.0, 8)
+    sr = model.input_spec["sample_rate"]
+    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, wavs, sr, normalize, 2.0, 8, trainer_kwargs)
     epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
-    max_steps = len(loader) * epochs
+    max_steps = steps_per_epoch * epochs
     opt = recipe.get("optim", {})
     task = Wav2Vec2Task(model, lr=float(opt.get("lr", 5e-4)), weight_decay=float(opt.get("weight_decay", 0.01)),
                         warmup_steps=int(float(opt.get("warmup_fraction", 0.08)) * max_steps), max_steps=max_steps,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from fmzoo.core import publish_run
-from fmzoo.core.training import SSLTask, fit, seed_everything
+from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything
 from fmzoo.timeseries.data.ltsf import MixtureWindows
 from fmzoo.timeseries.models.gpht import GPHT
 from torch.utils.data import DataLoader
@@ -108,6 +108,17 @@ class ValEarlyStopping:
             model.load_state_dict(self.best_state)
 
 
+def pretrain_loader(ds, tr: dict, seed: int, trainer_kwargs: dict) -> tuple[DataLoader, int, int]:
+    """``(loader, global batch, optimizer steps per epoch)``. ``tr["batch_size"]`` is the global batch: the loader
+    holds this process's share, and the steps per epoch come from the dataset and the global batch (under DDP
+    Lightning swaps in a DistributedSampler, so the per-process loader's len() is not the step count)."""
+    bs = int(tr.get("batch_size", 1024))
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ds, batch_size=per_device_batch(bs, trainer_kwargs), shuffle=True, drop_last=True,
+                        num_workers=0, generator=gen)
+    return loader, bs, len(ds) // bs  # drop_last: full global batches only
+
+
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Pretrain GPHT on the recipe's dataset mixture; returns run_dir/'checkpoint'."""
     run_dir = Path(run_dir)
@@ -119,14 +130,12 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     ds = MixtureWindows(data_cfg["datasets"], context_len=model.context_len, token_len=model.token_len,
                         percent=float(data_cfg.get("percent", 100)))
     tr = recipe.get("train", {})
-    bs = int(tr.get("batch_size", 1024))
-    gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=0, generator=gen)
+    loader, bs, steps_per_epoch = pretrain_loader(ds, tr, seed, trainer_kwargs)
     max_steps = tr.get("max_steps")
     max_epochs = tr.get("max_epochs", 10)
     halve_every = None
     if tr.get("schedule") == "halving":  # official lradj=type1: halve after every epoch
-        halve_every = int(tr.get("halve_every") or len(loader))
+        halve_every = int(tr.get("halve_every") or steps_per_epoch)
     if tr.get("trainable", "all") == "heads":  # the paper's fine-tuning: only the forecast heads learn
         for n, p in model.named_parameters():
             p.requires_grad_(".head." in n)
