@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from fmzoo.protein.methods.mlm import TokenBudgetSampler
 
 
@@ -20,3 +21,17 @@ def test_token_budget_sampler_gives_every_process_a_sequence():
     assert sorted(i for rank in shares for b in rank for i in b) == list(range(5))
     with pytest.raises(ValueError, match="cannot be shared"):
         TokenBudgetSampler([300], 400, num_replicas=2)
+
+
+def test_mask_collator_draws_its_own_masks_on_each_rank(monkeypatch):
+    import fmzoo.protein.methods.mlm as mlm
+
+    batch = [np.arange(4, 24)] * 8
+
+    def masks(rank):
+        monkeypatch.setattr(mlm, "global_rank", lambda: rank)
+        return mlm.MaskCollator(seed=0)(batch)["input_ids"]
+
+    ids = torch.as_tensor(np.stack(batch))
+    before = mlm.apply_bert_mask(ids, torch.Generator().manual_seed(0))[0]  # one process: the masks as before
+    assert torch.equal(masks(0), before) and not torch.equal(masks(0), masks(1))

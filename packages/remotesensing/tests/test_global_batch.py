@@ -11,3 +11,19 @@ def test_pretrain_loader_splits_the_global_batch():
     assert pretrain_loader(ds, 128, 0, {"devices": 2, "strategy": "ddp"}).batch_size == 64
     with pytest.raises(ValueError, match="not divisible"):
         pretrain_loader(ds, 128, 0, {"devices": 3, "strategy": "ddp"})
+
+
+def test_ranks_draw_their_own_views():
+    from fmzoo.remotesensing.bands import S2_L1C_ORDER
+    from fmzoo.remotesensing.methods.softcon import SoftConTask
+    from fmzoo.remotesensing.models.backbones import SoftConResNet
+
+    def draws(rank):
+        model = SoftConResNet(S2_L1C_ORDER, channels=[8, 8, 16, 16], stem_width=8, input_size=32)
+        task = SoftConTask(model, view_size=32, mask_patch=8, proj_hidden=16, proj_dim=8, seed=3)
+        if rank is not None:
+            task.seed_own_generators(rank)
+        return torch.rand(4, generator=task.gen)
+
+    assert torch.equal(draws(None), draws(0))  # rank 0 (and one process) draw as before
+    assert not torch.equal(draws(0), draws(1))

@@ -17,3 +17,16 @@ def test_segment_loader_splits_the_global_batch_and_keeps_the_step_count():
     assert ds1.pool_doubling == ds2.pool_doubling == 80  # the pool doubles every 10 global steps either way
     with pytest.raises(ValueError, match="not divisible"):
         segment_loader(RECIPE, wavs, 1000, None, 2.0, 4, {"devices": 3})
+
+
+def test_tera_ranks_draw_their_own_alterations():
+    from fmzoo.speech.methods.tera import TERATask
+    from fmzoo.speech.models.tera import TERA
+
+    def draws(rank):
+        task = TERATask(TERA(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64), seed=5)
+        if rank is not None:
+            task.seed_own_generators(rank)
+        return [task.rng.random() for _ in range(4)]
+
+    assert draws(None) == draws(0) and draws(0) != draws(1)

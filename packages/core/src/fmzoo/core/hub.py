@@ -455,17 +455,13 @@ def load_weights(model, weights: Path, expected_sha256: str | None = None) -> No
         raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {exc}") from None
 
 
-def _distributed_rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 def publish_run(model: HubMixin, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None) -> Path:
     """The one way a run writes its checkpoint: a directory path, or a repo id in the local hub.
     In a multi-process run only global rank 0 writes (the ranks hold identical weights); the others get the path."""
     target_str = str(target)
-    if _distributed_rank() > 0:
+    from .training import global_rank
+
+    if global_rank() > 0:
         return Path(target_str)
     if isinstance(target, str) and _REPO_ID.match(target_str) and not Path(target_str).exists():
         model.push_to_hub(target_str, hub="local", card=card, provenance=provenance)

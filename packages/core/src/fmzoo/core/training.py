@@ -17,6 +17,13 @@ def seed_everything(seed: int) -> int:
     return L.seed_everything(seed, workers=True, verbose=False)
 
 
+def global_rank() -> int:
+    """This process's rank in a running multi-process (DDP) job; 0 outside one."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def world_size(trainer_kwargs: dict) -> int:
     """How many processes a run with these ``fit`` kwargs has: devices per node x nodes. ``devices="auto"``
     counts the visible GPUs for a GPU accelerator and is 1 on the CPU."""
@@ -92,6 +99,11 @@ class SSLTask(_OptimMixin, L.LightningModule):
         # dropout and augmentations must be drawn independently too (not repeated rank to rank).
         if self.trainer.world_size > 1:
             seed_everything(torch.initial_seed() % 2**31 + self.global_rank)
+            self.seed_own_generators(self.global_rank)
+
+    def seed_own_generators(self, rank: int) -> None:
+        """A task that draws views or masks from its own generator offsets that generator's seed by ``rank``
+        here, so that ranks do not repeat each other's draws (called only in multi-process runs)."""
 
     def training_step(self, batch, batch_idx):
         out = self.ssl_loss(batch)

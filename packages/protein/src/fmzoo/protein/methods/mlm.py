@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fmzoo.core import publish_run, sha256_file
-from fmzoo.core.training import SSLTask, fit, world_size
+from fmzoo.core.training import SSLTask, fit, global_rank, world_size
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..models import TapeResNet, TapeTransformer
@@ -136,11 +136,17 @@ class TokenBudgetSampler(Sampler):
 
 
 class MaskCollator:
+    """Pads a batch and applies BERT masking. In a multi-process run each rank offsets the mask generator's seed
+    by its rank at its first batch (the rank is known only once the processes have started)."""
+
     def __init__(self, seed: int = 0, mask_prob: float = 0.15):
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed, self.gen, self.rank = seed, torch.Generator().manual_seed(seed), None
         self.mask_prob = mask_prob
 
     def __call__(self, batch):
+        if self.rank is None:
+            self.rank = global_rank()
+            self.gen.manual_seed(self.seed + self.rank)
         L = max(len(b) for b in batch)
         ids = torch.zeros(len(batch), L, dtype=torch.long)
         mask = torch.zeros(len(batch), L, dtype=torch.long)

@@ -139,10 +139,13 @@ class SoftConTask(SSLTask):
                                        nn.Linear(proj_hidden, proj_dim))
         self.cfg = dict(temperature=temperature, form=form, label_sim=label_sim, mask_ratio=mask_ratio,
                         mask_patch=mask_patch, view_size=view_size, view_scale=tuple(view_scale), jitter=jitter)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
         self.token_masking = hasattr(model, "patch_size")
         if view_size % (model.patch_size if self.token_masking else mask_patch):
             raise ValueError(f"view_size {view_size} must be a multiple of the mask patch size")
+
+    def seed_own_generators(self, rank: int) -> None:
+        self.gen.manual_seed(self.seed + rank)
 
     def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg

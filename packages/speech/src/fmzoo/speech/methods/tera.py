@@ -22,8 +22,11 @@ __all__ = ["TERATask", "pretrain"]
 class TERATask(SSLTask):
     def __init__(self, model: TERA, seed: int = 0, policy: dict | None = None, **kw):
         super().__init__(model, **kw)
-        self.rng = random.Random(seed)
+        self.seed, self.rng = seed, random.Random(seed)
         self.policy = dict(policy or {})
+
+    def seed_own_generators(self, rank: int) -> None:
+        self.rng.seed(self.seed + rank)
 
     def ssl_loss(self, batch):
         feats = batch[0] if isinstance(batch, (list, tuple)) else batch
