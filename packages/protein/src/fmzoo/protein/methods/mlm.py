@@ -128,7 +128,7 @@ class TokenBudgetSampler(Sampler):
             return iter(self._batches)
         rank = self.rank
         if rank is None:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            rank = global_rank()
         return iter([b[rank::self.num_replicas] for b in self._batches])
 
     def __len__(self):
