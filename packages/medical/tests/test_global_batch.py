@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from fmzoo.medical.methods.common import pretraining_loader
+from fmzoo.medical.methods.common import pretrain_loader
 
 
-def test_pretraining_loader_splits_the_global_batch():
+def test_pretrain_loader_splits_the_global_batch():
     ds = torch.utils.data.TensorDataset(torch.zeros(10, 1))
-    one, bs1 = pretraining_loader(ds, {"batch_size": 2}, 1, {})
-    two, bs2 = pretraining_loader(ds, {"batch_size": 2}, 1, {"devices": 2, "strategy": "ddp"})
+    one, bs1 = pretrain_loader(ds, {"batch_size": 2}, 1, {})
+    two, bs2 = pretrain_loader(ds, {"batch_size": 2}, 1, {"devices": 2, "strategy": "ddp"})
     assert (one.batch_size, bs1) == (2, 2)  # one process: as before
     assert (two.batch_size, bs2) == (1, 2)  # volumes_per_s counts the global batch
     with pytest.raises(ValueError, match="not divisible"):  # voco-small's batch of 1 cannot be split
-        pretraining_loader(ds, {}, 1, {"devices": 2, "strategy": "ddp"})
+        pretrain_loader(ds, {}, 1, {"devices": 2, "strategy": "ddp"})

@@ -101,7 +101,7 @@ def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], me
     return out
 
 
-def pretraining_loader(ds, recipe: dict, default_batch: int, trainer_kwargs: dict | None) -> tuple[DataLoader, int]:
+def pretrain_loader(ds, recipe: dict, default_batch: int, trainer_kwargs: dict | None) -> tuple[DataLoader, int]:
     """``(loader, global batch)``. The recipe's ``batch_size`` is the global batch: each of the run's processes
     loads its share (the recipe's ``max_steps`` count optimizer steps, i.e. global batches)."""
     from fmzoo.core.training import per_device_batch

@@ -218,7 +218,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from fmzoo.core.training import seed_everything
 
     from ..models.swin import VoCo
-    from .common import fit_and_measure, pretraining_loader, pretraining_volumes, publish_pretrained
+    from .common import fit_and_measure, pretrain_loader, pretraining_volumes, publish_pretrained
 
     torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     seed = int(recipe.get("seed", 0))
@@ -228,7 +228,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     geom = VoCoGeometry.from_dict(recipe["geometry"])
     ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
                      foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)
-    loader, batch = pretraining_loader(ds, recipe, 1, trainer_kwargs)
+    loader, batch = pretrain_loader(ds, recipe, 1, trainer_kwargs)
     model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
     opt = recipe.get("optim", {})
     max_steps = int(recipe.get("max_steps", 100))

@@ -156,7 +156,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from fmzoo.core.training import seed_everything
 
     from ..models.swin import VolumeFusionNet
-    from .common import fit_and_measure, pretraining_loader, pretraining_volumes, publish_pretrained
+    from .common import fit_and_measure, pretrain_loader, pretraining_volumes, publish_pretrained
 
     torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     seed = int(recipe.get("seed", 0))
@@ -169,7 +169,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                              fg_ratio=vf.get("fg_ratio", 0.7), size_min=vf.get("size_min", (8, 8, 8)),
                              size_max=vf.get("size_max", (32, 32, 32)), scale_lo=vf.get("scale_lo", (0.7, 0.7, 0.7)),
                              scale_hi=vf.get("scale_hi", (1.5, 1.5, 1.5)), aug_mode=vf.get("aug_mode", 3), seed=seed)
-    loader, batch = pretraining_loader(ds, recipe, 2, trainer_kwargs)
+    loader, batch = pretrain_loader(ds, recipe, 2, trainer_kwargs)
     opt = recipe.get("optim", {})
     max_steps = int(recipe.get("max_steps", 100))
     task = make_task(model, lr=float(opt.get("lr", 1e-3)), weight_decay=float(opt.get("weight_decay", 1e-5)),
