@@ -54,8 +54,7 @@ def run_seed(model: TJEPA, data: dict, seed: int) -> dict:
     mu, sd = oh[tr].mean(0), oh[tr].std(0) + 1e-6
     a, b = (oh - mu) / sd, (oht - mu) / sd
     for lr in RAW_HEAD_LRS:
-        torch.manual_seed(seed)
-        net, optim = make_head("mlp", a.shape[1], 2)
+        net, optim = make_head("mlp", a.shape[1], 2, seed=seed)
         rec["raw"][f"{lr:g}"] = _val_test(net, {**optim, **QUICK, "lr": lr}, a, b, y, yt, tr, va, seed)
     for arm in ("e2e", "raw"):
         best = max(rec[arm], key=lambda k: rec[arm][k][0])

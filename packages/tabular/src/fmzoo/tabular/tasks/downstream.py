@@ -49,8 +49,7 @@ def train_and_score(train_x, train_y, test_x, test_y, task: str, head: str, seed
     # Standardise inputs with statistics of the fitting rows (frozen representations are not unit-scale).
     mu, sd = train_x[tr].mean(0), train_x[tr].std(0) + 1e-6
     train_x, test_x = (train_x - mu) / sd, (test_x - mu) / sd
-    torch.manual_seed(seed)
-    net, optim = make_head(head, train_x.shape[1], _out_dim(train_y, task), n_tokens=n_tokens)
+    net, optim = make_head(head, train_x.shape[1], _out_dim(train_y, task), n_tokens=n_tokens, seed=seed)
     return _fit_and_score(net, {**optim, **overrides}, train_x, train_y, test_x, test_y, task, tr, va, seed)
 
 
@@ -90,8 +89,7 @@ def finetune_network(model: TJEPA, train: tuple, rows, head: str, out_dim: int, 
     with torch.no_grad():
         chunks = np.array_split(np.asarray(rows), max(1, len(rows) // 8192))
         z = torch.cat([encoder.eval()(x_num[i], x_cat[i]).flatten(1) for i in chunks])
-    torch.manual_seed(seed)
-    head_net, optim = make_head(head, z.shape[1], out_dim, n_tokens=model.n_tokens)
+    head_net, optim = make_head(head, z.shape[1], out_dim, n_tokens=model.n_tokens, seed=seed)
     optim["module_lrs"] = {encoder: ENCODER_LR[init]}
     return EncoderWithHead(encoder, head_net, z.mean(0), z.std(0) + 1e-6), optim
 

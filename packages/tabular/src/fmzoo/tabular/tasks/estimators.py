@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 from fmzoo.core import InputSpecError
 from fmzoo.core.evaluation import fit_head, predict_head
 
@@ -79,8 +78,7 @@ class _TJEPAEstimator:
         else:
             self.mean_, self.std_ = inputs[tr].mean(0), inputs[tr].std(0) + 1e-6
             feats = (inputs - self.mean_) / self.std_
-            torch.manual_seed(self.seed)  # the head's init: the same fit for the same seed, whatever ran before
-            net, optim = make_head(self.head, feats.shape[1], out_dim, n_tokens=model.n_tokens)
+            net, optim = make_head(self.head, feats.shape[1], out_dim, n_tokens=model.n_tokens, seed=self.seed)
             fit_x, val_x = feats[tr], feats[va]
         optim.update(self.head_kwargs)
         if self.max_epochs:

@@ -78,9 +78,13 @@ HEADS = {
 }
 
 
-def make_head(kind: str, in_dim: int, out_dim: int, n_tokens: int | None = None) -> tuple[nn.Module, dict]:
-    """A head and its optimisation settings; ``n_tokens`` (T-JEPA inputs) adds the per-token front end."""
+def make_head(kind: str, in_dim: int, out_dim: int, n_tokens: int | None = None, seed: int | None = None) -> tuple[nn.Module, dict]:
+    """A head and its optimisation settings; ``n_tokens`` (T-JEPA inputs) adds the per-token front end.
+    ``seed``: draw the initial weights from it (reseeds torch's global generator), so that a fit does not
+    depend on what ran before it."""
     if kind not in HEADS:
         raise ValueError(f"head must be one of {sorted(HEADS)}, got {kind!r}")
     cls, optim = HEADS[kind]
+    if seed is not None:
+        torch.manual_seed(seed)
     return cls(in_dim, out_dim, n_tokens=n_tokens), dict(optim)
