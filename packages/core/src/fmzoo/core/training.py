@@ -45,6 +45,16 @@ def per_device_batch(global_batch: int, trainer_kwargs: dict) -> int:
     return global_batch // world
 
 
+def syncs_batchnorm(trainer_kwargs: dict) -> bool:
+    """Whether a run with these ``fit`` kwargs synchronises BatchNorm statistics across its processes.
+    The global-batch convention needs it (each process would otherwise normalise by its own share's
+    statistics); torch syncs only on accelerators, so a multi-process CPU run keeps per-process
+    statistics (``fit`` warns when the task has BatchNorm layers)."""
+    accelerator = trainer_kwargs.get("accelerator", "cpu")
+    on_accelerator = accelerator not in ("cpu", "auto") or (accelerator == "auto" and torch.cuda.is_available())
+    return world_size(trainer_kwargs) > 1 and on_accelerator
+
+
 def warmup_cosine(step: int, warmup_steps: int, max_steps: int | None, final_ratio: float = 0.0) -> float:
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -215,6 +225,8 @@ def make_trainer(
     # save_top_k=1 without a monitor keeps the newest epoch; Lightning writes last.ckpt only next to a
     # saved checkpoint, so this is what makes last.ckpt appear after every epoch (resume after a kill).
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1, every_n_epochs=1)
+    sizes = {"devices": devices, "num_nodes": num_nodes, "accelerator": accelerator}
+    extra.setdefault("sync_batchnorm", syncs_batchnorm(sizes))
     return L.Trainer(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
@@ -252,6 +264,9 @@ def fit(
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(run_dir, max_epochs=max_epochs, **trainer_kwargs)
+    if world_size(trainer_kwargs) > 1 and not syncs_batchnorm(trainer_kwargs) and _has_batchnorm(task):
+        warnings.warn("BatchNorm statistics are per process in this multi-process CPU run (torch synchronises "
+                      "them only on accelerators): the run differs from one process with the whole batch", stacklevel=2)
     ckpt_path = last_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
         warnings.warn(f"--resume: no checkpoint in {run_dir}/checkpoints; starting from scratch", stacklevel=2)
@@ -269,6 +284,10 @@ def fit(
         ranks.mkdir(exist_ok=True)
         (ranks / f"rank{trainer.global_rank}.sha256").write_text(state_fingerprint(task) + "\n")
     return trainer
+
+
+def _has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
 def _read_log(path: Path) -> tuple[list[str], list[dict]] | None:
