@@ -24,6 +24,20 @@ def global_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def global_mean_divisor(count: torch.Tensor) -> torch.Tensor:
+    """The divisor that turns a loss summed over this process's ``count`` elements (masked steps, tokens)
+    into its share of the mean over the whole global batch: DDP averages gradients over the processes, so
+    ``loss_sum / global_mean_divisor(count)`` trains on (sum over all processes) / (count over all processes),
+    as fairseq normalises by the all-reduced sample size. One process: ``count`` itself (at least 1)."""
+    import torch.distributed as dist
+
+    total = torch.as_tensor(count).detach().float().clone()
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return total.clamp(min=1)
+    dist.all_reduce(total)
+    return total.clamp(min=1) / dist.get_world_size()
+
+
 def world_size(trainer_kwargs: dict) -> int:
     """How many processes a run with these ``fit`` kwargs has: devices per node x nodes. ``devices="auto"``
     counts the visible GPUs for a GPU accelerator and is 1 on the CPU."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from fmzoo.core.training import SSLTask, seed_everything
+from fmzoo.core.training import SSLTask, global_mean_divisor, seed_everything
 
 from ..data.fsdd import load_fsdd
 from ..models.wav2vec2 import Wav2Vec2
@@ -44,7 +44,7 @@ class Wav2Vec2Task(SSLTask):
     def ssl_loss(self, batch):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         out = self.model(x, compute_loss=True)
-        n = out["num_masked"].clamp(min=1).float()
+        n = global_mean_divisor(out["num_masked"])  # normalised by the global batch's masked steps, as fairseq
         loss = out["loss"] / n + self.fpw * out["feature_penalty"]
         return {"loss": loss, "contrastive": out["contrastive_loss"] / n, "perplexity": out["codevector_perplexity"],
                 "accuracy": out["accuracy"], "temperature": torch.tensor(self.model.quantizer.temperature)}
