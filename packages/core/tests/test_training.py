@@ -44,33 +44,86 @@ def test_multiprocess_cpu_fit_warns_that_batchnorm_is_per_process(tmp_path, monk
         training.fit(task, None, tmp_path, max_epochs=1, devices=2, strategy="ddp", progress=False)
 
 
-def _divisor_on_rank(rank: int, port: int, counts: list, sums: list, out) -> None:
+
+def _contrastive(z1, z2):
+    import torch
+    import torch.nn.functional as F
+
+    logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / 0.1
+    return F.cross_entropy(logits, torch.arange(len(z1)))
+
+
+def _net():
+    import torch
+
+    net = torch.nn.Linear(4, 3)
+    torch.nn.init.constant_(net.weight, 0.1), torch.nn.init.zeros_(net.bias)
+    net.weight.data[0, 0] = 0.7
+    return net
+
+
+def _two_process_job(rank: int, port: int, x1, x2, out) -> None:
+    """One of two gloo processes, each holding half of a global batch of 6 rows."""
     import torch
     import torch.distributed as dist
-    from fmzoo.core.training import global_mean_divisor
+    from fmzoo.core.training import gather_global_batch, global_mean_divisor
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=len(counts))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        out[rank] = float(sums[rank] / global_mean_divisor(torch.tensor(counts[rank])))
+        counts, sums = [3, 9], [6.0, 27.0]
+        divided = float(sums[rank] / global_mean_divisor(torch.tensor(counts[rank])))
+        net = _net()
+        rows = slice(rank * 3, rank * 3 + 3)
+        z1, z2 = gather_global_batch(net(x1[rows]), net(x2[rows]))
+        loss = _contrastive(z1, z2)
+        loss.backward()
+        dist.all_reduce(net.weight.grad)  # what DDP does: the average of the processes' gradients
+        out[rank] = (divided, float(loss), (net.weight.grad / 2).tolist())
     finally:
         dist.destroy_process_group()
 
 
-def test_global_mean_divisor_averages_over_the_whole_global_batch():
+@pytest.fixture(scope="module")
+def two_processes():
     import socket
 
     import torch
     import torch.multiprocessing as mp
+
+    gen = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_two_process_job, args=(port, x1, x2, out), nprocs=2, join=True)
+    return x1, x2, dict(out)
+
+
+def test_global_mean_divisor_averages_over_the_whole_global_batch(two_processes):
+    import torch
     from fmzoo.core.training import global_mean_divisor
 
     assert float(global_mean_divisor(torch.tensor(7))) == 7.0  # one process: the count itself
     assert float(global_mean_divisor(torch.tensor(0))) == 1.0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    counts, sums = [3, 9], [6.0, 27.0]  # per-process means 2 and 3; the global batch's mean is 33 / 12
-    out = mp.Manager().dict()
-    mp.start_processes(_divisor_on_rank, args=(port, counts, sums, out), nprocs=2, join=True, start_method="fork")
-    # DDP averages the processes' losses (their gradients); that average must be the global mean
-    assert (out[0] + out[1]) / 2 == pytest.approx(33 / 12)
-    assert (6 / 3 + 27 / 9) / 2 != pytest.approx(33 / 12)  # what per-process means would have trained on
+    out = two_processes[2]
+    # process 0 summed 6 over 3 elements, process 1 27 over 9; DDP averages the two losses' gradients, and
+    # that average must be the global batch's mean 33 / 12, not the mean of the per-process means (2 and 3)
+    assert (out[0][0] + out[1][0]) / 2 == pytest.approx(33 / 12)
+
+
+def test_gather_global_batch_gives_the_whole_batch_loss_and_gradient(two_processes):
+    import torch
+
+    x1, x2, out = two_processes
+    net = _net()
+    whole = _contrastive(net(x1), net(x2))  # one process, the whole batch
+    whole.backward()
+    for rank in (0, 1):
+        _, loss, grad = out[rank]
+        assert loss == pytest.approx(whole.item(), rel=1e-5)
+        assert torch.allclose(torch.tensor(grad), net.weight.grad, rtol=1e-4, atol=1e-6)
+    # per-process in-batch negatives (no gather) would train on another loss
+    halves = (_contrastive(net(x1[:3]), net(x2[:3])) + _contrastive(net(x1[3:]), net(x2[3:]))) / 2
+    assert halves.item() != pytest.approx(whole.item(), rel=1e-3)

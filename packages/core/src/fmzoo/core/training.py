@@ -38,6 +38,20 @@ def global_mean_divisor(count: torch.Tensor) -> torch.Tensor:
     return total.clamp(min=1) / dist.get_world_size()
 
 
+def gather_global_batch(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each tensor's rows from every process, in rank order, on every process; gradients flow back to each
+    process's own rows. A loss over in-batch pairs (contrastive negatives, similarity targets) computed on
+    these is the one-process loss on the whole global batch, and DDP's average of the processes' gradients
+    is its gradient. One process: the tensors unchanged. Every process must hold the same number of rows."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    from torch.distributed.nn.functional import all_gather
+
+    return tuple(torch.cat(all_gather(t.contiguous()), 0) for t in tensors)
+
+
 def world_size(trainer_kwargs: dict) -> int:
     """How many processes a run with these ``fit`` kwargs has: devices per node x nodes. ``devices="auto"``
     counts the visible GPUs for a GPU accelerator and is 1 on the CPU."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything
+from fmzoo.core.training import SSLTask, fit, gather_global_batch, per_device_batch, seed_everything
 from torch import nn
 
 # --------------------------------------------------------------------------- the loss
@@ -169,6 +169,9 @@ class SoftConTask(SSLTask):
             x, labels = batch, None
         h1, h2 = self.encode_pair(x)
         z1, z2 = self.projector(h1), self.projector(h2)
+        # in-batch pairs span the global batch: under DDP every process scores all processes' rows
+        z1, z2, *rest = gather_global_batch(z1, z2, *([labels] if labels is not None else []))
+        labels = rest[0] if rest else None
         targets = label_similarity(labels, self.cfg["label_sim"]) if labels is not None else None
         loss = soft_contrastive_loss(z1, z2, targets, self.cfg["temperature"], self.cfg["form"])
         out = {"loss": loss}
