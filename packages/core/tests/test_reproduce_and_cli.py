@@ -122,3 +122,29 @@ def test_a_table_runner_cannot_leak_its_thread_count(tmp_path, monkeypatch):
         assert result["rows"][0]["ours"] == 0.5 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_reproduce_jobs_runs_each_table_in_its_own_process_longest_first(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from fmzoo.core import cli
+
+    (tmp_path / "slow.json").write_text(json.dumps({"seconds": 300.0}))  # an earlier run's timings
+    (tmp_path / "fast.json").write_text(json.dumps({"seconds": 5.0}))
+    started = []
+
+    def fake_run(cmd, **kwargs):
+        name = cmd[cmd.index("reproduce") + 1]
+        started.append((name, "--quick" in cmd, cmd[cmd.index("--out") + 1]))
+        code = 1 if name == "broken" else 0
+        return subprocess.CompletedProcess(cmd, code, stdout=f"table {name}\n", stderr="Traceback\nValueError: bad\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    args = argparse.Namespace(out=str(tmp_path), quick=True, jobs=1)
+    failed = cli._reproduce_in_processes(["fast", "new", "broken", "slow"], args)  # jobs=1 keeps the start order visible
+    assert [s[0] for s in started] == ["new", "broken", "slow", "fast"]  # never run first, then by last seconds
+    assert all(quick and out == str(tmp_path) for _, quick, out in started)
+    assert failed == ["broken"]
+    out = capsys.readouterr()
+    assert all(f"table {n}\n" in out.out for n in ("fast", "new", "broken", "slow"))
+    assert "broken: FAILED (exit 1)" in out.err and "ValueError: bad" in out.err
