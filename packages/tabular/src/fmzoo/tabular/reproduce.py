@@ -31,10 +31,11 @@ def _run(table: dict, quick: bool, out_dir: Path, checkpoint: str, recipe: str, 
     model = _pretrained(checkpoint, recipe, quick, Path(out_dir))
     cfg = QUICK if quick else FULL
     rows = []
-    # The table's `finetune_heads` adds end-to-end fine-tuning rows (pretrained vs randomly initialised encoder).
+    # The table's `finetune_heads` adds end-to-end fine-tuning rows (pretrained vs randomly initialised encoder),
+    # in quick mode too unless the table sets `finetune_quick: false`.
+    finetune = table.get("finetune_heads", ()) if not quick or table.get("finetune_quick", True) else ()
     for r in compare_on_dataset(model, dataset, seeds=cfg["seeds"], heads=cfg["heads"], max_epochs=cfg["max_epochs"],
-                                label_fractions=cfg["label_fractions"], lr=cfg["lr"],
-                                finetune_heads=table.get("finetune_heads", ())):
+                                label_fractions=cfg["label_fractions"], lr=cfg["lr"], finetune_heads=finetune):
         if r["protocol"] == "finetune":
             src = checkpoint if quick else recipe
             feats = f"T-JEPA encoder ({src}) + head trained end to end" if r["init"] == "pretrained" else \
