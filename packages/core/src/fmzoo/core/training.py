@@ -24,18 +24,25 @@ def global_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _process_count() -> int:
+    """How many processes the running job has: the initialised process group's size, 1 outside one."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def global_mean_divisor(count: torch.Tensor) -> torch.Tensor:
     """The divisor that turns a loss summed over this process's ``count`` elements (masked steps, tokens)
     into its share of the mean over the whole global batch: DDP averages gradients over the processes, so
     ``loss_sum / global_mean_divisor(count)`` trains on (sum over all processes) / (count over all processes),
     as fairseq normalises by the all-reduced sample size. One process: ``count`` itself (at least 1)."""
-    import torch.distributed as dist
-
     total = torch.as_tensor(count).detach().float().clone()
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return total.clamp(min=1)
-    dist.all_reduce(total)
-    return total.clamp(min=1) / dist.get_world_size()
+    processes = _process_count()
+    if processes > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(total)
+    return total.clamp(min=1) / processes
 
 
 def gather_global_batch(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -43,9 +50,7 @@ def gather_global_batch(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     process's own rows. A loss over in-batch pairs (contrastive negatives, similarity targets) computed on
     these is the one-process loss on the whole global batch, and DDP's average of the processes' gradients
     is its gradient. One process: the tensors unchanged. Every process must hold the same number of rows."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if _process_count() == 1:
         return tensors
     from torch.distributed.nn.functional import all_gather
 
