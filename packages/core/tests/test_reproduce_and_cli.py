@@ -106,6 +106,24 @@ def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_
     assert (ckpt / "README.md").read_text() == text and (ckpt / "model.safetensors").read_bytes() == weights
 
 
+def test_card_refresh_keeps_every_result_of_one_table_and_setting(tmp_path):
+    """Two partial runs of one table (e.g. two groups of splits, each its own command) both stay in the
+    provenance's evaluations: the second must not replace the first."""
+    from fmzoo.core.card import refresh_card
+    from fmzoo.tabular import TJEPA
+
+    ckpt = tmp_path / "checkpoint"
+    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(ckpt)
+    row = {"model": "A", "init": "pretrained", "metric": "spearman", "ours": 0.1, "std": 0.0, "seeds": [0]}
+    results = [{"table": "t", "setting": "full", "command": "run --splits a", "rows": [row]},
+               {"table": "t", "setting": "full", "command": "run --splits b", "rows": [dict(row, model="B", ours=0.2)]}]
+    text = refresh_card(ckpt, results, card={"title": "Demo"})
+    assert "| spearman: A (pretrained) | 0.1000 ± 0.0000 | run --splits a, seeds [0] |" in text
+    assert "| spearman: B (pretrained) | 0.2000 ± 0.0000 | run --splits b, seeds [0] |" in text
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert [r["model"] for r in prov["evaluations"]["t:full"]] == ["A", "B"]
+
+
 def test_a_table_runner_cannot_leak_its_thread_count(tmp_path, monkeypatch):
     from fmzoo.core import reproduce as rep
 

@@ -73,7 +73,8 @@ def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card:
     """Re-render a checkpoint's README.md from its config, provenance (whose recipe holds the card
     text) and, optionally, reproduction results (``fmzoo reproduce`` JSON, one or a list) whose rows
     follow any rows already in ``card["results"]``. Weights and config are untouched; each result's
-    rows are also recorded in provenance.json under ``evaluations["table:setting"]``. Both files are
+    rows are also recorded in provenance.json under ``evaluations["table:setting"]`` (the rows of every result
+    of this call with that table and setting; other keys are kept). Both files are
     replaced atomically."""
     import os
     import tempfile
@@ -88,9 +89,11 @@ def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card:
     if results is not None:
         results = [results] if isinstance(results, dict) else list(results)
         card["results"] = list(card.get("results") or [])
+        recorded: dict[str, list] = {}  # results of one table and setting (e.g. two partial runs) add up
         for result in results:
             card["results"] += result_rows(result)
-            prov.setdefault("evaluations", {})[f"{result['table']}:{result['setting']}"] = result["rows"]
+            recorded.setdefault(f"{result['table']}:{result['setting']}", []).extend(result["rows"])
+        prov.setdefault("evaluations", {}).update(recorded)
     text = render_card(config, card, prov)
     for name, content in (("provenance.json", json.dumps(prov, indent=2) + "\n"), ("README.md", text)):
         fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")
