@@ -7,17 +7,20 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 packages=()
 for p in packages/*/pyproject.toml; do packages+=("-e" "$(dirname "$p")"); done
+# Debian packages some domain packages need at run time (audio synthesis for speech pretraining data). Checked
+# on every call (dpkg -s is cheap), so a .venv made before a package was added still gets it.
+if [[ -f shared/apt-packages.txt ]] && command -v apt-get >/dev/null; then
+  missing=$(for p in $(grep -v '^#' shared/apt-packages.txt); do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [[ -n "$missing" ]]; then
+    as_root=""; [[ $(id -u) == 0 ]] || as_root="sudo -n"
+    echo "[setup] apt-get install" $missing
+    ($as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq $missing) >/dev/null 2>&1 \
+      || echo "[setup] warning: apt-get failed for:" $missing "(install them by hand; see shared/apt-packages.txt)"
+  fi
+fi
 stamp_src=$(cat shared/constraints.txt shared/requirements-dev.txt packages/*/pyproject.toml | sha256sum | cut -c1-16)
 if [[ -x .venv/bin/python && -f .venv/.fmzoo-stamp && "$(cat .venv/.fmzoo-stamp)" == "$stamp_src" ]]; then
   exit 0
-fi
-# Debian packages some domain packages need at run time (audio synthesis for speech pretraining data).
-if [[ -f shared/apt-packages.txt ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
-  missing=$(for p in $(grep -v '^#' shared/apt-packages.txt); do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-  if [[ -n "$missing" ]]; then
-    echo "[setup] apt-get install $missing"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null || echo "[setup] warning: apt-get failed for: $missing"
-  fi
 fi
 free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
 if [[ ! -x .venv/bin/python && "$free_kb" -lt $((8 * 1024 * 1024)) ]]; then

@@ -84,17 +84,21 @@ def load_fsdd(split: str = "all", spec: AudioSpec | dict | None = None, root=Non
     return wavs, digits, speakers, items
 
 
-def segment_stream(wavs: list[torch.Tensor], seg_samples: int, n_segments: int, seed: int = 0) -> list[torch.Tensor]:
+def segment_stream(wavs: list[torch.Tensor], seg_samples: int, n_segments: int, seed: int = 0,
+                   extra: list[torch.Tensor] | None = None, extra_fraction: float = 0.0) -> list[torch.Tensor]:
     """Pretraining segments: random clips concatenated until ``seg_samples`` long, then cut to length.
 
     FSDD clips are short (mean 0.44 s = 22 wav2vec 2.0 frames), shorter than what span masking with M = 10
-    and 100 distractors are designed for; concatenation gives utterance-like segments without padding."""
+    and 100 distractors are designed for; concatenation gives utterance-like segments without padding.
+    With ``extra`` clips (e.g. synthesized speech), each segment is built from ``extra`` with probability
+    ``extra_fraction`` and from ``wavs`` otherwise (without ``extra`` the stream is unchanged)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n_segments):
+        source = extra if extra and rng.random() < extra_fraction else wavs
         parts, total = [], 0
         while total < seg_samples:
-            w = wavs[rng.randrange(len(wavs))]
+            w = source[rng.randrange(len(source))]
             parts.append(w)
             total += w.numel()
         seg = torch.cat(parts)
@@ -114,9 +118,13 @@ class SegmentDataset(torch.utils.data.Dataset):
     segment is new. See the wav2vec2-small recipe for why."""
 
     def __init__(self, wavs: list[torch.Tensor], seg_samples: int, length: int, seed: int = 0, transform=None,
-                 pool: int = 0, pool_doubling: int = 0):
+                 pool: int = 0, pool_doubling: int = 0, extra: list[torch.Tensor] | None = None,
+                 extra_fraction: float = 0.0):
         if pool < 0 or pool_doubling < 0 or (pool > 0) != (pool_doubling > 0):
             raise ValueError("pool and pool_doubling must both be positive (growing pool) or both 0 (off)")
+        if not 0.0 <= extra_fraction <= 1.0 or (extra_fraction > 0 and not extra):
+            raise ValueError(f"extra_fraction must be in [0, 1] and needs extra clips, got {extra_fraction}")
+        self.extra, self.extra_fraction = extra, float(extra_fraction)
         self.wavs, self.seg, self.length, self.seed, self.transform = wavs, seg_samples, length, seed, transform
         self.pool, self.pool_doubling = int(pool), int(pool_doubling)
         self.epoch = 0
@@ -134,7 +142,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         return (self.seed * 1_000_003 + 7_777_777) * 1_000_033 + k % self.pool_size(k)
 
     def __getitem__(self, i):
-        x = segment_stream(self.wavs, self.seg, 1, seed=self.segment_seed(i))[0]
+        x = segment_stream(self.wavs, self.seg, 1, seed=self.segment_seed(i), extra=self.extra,
+                           extra_fraction=self.extra_fraction)[0]
         return self.transform(x) if self.transform is not None else x
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 from fmzoo.core.training import SSLTask, seed_everything
 
-from ..data.fsdd import load_fsdd
 from ..models.tera import TERA
-from ._common import run_and_publish, segment_loader
+from ._common import pretraining_audio, run_and_publish, segment_loader
 
 __all__ = ["TERATask", "pretrain"]
 
@@ -34,16 +33,17 @@ class TERATask(SSLTask):
 
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Pretrain on FSDD's train split (README split: index 5-49); test clips are never seen."""
+    """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``)."""
     seed = int(recipe.get("seed", 0))
     seed_everything(seed)
     torch.set_num_threads(int(recipe.get("threads", 1)))
     model = TERA(**recipe["model"])
-    wavs, _, _, items = load_fsdd("train", model.input_spec, limit=recipe.get("data", {}).get("limit"))
+    audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
     if model.feat_cfg["cmvn"] == "global":
-        model.set_global_cmvn(wavs)
+        model.set_global_cmvn(audio.wavs)  # FSDD's statistics: the downstream data
     sr = model.input_spec["sample_rate"]
-    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, wavs, sr, model.featurize, 3.0, 32, trainer_kwargs)
+    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, audio, sr, model.featurize, 3.0, 32, trainer_kwargs)
     epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
     max_steps = steps_per_epoch * epochs
     opt = recipe.get("optim", {})
@@ -51,5 +51,5 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                     weight_decay=float(opt.get("weight_decay", 0.01)),
                     warmup_steps=int(float(opt.get("warmup_fraction", 0.07)) * max_steps), max_steps=max_steps,
                     schedule=opt.get("schedule", "cosine"))
-    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, items,
+    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, audio,
                            grad_clip=opt.get("grad_clip", 5.0))

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from fmzoo.core.training import SSLTask, global_mean_divisor, seed_everything
 
-from ..data.fsdd import load_fsdd
 from ..models.wav2vec2 import Wav2Vec2
-from ._common import run_and_publish, segment_loader
+from ._common import pretraining_audio, run_and_publish, segment_loader
 
 __all__ = ["Wav2Vec2Task", "pretrain", "normalize"]
 
@@ -51,14 +50,15 @@ class Wav2Vec2Task(SSLTask):
 
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Pretrain on FSDD's train split (README split: index 5-49); test clips are never seen."""
+    """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``)."""
     seed = int(recipe.get("seed", 0))
     seed_everything(seed)
     torch.set_num_threads(int(recipe.get("threads", 1)))
     model = Wav2Vec2(**recipe["model"])
-    wavs, _, _, items = load_fsdd("train", model.input_spec, limit=recipe.get("data", {}).get("limit"))
+    audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
     sr = model.input_spec["sample_rate"]
-    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, wavs, sr, normalize, 2.0, 8, trainer_kwargs)
+    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, audio, sr, normalize, 2.0, 8, trainer_kwargs)
     epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
     max_steps = steps_per_epoch * epochs
     opt = recipe.get("optim", {})
@@ -68,5 +68,5 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                         feature_grad_mult=float(opt.get("feature_grad_mult", 0.1)),
                         feature_penalty_weight=float(opt.get("feature_penalty_weight", 10.0)),
                         temp_steps=int(0.7 * max_steps))
-    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, items,
+    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, audio,
                            grad_clip=opt.get("grad_clip"))
