@@ -9,7 +9,7 @@ RECIPE = {"batch_size": 8, "data": {"segment_seconds": 0.1, "segments_per_epoch"
 
 
 def test_segment_loader_splits_the_global_batch_and_keeps_the_step_count():
-    wavs = PretrainAudio([torch.randn(50) for _ in range(3)], items=[])
+    wavs = PretrainAudio([torch.randn(50) for _ in range(3)])
     ds1, one, seg, bs1, steps1 = segment_loader(RECIPE, wavs, 1000, None, 2.0, 4, {})
     ds2, two, _, bs2, steps2 = segment_loader(RECIPE, wavs, 1000, None, 2.0, 4, {"devices": 2, "strategy": "ddp"})
     assert seg == 100 and (one.batch_size, bs1, steps1) == (8, 8, len(one)) == (8, 8, 12)  # one process: as before

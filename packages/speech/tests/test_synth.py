@@ -94,7 +94,8 @@ def test_pretraining_audio_records_the_synthetic_corpus(tmp_path):
     audio = pretraining_audio(recipe, {"sample_rate": 16000}, tmp_path)
     assert len(audio.wavs) == 20 and len(audio.extra) == 4 and audio.extra_fraction == 0.3
     assert len(audio.data_files) == 2 and audio.data_files[1]["config"]["n"] == 4
-    assert "synthesized speech" in audio.audio_seen and "30%" in audio.audio_seen
+    assert "synthesized speech" in audio.audio_seen and "30% of the segments" in audio.audio_seen
+    assert "50% espeak-ng" in audio.audio_seen and "50% flite" in audio.audio_seen
     assert list((tmp_path / "synthetic").glob("synth-*/manifest.json"))
     plain = pretraining_audio({"data": {"limit": 20}}, {"sample_rate": 16000}, tmp_path / "plain")
     assert not plain.extra and "FSDD train split only" in plain.audio_seen and len(plain.data_files) == 1

@@ -24,7 +24,6 @@ class PretrainAudio:
     fraction of the segments, and the provenance of both."""
 
     wavs: list
-    items: list
     extra: list = field(default_factory=list)
     extra_fraction: float = 0.0
     data_files: list = field(default_factory=list)
@@ -40,7 +39,7 @@ def pretraining_audio(recipe: dict, spec: dict, run_dir: Path) -> PretrainAudio:
     synth = dict(data.get("synthetic") or {})
     seen = (f"FSDD train split{'' if synth else ' only'} ({len(items)} clips, index 5-49; 8 kHz resampled to "
             f"16 kHz), random concatenations of {float(data.get('segment_seconds', 2.0)):.1f} s; no test clip")
-    audio = PretrainAudio(wavs, items, data_files=[manifest_entry(items, "train")], audio_seen=seen)
+    audio = PretrainAudio(wavs, data_files=[manifest_entry(items, "train")], audio_seen=seen)
     if not synth:
         audio.audio_seen += ", no synthetic speech"
         return audio
@@ -51,8 +50,8 @@ def pretraining_audio(recipe: dict, spec: dict, run_dir: Path) -> PretrainAudio:
     entry = corpus_manifest_entry(corpus)
     audio.data_files.append(entry)
     audio.audio_seen += (f"; plus {entry['seconds'] / 60:.0f} min of synthesized speech ({cfg.n} utterances: "
-                         f"espeak-ng English accents x variants and flite voices, written at {cfg.sample_rate} Hz), "
-                         f"the source of {fraction:.0%} of the segments")
+                         f"{1 - cfg.flite_fraction:.0%} espeak-ng English accents x variants, {cfg.flite_fraction:.0%} "
+                         f"flite voices; written at {cfg.sample_rate} Hz), the source of {fraction:.0%} of the segments")
     return audio
 
 
