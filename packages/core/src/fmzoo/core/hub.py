@@ -81,7 +81,7 @@ def is_offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in truthy for v in ("FMZOO_OFFLINE", "HF_HUB_OFFLINE"))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -208,11 +208,11 @@ class LocalHub:
                     shutil.rmtree(target)
                 os.rename(staging, target)
                 _fsync_dir(target.parent)
-                _atomic_write_text(
+                atomic_write_text(
                     repo / "revisions" / f"{rev}.json",
                     json.dumps({"repo_id": repo_id, "revision": rev, "files": files}, indent=2),
                 )
-            _atomic_write_text(repo / "refs" / _validate_revision(ref), rev + "\n")
+            atomic_write_text(repo / "refs" / _validate_revision(ref), rev + "\n")
             return rev
         finally:
             if staging.exists():
@@ -369,9 +369,9 @@ class HubMixin:
         finally:
             Path(tmp).unlink(missing_ok=True)
         prov = build_provenance(provenance or {})
-        _atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
-        _atomic_write_text(out / PROVENANCE_NAME, json.dumps(prov, indent=2) + "\n")
-        _atomic_write_text(out / CARD_NAME, render_card(config, card or {}, prov))
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(out / PROVENANCE_NAME, json.dumps(prov, indent=2) + "\n")
+        atomic_write_text(out / CARD_NAME, render_card(config, card or {}, prov))
         return out
 
     # -- load --------------------------------------------------------------------------------

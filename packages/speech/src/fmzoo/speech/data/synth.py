@@ -29,6 +29,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from fmzoo.core import sha256_file
+from fmzoo.core.hub import atomic_write_text
 
 from ..audio import AudioSpec, ResampleWarning, load_audio, resample
 
@@ -148,10 +149,7 @@ def build_corpus(root: str | Path, cfg: SynthConfig = SynthConfig(), log=None) -
     entries = [dict(asdict(u), sha256=sha256_file(out / f"{u.name}.wav")) for u in plan]
     versions = {e: _version(e) for e in sorted({u.engine for u in plan})}
     doc = {"config": asdict(cfg), "engines": versions, "utterances": entries}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".manifest.", suffix=".tmp")  # unique: DDP ranks may race here
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(doc, indent=1))
-    os.replace(tmp, manifest)
+    atomic_write_text(manifest, json.dumps(doc, indent=1))  # a unique temporary name: DDP ranks may race here
     return out
 
 
