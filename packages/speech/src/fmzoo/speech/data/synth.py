@@ -8,7 +8,7 @@ rate, so that the synthetic audio has the band FSDD has) and written as 16-bit W
 
 The corpus is deterministic in its config (``n``, ``seed``, ``flite_fraction``, ``sample_rate``) and the
 engines' versions; every file is written atomically, so an interrupted build resumes where it stopped.
-``manifest.json`` lists each file's voice, text and sha256. Install the engines with
+``manifest.json`` lists each file's voice, text, duration and sha256. Install the engines with
 ``apt-get install espeak-ng flite`` (``scripts/setup.sh`` does, from ``shared/apt-packages.txt``).
 """
 
@@ -146,7 +146,8 @@ def build_corpus(root: str | Path, cfg: SynthConfig = SynthConfig(), log=None) -
             _synthesize(u, path, cfg.sample_rate)
         if log is not None and (i + 1) % 500 == 0:
             log(f"[synth] {i + 1}/{len(plan)} utterances")
-    entries = [dict(asdict(u), sha256=sha256_file(out / f"{u.name}.wav")) for u in plan]
+    entries = [dict(asdict(u), sha256=sha256_file(out / f"{u.name}.wav"),
+                    seconds=round(sf.info(str(out / f"{u.name}.wav")).duration, 4)) for u in plan]
     versions = {e: _version(e) for e in sorted({u.engine for u in plan})}
     doc = {"config": asdict(cfg), "engines": versions, "utterances": entries}
     atomic_write_text(manifest, json.dumps(doc, indent=1))  # a unique temporary name: DDP ranks may race here
@@ -181,7 +182,7 @@ def corpus_manifest_entry(corpus_dir: str | Path) -> dict:
     """One provenance entry for a built corpus (the manifest's sha256 covers every file's sha256)."""
     corpus_dir = Path(corpus_dir)
     doc = json.loads((corpus_dir / "manifest.json").read_text())
-    seconds = sum(sf.info(str(corpus_dir / f"{e['name']}.wav")).duration for e in doc["utterances"])
+    seconds = sum(e["seconds"] for e in doc["utterances"])  # recorded at build time: no file is read again
     return {"path": f"synthesized corpus {corpus_dir.name} ({len(doc['utterances'])} utterances, "
                     f"{seconds / 60:.1f} min; engines {doc['engines']})",
             "sha256": sha256_file(corpus_dir / "manifest.json"), "sha256_of": "manifest.json",
