@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from fmzoo.core import load_recipe
 from fmzoo.speech.methods import tera as tera_method
 from fmzoo.speech.methods import wav2vec2 as w2v_method
 from fmzoo.speech.plugin import plugin
@@ -46,7 +47,7 @@ def test_plugin_recipes_and_table():
     names = {f.stem for f in p.recipes_dir.glob("*.yaml")}
     assert {"wav2vec2-small", "wav2vec2-base", "tera-small", "tera-base"} <= names
     for f in p.recipes_dir.glob("*.yaml"):
-        r = yaml.safe_load(f.read_text())
+        r = load_recipe(str(f))
         assert r["method"] in p.pretrain and r["name"] == f.stem
     table = yaml.safe_load((p.tables_dir / "speech-fsdd.yaml").read_text())
     assert table["table"] == "speech-fsdd" and "speech-fsdd" in p.table_runners

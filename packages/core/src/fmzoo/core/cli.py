@@ -84,6 +84,8 @@ def cmd_pretrain(args) -> int:
     seed_everything(int(recipe.get("seed", 0)))
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        _check_resumed_recipe(run_dir, recipe)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     fn = pretrain_fn(recipe["method"])
     ckpt = fn(recipe, run_dir, trainer_kwargs(args))
@@ -94,6 +96,24 @@ def cmd_pretrain(args) -> int:
         rev = publish_dir(ckpt, args.publish, hub="local")
         print(f"published {args.publish}@{rev} to the local hub")
     return 0
+
+
+def _without_card(recipe: dict) -> dict:
+    return {k: v for k, v in recipe.items() if k != "card"}
+
+
+def _check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
+    """--resume continues the run that OUT holds: refuse when the recipe (with the command line's seed, --set and
+    overrides) differs from the one that run started with, apart from its card text."""
+    saved_path = run_dir / "recipe.yaml"
+    if not saved_path.is_file():
+        return
+    saved = _without_card(yaml.safe_load(saved_path.read_text()) or {})
+    now = _without_card(yaml.safe_load(yaml.safe_dump(recipe, sort_keys=False)))  # the saved copy's round trip
+    if saved != now:
+        keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise SystemExit(f"--resume: the recipe differs from the one {saved_path} started with (keys: {', '.join(keys)});"
+                         f" resume with the same recipe and options, or start a new run directory")
 
 
 def _checkpoint_in(run_dir: Path) -> Path:

@@ -125,17 +125,50 @@ def tables() -> dict[str, Path]:
 
 
 def load_recipe(name_or_path: str) -> dict:
+    """A recipe by name (``fmzoo list``) or YAML path. A recipe may start from another with ``base: <name or path>``
+    (a path relative to the recipe's folder): its mappings are merged key by key into the base's, every other value
+    replaces the base's. The result is the resolved recipe, without ``base``; provenance records that."""
+    return _load_recipe(name_or_path, ())
+
+
+def _recipe_path(name_or_path: str, folder: Path | None) -> Path:
     path = Path(name_or_path)
-    if not path.is_file():
-        known = recipes()
-        if name_or_path not in known:
-            raise KeyError(f"unknown recipe {name_or_path!r}; known: {', '.join(known) or 'none'}")
-        path = known[name_or_path]
+    if folder is not None and not path.is_absolute() and (folder / path).is_file():
+        return folder / path
+    if path.is_file():
+        return path
+    known = recipes()
+    if name_or_path not in known:
+        raise KeyError(f"unknown recipe {name_or_path!r}; known: {', '.join(known) or 'none'}")
+    return known[name_or_path]
+
+
+def _load_recipe(name_or_path: str, chain: tuple[Path, ...], folder: Path | None = None) -> dict:
+    path = _recipe_path(name_or_path, folder).resolve()
+    if path in chain:
+        raise ValueError("recipe bases form a cycle: " + " -> ".join(str(p) for p in (*chain, path)))
     recipe = yaml.safe_load(path.read_text())
-    if not isinstance(recipe, dict) or "method" not in recipe:
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {str(path)!r} must be a mapping")
+    base = recipe.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ValueError(f"recipe {str(path)!r}: 'base' must be a recipe name or path, got {base!r}")
+        parent = _load_recipe(base, (*chain, path), path.parent)
+        parent.pop("name", None)  # a recipe's name is its own, never its base's
+        recipe = _merge(parent, recipe)
+    if not chain and "method" not in recipe:
         raise ValueError(f"recipe {str(path)!r} must be a mapping with a 'method' key")
-    recipe.setdefault("name", path.stem)
+    if not chain:
+        recipe.setdefault("name", path.stem)
     return recipe
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def load_table(name: str) -> dict:

@@ -1,0 +1,65 @@
+"""Recipes: a recipe may start from another (`base:`), and `fmzoo pretrain --resume` refuses a recipe that is not
+the one its run started with."""
+
+import pytest
+import yaml
+from fmzoo.core import load_recipe
+from fmzoo.core.cli import main
+
+
+def _write(path, data):
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_base_merges_mappings_key_by_key_and_replaces_everything_else(tmp_path):
+    _write(tmp_path / "parent.yaml", {"name": "parent", "method": "m", "seed": 0, "tags": [1, 2],
+                                      "optim": {"lr": 1e-3, "betas": [0.9, 0.98]}, "card": {"title": "P", "license": "x"}})
+    child = _write(tmp_path / "child.yaml", {"base": "parent.yaml", "tags": [3],
+                                             "optim": {"lr": 5e-4}, "card": {"title": "C"}})
+    recipe = load_recipe(str(child))
+    assert recipe == {"name": "child", "method": "m", "seed": 0, "tags": [3],
+                      "optim": {"lr": 5e-4, "betas": [0.9, 0.98]}, "card": {"title": "C", "license": "x"}}
+    # chains resolve, each level over the one below
+    grandchild = _write(tmp_path / "grandchild.yaml", {"base": "child.yaml", "seed": 1})
+    assert load_recipe(str(grandchild)) == dict(recipe, name="grandchild", seed=1)
+
+
+def test_base_errors_are_clear(tmp_path):
+    _write(tmp_path / "a.yaml", {"base": "b.yaml", "method": "m"})
+    _write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(ValueError, match="cycle"):
+        load_recipe(str(tmp_path / "a.yaml"))
+    _write(tmp_path / "c.yaml", {"base": "no-such-recipe", "method": "m"})
+    with pytest.raises(KeyError, match="unknown recipe 'no-such-recipe'"):
+        load_recipe(str(tmp_path / "c.yaml"))
+    _write(tmp_path / "e.yaml", {"seed": 0})
+    _write(tmp_path / "f.yaml", {"base": "e.yaml"})
+    with pytest.raises(ValueError, match="'method' key"):
+        load_recipe(str(tmp_path / "f.yaml"))
+
+
+def test_shipped_variants_differ_from_their_base_only_where_they_say():
+    base, long = load_recipe("wav2vec2-small"), load_recipe("wav2vec2-small-long")
+    assert long["name"] == "wav2vec2-small-long" and long["epochs"] == 4 * base["epochs"]
+    assert long["data"] == dict(base["data"], pool_doubling_steps=4 * base["data"]["pool_doubling_steps"])
+    assert {k: v for k, v in long.items() if k not in ("name", "epochs", "data", "card")} == \
+        {k: v for k, v in base.items() if k not in ("name", "epochs", "data", "card")}
+    assert long["card"]["title"].endswith("49152 steps)")
+    synth = load_recipe("wav2vec2-small-synth")
+    assert synth["data"]["synthetic"]["fraction"] == 0.5 and synth["model"] == base["model"]
+
+
+def test_resume_refuses_a_recipe_other_than_the_one_the_run_started_with(tmp_path, capsys):
+    recipe = _write(tmp_path / "r.yaml", {"method": "tjepa", "seed": 0, "trainer": {"max_epochs": 1}})
+    run = tmp_path / "run"
+    run.mkdir()
+    _write(run / "recipe.yaml", {"method": "tjepa", "seed": 0, "trainer": {"max_epochs": 2}, "name": "r"})
+    with pytest.raises(SystemExit, match=r"--resume: the recipe differs .*\(keys: trainer\)"):
+        main(["pretrain", str(recipe), "--out", str(run), "--resume"])
+    # the run's own recipe is left as it was
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["trainer"] == {"max_epochs": 2}
+    # a command-line override that the run did not have is a different recipe too
+    _write(run / "recipe.yaml", {"method": "tjepa", "seed": 0, "trainer": {"max_epochs": 1}, "name": "r"})
+    with pytest.raises(SystemExit, match=r"keys: trainer_overrides"):
+        main(["pretrain", str(recipe), "--out", str(run), "--resume", "--max-epochs", "5"])
