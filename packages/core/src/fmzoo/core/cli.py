@@ -49,14 +49,14 @@ def cmd_list(args) -> int:
     print("installed packages: " + (", ".join(f"fmzoo-{p}" for p in plugins()) or "none"))
     for name, err in PLUGIN_ERRORS.items():
         print(f"  (plugin {name!r} failed to load: {err})")
-    print("\narchitectures:")
-    for row in list_models():
-        if row["kind"] == "architecture":
-            print(f"  {row['name']:<28} fmzoo-{row['package']}")
-    print("\nshipped checkpoints (from_pretrained works offline):")
-    for row in list_models():
-        if row["kind"] == "checkpoint":
-            print(f"  {row['name']:<28} fmzoo-{row['package']}")
+    rows = list_models()
+    width = max((len(r["name"]) for r in rows), default=0) + 2
+    for kind, title in (("architecture", "architectures"),
+                        ("checkpoint", "shipped checkpoints (from_pretrained works offline)")):
+        print(f"\n{title}:")
+        for row in rows:
+            if row["kind"] == kind:
+                print(f"  {row['name']:<{width}}fmzoo-{row['package']}")
     hub = LocalHub()
     local = sorted(p.parent.parent.relative_to(hub.root).as_posix() for p in hub.root.glob("*/*/refs/main")) if hub.root.is_dir() else []
     print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
