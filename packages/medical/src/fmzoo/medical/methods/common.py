@@ -14,6 +14,25 @@ from torch.utils.data import DataLoader
 from ..io import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti
 
 
+def start_pretraining(recipe: dict) -> tuple[int, list[np.ndarray], list[Path]]:
+    """``(seed, volumes, files)``: the recipe's thread count and seed applied, then its unlabelled volumes read."""
+    from fmzoo.core.training import seed_everything
+
+    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
+    seed = int(recipe.get("seed", 0))
+    seed_everything(seed)
+    return (seed, *pretraining_volumes(recipe))
+
+
+def optim_schedule(recipe: dict, lr: float, weight_decay: float) -> dict:
+    """The SSL task's optimizer and schedule keywords from the recipe's ``optim`` and ``max_steps`` (defaults: the
+    method's ``lr`` and ``weight_decay``, no warm-up, cosine, 100 steps)."""
+    opt = recipe.get("optim", {})
+    return {"lr": float(opt.get("lr", lr)), "weight_decay": float(opt.get("weight_decay", weight_decay)),
+            "warmup_steps": int(opt.get("warmup_steps", 0)), "max_steps": int(recipe.get("max_steps", 100)),
+            "schedule": opt.get("schedule", "cosine")}
+
+
 def pretraining_volumes(recipe: dict) -> tuple[list[np.ndarray], list[Path]]:
     """The unlabelled volumes a recipe names (normalised per its input spec) and their files.
 

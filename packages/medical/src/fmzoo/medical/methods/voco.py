@@ -215,29 +215,26 @@ def make_task(model, **kwargs):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain voco-small`: VoCo on the recipe's unlabelled volumes; returns run_dir/checkpoint."""
-    from fmzoo.core.training import seed_everything
-
     from ..models.swin import VoCo
-    from .common import fit_and_measure, pretrain_loader, pretraining_volumes, publish_pretrained
+    from .common import (
+        fit_and_measure,
+        optim_schedule,
+        pretrain_loader,
+        publish_pretrained,
+        start_pretraining,
+    )
 
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    run_dir = Path(run_dir)
-    volumes, files = pretraining_volumes(recipe)
+    seed, volumes, files = start_pretraining(recipe)
     geom = VoCoGeometry.from_dict(recipe["geometry"])
     ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
                      foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)
     loader, batch = pretrain_loader(ds, recipe, 1, trainer_kwargs)
     model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
-    opt = recipe.get("optim", {})
-    max_steps = int(recipe.get("max_steps", 100))
-    task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)),
-                     lr=float(opt.get("lr", 1e-4)), weight_decay=float(opt.get("weight_decay", 0.0)),
-                     warmup_steps=int(opt.get("warmup_steps", 0)), max_steps=max_steps, schedule=opt.get("schedule", "cosine"))
-    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs, batch,
+    sched = optim_schedule(recipe, lr=1e-4, weight_decay=0.0)
+    task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)), **sched)
+    metrics = fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
                               gradient_clip_val=recipe.get("grad_clip"))
-    return publish_pretrained(model, run_dir, recipe, files, metrics, voco_card(recipe, files, metrics))
+    return publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics))
 
 
 def voco_card(recipe: dict, files, metrics: dict) -> dict:

@@ -153,16 +153,16 @@ def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain volumefusion-small`; returns run_dir/checkpoint."""
-    from fmzoo.core.training import seed_everything
-
     from ..models.swin import VolumeFusionNet
-    from .common import fit_and_measure, pretrain_loader, pretraining_volumes, publish_pretrained
+    from .common import (
+        fit_and_measure,
+        optim_schedule,
+        pretrain_loader,
+        publish_pretrained,
+        start_pretraining,
+    )
 
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    run_dir = Path(run_dir)
-    volumes, files = pretraining_volumes(recipe)
+    seed, volumes, files = start_pretraining(recipe)
     vf = recipe.get("fusion", {})
     model = VolumeFusionNet(**recipe["model"], input_spec=recipe.get("input_spec"))
     ds = VolumeFusionDataset(volumes, recipe["patch_size"], num_classes=model.init_args["num_classes"],
@@ -170,12 +170,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                              size_max=vf.get("size_max", (32, 32, 32)), scale_lo=vf.get("scale_lo", (0.7, 0.7, 0.7)),
                              scale_hi=vf.get("scale_hi", (1.5, 1.5, 1.5)), aug_mode=vf.get("aug_mode", 3), seed=seed)
     loader, batch = pretrain_loader(ds, recipe, 2, trainer_kwargs)
-    opt = recipe.get("optim", {})
-    max_steps = int(recipe.get("max_steps", 100))
-    task = make_task(model, lr=float(opt.get("lr", 1e-3)), weight_decay=float(opt.get("weight_decay", 1e-5)),
-                     warmup_steps=int(opt.get("warmup_steps", 0)), max_steps=max_steps, schedule=opt.get("schedule", "cosine"))
-    metrics = fit_and_measure(task, loader, run_dir, max_steps, trainer_kwargs, batch)
-    return publish_pretrained(model, run_dir, recipe, files, metrics, volf_card(recipe, files, metrics))
+    sched = optim_schedule(recipe, lr=1e-3, weight_decay=1e-5)
+    task = make_task(model, **sched)
+    metrics = fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
+    return publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics))
 
 
 def volf_card(recipe: dict, files, metrics: dict) -> dict:
