@@ -216,25 +216,19 @@ def make_task(model, **kwargs):
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain voco-small`: VoCo on the recipe's unlabelled volumes; returns run_dir/checkpoint."""
     from ..models.swin import VoCo
-    from .common import (
-        fit_and_measure,
-        optim_schedule,
-        pretrain_loader,
-        publish_pretrained,
-        start_pretraining,
-    )
+    from . import common
 
-    seed, volumes, files = start_pretraining(recipe)
+    seed, volumes, files = common.start_pretraining(recipe)
     geom = VoCoGeometry.from_dict(recipe["geometry"])
     ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
                      foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)
-    loader, batch = pretrain_loader(ds, recipe, 1, trainer_kwargs)
+    loader, batch = common.pretrain_loader(ds, recipe, 1, trainer_kwargs)
     model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
-    sched = optim_schedule(recipe, lr=1e-4, weight_decay=0.0)
+    sched = common.optim_schedule(recipe, lr=1e-4, weight_decay=0.0)
     task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)), **sched)
-    metrics = fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
+    metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
                               gradient_clip_val=recipe.get("grad_clip"))
-    return publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics))
+    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics))
 
 
 def voco_card(recipe: dict, files, metrics: dict) -> dict:

@@ -154,26 +154,20 @@ def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """`fmzoo pretrain volumefusion-small`; returns run_dir/checkpoint."""
     from ..models.swin import VolumeFusionNet
-    from .common import (
-        fit_and_measure,
-        optim_schedule,
-        pretrain_loader,
-        publish_pretrained,
-        start_pretraining,
-    )
+    from . import common
 
-    seed, volumes, files = start_pretraining(recipe)
+    seed, volumes, files = common.start_pretraining(recipe)
     vf = recipe.get("fusion", {})
     model = VolumeFusionNet(**recipe["model"], input_spec=recipe.get("input_spec"))
     ds = VolumeFusionDataset(volumes, recipe["patch_size"], num_classes=model.init_args["num_classes"],
                              fg_ratio=vf.get("fg_ratio", 0.7), size_min=vf.get("size_min", (8, 8, 8)),
                              size_max=vf.get("size_max", (32, 32, 32)), scale_lo=vf.get("scale_lo", (0.7, 0.7, 0.7)),
                              scale_hi=vf.get("scale_hi", (1.5, 1.5, 1.5)), aug_mode=vf.get("aug_mode", 3), seed=seed)
-    loader, batch = pretrain_loader(ds, recipe, 2, trainer_kwargs)
-    sched = optim_schedule(recipe, lr=1e-3, weight_decay=1e-5)
+    loader, batch = common.pretrain_loader(ds, recipe, 2, trainer_kwargs)
+    sched = common.optim_schedule(recipe, lr=1e-3, weight_decay=1e-5)
     task = make_task(model, **sched)
-    metrics = fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
-    return publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics))
+    metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
+    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics))
 
 
 def volf_card(recipe: dict, files, metrics: dict) -> dict:
