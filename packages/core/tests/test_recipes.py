@@ -1,5 +1,5 @@
-"""Recipes: a recipe may start from another (`base:`), and `fmzoo pretrain --resume` refuses a recipe that is not
-the one its run started with."""
+"""Recipes: a recipe may start from another (`base:`), and `fmzoo pretrain --resume` refuses a recipe (seed, --set
+values included) that is not the one its run started with."""
 
 import pytest
 import yaml
@@ -59,7 +59,14 @@ def test_resume_refuses_a_recipe_other_than_the_one_the_run_started_with(tmp_pat
         main(["pretrain", str(recipe), "--out", str(run), "--resume"])
     # the run's own recipe is left as it was
     assert yaml.safe_load((run / "recipe.yaml").read_text())["trainer"] == {"max_epochs": 2}
-    # a command-line override that the run did not have is a different recipe too
+    # --seed and --set change the recipe too; --max-epochs (and the process count) may change: a run can be
+    # resumed to run longer
     _write(run / "recipe.yaml", {"method": "tjepa", "seed": 0, "trainer": {"max_epochs": 1}, "name": "r"})
-    with pytest.raises(SystemExit, match=r"keys: trainer_overrides"):
-        main(["pretrain", str(recipe), "--out", str(run), "--resume", "--max-epochs", "5"])
+    with pytest.raises(SystemExit, match=r"keys: seed\)"):
+        main(["pretrain", str(recipe), "--out", str(run), "--resume", "--seed", "3"])
+    with pytest.raises(SystemExit, match=r"keys: optim\)"):
+        main(["pretrain", str(recipe), "--out", str(run), "--resume", "--set", "optim.lr=0.1"])
+    from fmzoo.core.cli import _check_resumed_recipe
+
+    _check_resumed_recipe(run, {"method": "tjepa", "seed": 0, "trainer": {"max_epochs": 1}, "name": "r",
+                                "trainer_overrides": {"max_epochs": 5}})  # no error

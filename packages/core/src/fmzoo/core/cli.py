@@ -98,22 +98,24 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-def _without_card(recipe: dict) -> dict:
-    return {k: v for k, v in recipe.items() if k != "card"}
+def _training_values(recipe: dict) -> dict:
+    """What a resumed run must keep: not the card text, and not the command line's length and process count
+    (``trainer_overrides``: a run may be resumed to run longer, or on more devices; provenance records the last)."""
+    return {k: v for k, v in recipe.items() if k not in ("card", "trainer_overrides")}
 
 
 def _check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
-    """--resume continues the run that OUT holds: refuse when the recipe (with the command line's seed, --set and
-    overrides) differs from the one that run started with, apart from its card text."""
+    """--resume continues the run that OUT holds: refuse when the recipe (with the command line's seed and --set)
+    differs from the one that run started with."""
     saved_path = run_dir / "recipe.yaml"
     if not saved_path.is_file():
         return
-    saved = _without_card(yaml.safe_load(saved_path.read_text()) or {})
-    now = _without_card(yaml.safe_load(yaml.safe_dump(recipe, sort_keys=False)))  # the saved copy's round trip
+    saved = _training_values(yaml.safe_load(saved_path.read_text()) or {})
+    now = _training_values(yaml.safe_load(yaml.safe_dump(recipe, sort_keys=False)))  # the saved copy's round trip
     if saved != now:
         keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise SystemExit(f"--resume: the recipe differs from the one {saved_path} started with (keys: {', '.join(keys)});"
-                         f" resume with the same recipe and options, or start a new run directory")
+                         f" resume with the same recipe, --seed and --set, or start a new run directory")
 
 
 def _checkpoint_in(run_dir: Path) -> Path:
