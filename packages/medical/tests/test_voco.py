@@ -81,6 +81,36 @@ def test_voco_sample_on_real_volume(hippo_root):
     assert found
 
 
+NATIVE = VoCoGeometry((32, 64, 32), (2, 1, 2), (32, 64, 32), 2, fit="pad")
+
+
+def test_pad_fit_keeps_the_volume_at_its_grid(hippo_root):
+    """``fit: pad``: the bases tile the centre-padded volume voxel for voxel (no resampling, zeros around)."""
+    from fmzoo.medical.data.hippocampus import load_case
+
+    x, _ = load_case("hippocampus_001")
+    s = voco_sample(x, NATIVE, np.random.default_rng(0), aug=False, foreground_threshold=None)
+    assert s["bases"].shape == (4, 1, 32, 64, 32) and s["labels"].shape == (2, 4)
+    vol = torch.zeros(1, 64, 64, 64)
+    for b, box in zip(s["bases"], NATIVE.base_boxes(), strict=True):
+        vol[(slice(None), *(slice(lo, hi) for lo, hi in box))] = b
+    start = [(64 - n) // 2 for n in x.shape]
+    inner = vol[:, start[0]:start[0] + x.shape[0], start[1]:start[1] + x.shape[1], start[2]:start[2] + x.shape[2]]
+    assert torch.equal(inner[0], torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    assert float(vol.abs().sum()) == pytest.approx(float(np.abs(x).sum()), rel=1e-5)  # only zeros were added
+
+
+def test_centre_pad_or_crop_and_unknown_fit():
+    from fmzoo.medical.methods.common import centre_pad_or_crop
+
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
+    y = centre_pad_or_crop(x, (6, 4, 7))
+    assert y.shape == (2, 6, 4, 7)
+    assert torch.equal(y[:, 1:4], x[:, :, 0:4]) and float(y[:, 0].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="fit"):
+        VoCoGeometry.from_dict({"base_size": [32, 64, 32], "grid": [2, 1, 2], "input_size": [32, 64, 32], "fit": "warp"})
+
+
 def _reference_loss(xs, bs, xt, bt, labels):
     """Loop-by-loop restatement of the VoCo objective (per pair, per base), for cross-checking."""
     r, k = labels.shape

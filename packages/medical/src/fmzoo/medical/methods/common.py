@@ -80,6 +80,22 @@ def resize(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x[None], size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)[0]
 
 
+def centre_pad_or_crop(x: torch.Tensor, size) -> torch.Tensor:
+    """(C, X, Y, Z) -> (C, *size) without resampling: zero-pad (or crop) each axis symmetrically about the centre."""
+    for ax, target in enumerate(size, start=1):
+        n = x.shape[ax]
+        if n > target:
+            start = (n - target) // 2
+            x = x.narrow(ax, start, int(target))
+        elif n < target:
+            before = (target - n) // 2
+            pad = [0, 0] * (x.dim() - 1)
+            pad[2 * (x.dim() - 1 - ax)] = before
+            pad[2 * (x.dim() - 1 - ax) + 1] = target - n - before
+            x = F.pad(x, pad)
+    return x.contiguous()
+
+
 def augment(x: torch.Tensor, rng: np.random.Generator, p_flip=0.2, p_rot=0.2, p_shift=0.1, shift=0.1) -> torch.Tensor:
     """VoCo's crop augmentation: RandFlip (each axis, p=0.2), RandRotate90 (p=0.2) in a square plane,
     RandShiftIntensity (offset U(-0.1, 0.1), p=0.1)."""

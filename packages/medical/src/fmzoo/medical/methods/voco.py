@@ -22,6 +22,10 @@ base crops (grid over x and z, y spans the whole extent: the hippocampus crops a
 with 3 crops per axis a random crop overlaps at most 4 of the 9 bases, so the negative term is active
 as with the paper's 4x4 grid), network input 32x64x32 (no resize), SwinUNETR feature_size 12 /
 window 4, projection 512.
+
+``fit: pad`` (recipe ``voco-small-native``) keeps the volume at its 1 mm grid instead of resizing it: the volume is
+centre-padded with zeros (centre-cropped where larger) to the base-crop grid, so pretraining sees anatomy at the
+scale that fine-tuning uses.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .common import augment, foreground_crop, resize
+from .common import augment, centre_pad_or_crop, foreground_crop, resize
 
 # --------------------------------------------------------------------------- geometry and labels
 
@@ -47,6 +51,11 @@ class VoCoGeometry:
     grid: tuple = (4, 4, 1)  # base crops along each axis (1 = the axis is not split)
     input_size: tuple = (64, 64, 64)  # network input; crops are resized to it
     num_random: int = 2  # random crops per volume (the paper's sw_batch_size)
+    fit: str = "resize"  # how a volume becomes volume_size: "resize" (the paper) or "pad" (centre pad/crop, no resampling)
+
+    def __post_init__(self):
+        if self.fit not in ("resize", "pad"):
+            raise ValueError(f"VoCo geometry fit must be 'resize' or 'pad', got {self.fit!r}")
 
     @property
     def volume_size(self) -> tuple:
@@ -65,7 +74,8 @@ class VoCoGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> VoCoGeometry:
-        return cls(tuple(d["base_size"]), tuple(d["grid"]), tuple(d["input_size"]), int(d.get("num_random", 2)))
+        return cls(tuple(d["base_size"]), tuple(d["grid"]), tuple(d["input_size"]), int(d.get("num_random", 2)),
+                   str(d.get("fit", "resize")))
 
 
 def random_crop_box(geom: VoCoGeometry, rng: np.random.Generator) -> tuple[tuple[int, int], ...]:
@@ -101,7 +111,8 @@ def voco_sample(volume: np.ndarray, geom: VoCoGeometry, rng: np.random.Generator
                 foreground_threshold: float | None = 0.3) -> dict[str, torch.Tensor]:
     """One volume -> {"crops": (R, 1, *input), "labels": (R, K), "bases": (K, 1, *input)}."""
     x = volume if foreground_threshold is None else foreground_crop(volume, foreground_threshold)
-    x = resize(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], geom.volume_size)
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+    x = resize(x, geom.volume_size) if geom.fit == "resize" else centre_pad_or_crop(x, geom.volume_size)
     bases, crops, labels = [], [], []
     for box in geom.base_boxes():
         b = resize(_cut(x, box), geom.input_size)
@@ -231,14 +242,21 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics))
 
 
+def _dims(values) -> str:
+    return "x".join(str(int(v)) for v in values)
+
+
 def voco_card(recipe: dict, files, metrics: dict) -> dict:
-    n = len(files)
+    n, model, geom = len(files), recipe.get("model", {}), recipe["geometry"]
     return {
         "title": f"VoCo SwinUNETR ({recipe.get('name', 'voco')}) - small-scale CPU run",
         "summary": (
             "VoCo (volume contrast) self-supervised pretraining of a MONAI SwinUNETR encoder, reimplemented in "
-            "fmzoo-medical. This is a SMALL-SCALE CPU run: SwinUNETR feature_size 12, window 4, 32x64x32 crops on a "
-            f"3x1x3 base-crop grid, {metrics.get('steps')} steps on {n} real MRI volumes. It is not the paper's model "
+            f"fmzoo-medical. This is a SMALL-SCALE CPU run: SwinUNETR feature_size {model.get('feature_size')}, window "
+            f"{model.get('window_size')}, {_dims(geom.get('input_size'))} crops on a {_dims(geom.get('grid'))} base-crop grid "
+            f"({'volume padded at its 1 mm grid' if geom.get('fit') == 'pad' else 'volume resized'} to "
+            f"{_dims(VoCoGeometry.from_dict(geom).volume_size)}), {metrics.get('steps')} steps on {n} real MRI volumes. "
+            "It is not the paper's model "
             "(feature_size 48, 96^3 crops on a 4x4 grid, 250k steps on 10k CT volumes)."
         ),
         "intended_use": "Initialisation for few-label 3D MRI segmentation fine-tuning (demonstration scale).",
