@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..io import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti
 
@@ -111,6 +111,26 @@ def augment(x: torch.Tensor, rng: np.random.Generator, p_flip=0.2, p_rot=0.2, p_
     if rng.random() < p_shift:
         x = x + float(rng.uniform(-shift, shift))
     return x.contiguous()
+
+
+class RandomVolumeSamples(Dataset):
+    """Item i draws one random training sample from volume ``i % len(volumes)`` (``repeats`` passes per epoch).
+    Each draw has its own generator, seeded by (seed, i, draw count, torch's worker seed): reproducible for a
+    given seed, and different in every epoch and data-loader worker. Subclasses define ``sample(volume, rng)``."""
+
+    def __init__(self, volumes: list[np.ndarray], seed: int = 0, repeats: int = 1):
+        self.volumes, self.seed, self.repeats, self._draws = volumes, seed, repeats, 0
+
+    def __len__(self):
+        return len(self.volumes) * self.repeats
+
+    def __getitem__(self, i):
+        self._draws += 1
+        rng = np.random.default_rng([self.seed, i, self._draws, int(torch.initial_seed() % (2**31))])
+        return self.sample(self.volumes[i % len(self.volumes)], rng)
+
+    def sample(self, volume: np.ndarray, rng: np.random.Generator):
+        raise NotImplementedError
 
 
 def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], metrics: dict, card: dict) -> Path:

@@ -38,9 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from .common import augment, centre_pad_or_crop, foreground_crop, resize
+from .common import RandomVolumeSamples, augment, centre_pad_or_crop, foreground_crop, resize
 
 # --------------------------------------------------------------------------- geometry and labels
 
@@ -125,19 +124,14 @@ def voco_sample(volume: np.ndarray, geom: VoCoGeometry, rng: np.random.Generator
     return {"crops": torch.stack(crops), "labels": torch.from_numpy(np.stack(labels)), "bases": torch.stack(bases)}
 
 
-class VoCoDataset(Dataset):
+class VoCoDataset(RandomVolumeSamples):
     def __init__(self, volumes: list[np.ndarray], geom: VoCoGeometry, aug: bool = True,
                  foreground_threshold: float | None = 0.3, seed: int = 0, repeats: int = 1):
-        self.volumes, self.geom, self.aug, self.thr = volumes, geom, aug, foreground_threshold
-        self.seed, self.repeats, self._epoch_draws = seed, repeats, 0
+        super().__init__(volumes, seed, repeats)
+        self.geom, self.aug, self.thr = geom, aug, foreground_threshold
 
-    def __len__(self):
-        return len(self.volumes) * self.repeats
-
-    def __getitem__(self, i):
-        self._epoch_draws += 1
-        rng = np.random.default_rng([self.seed, i, self._epoch_draws, int(torch.initial_seed() % (2**31))])
-        return voco_sample(self.volumes[i % len(self.volumes)], self.geom, rng, self.aug, self.thr)
+    def sample(self, volume, rng):
+        return voco_sample(volume, self.geom, rng, self.aug, self.thr)
 
 
 # --------------------------------------------------------------------------- losses

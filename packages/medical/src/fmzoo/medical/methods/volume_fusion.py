@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from .common import resize
+from .common import RandomVolumeSamples, resize
 
 
 def _random_resized_crop(x: np.ndarray, out_size, scale_lo, scale_hi, rng) -> torch.Tensor:
@@ -104,22 +103,16 @@ def volume_fusion(fg: np.ndarray, bg: np.ndarray, rng: np.random.Generator, num_
     return (alpha * fg + (1.0 - alpha) * bg).astype(np.float32), mask
 
 
-class VolumeFusionDataset(Dataset):
+class VolumeFusionDataset(RandomVolumeSamples):
     def __init__(self, volumes, patch_size, num_classes=5, fg_ratio=0.7, size_min=(8, 8, 8), size_max=(32, 32, 32),
                  scale_lo=(0.7, 0.7, 0.7), scale_hi=(1.5, 1.5, 1.5), aug_mode=3, seed=0, repeats=1):
-        self.volumes, self.patch = volumes, tuple(patch_size)
+        super().__init__(volumes, seed, repeats)
+        self.patch = tuple(patch_size)
         self.kw = dict(num_classes=num_classes, fg_ratio=fg_ratio, size_min=tuple(size_min), size_max=tuple(size_max))
         self.scale_lo, self.scale_hi, self.aug_mode = tuple(scale_lo), tuple(scale_hi), aug_mode
-        self.seed, self.repeats, self._draws = seed, repeats, 0
 
-    def __len__(self):
-        return len(self.volumes) * self.repeats
-
-    def __getitem__(self, i):
-        self._draws += 1
-        rng = np.random.default_rng([self.seed, i, self._draws, int(torch.initial_seed() % (2**31))])
-        v = self.volumes[i % len(self.volumes)]
-        fg, bg = crop_for_fusion(v, self.patch, rng, self.scale_lo, self.scale_hi, self.aug_mode)
+    def sample(self, volume, rng):
+        fg, bg = crop_for_fusion(volume, self.patch, rng, self.scale_lo, self.scale_hi, self.aug_mode)
         x, y = volume_fusion(fg, bg, rng, **self.kw)
         return torch.from_numpy(x)[None], torch.from_numpy(y)
 
