@@ -147,3 +147,29 @@ def test_encoder_prefixes_cover_voco_params():
     v = VoCo(proj_hidden=8, proj_out=8)
     names = [k for k in v.state_dict() if not k.startswith("proj_head.")]
     assert all(k.startswith(ENCODER_PREFIXES) for k in names)
+
+
+def test_encoder_lr_scale_slows_only_the_encoder(hippo_root):
+    """One AdamW step at encoder scale 0.1: the encoder moves a tenth as far as at scale 1 (Adam's first step is
+    lr * sign-like, so the ratio is exact up to epsilon), every other parameter as far."""
+    from fmzoo.medical.tasks.segmentation import finetune
+
+    data = load_hippocampus()
+    x, y = data["load"](data["train"][0])
+
+    def moved(scale):
+        torch.manual_seed(0)
+        net = make_segmenter("scratch")
+        before = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        finetune(net, [x], [y], steps=1, lr=1e-3, weight_decay=0.0, encoder_lr_scale=scale)
+        after = net.state_dict()
+        enc = sum(float((after[k] - before[k]).abs().sum()) for k in before if k.startswith("swinViT."))
+        rest = sum(float((after[k] - before[k]).abs().sum()) for k in before
+                   if not k.startswith("swinViT.") and after[k].is_floating_point())
+        return enc, rest
+
+    enc1, rest1 = moved(1.0)
+    enc01, rest01 = moved(0.1)
+    assert enc1 > 0 and rest1 > 0
+    assert enc01 / enc1 == pytest.approx(0.1, rel=0.02)
+    assert rest01 == pytest.approx(rest1, rel=1e-4)

@@ -39,7 +39,8 @@ def load_inits(quick: bool, out_dir: Path, log=print) -> dict:
     return inits
 
 
-def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resample_to=None, log=print) -> list[dict]:
+def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resample_to=None, log=print,
+             encoder_lr_scale: float = 1.0) -> list[dict]:
     """Every (budget, seed, init) cell; ``resample_to``: fine-tune and predict on volumes resized to this size
     (e.g. VoCo's pretraining volume size 96x64x96), Dice on the original grid, for every init alike."""
     from .data.hippocampus import load_hippocampus
@@ -52,9 +53,10 @@ def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resa
         for seed in seeds:
             for key, init in inits.items():
                 t0 = time.perf_counter()
-                res = few_label_run(init, budget, seed, data, test, steps, resample_to=resample_to)
+                res = few_label_run(init, budget, seed, data, test, steps, resample_to=resample_to,
+                                    encoder_lr_scale=encoder_lr_scale)
                 res.update(method=key, budget=budget, seed=seed, seconds=time.perf_counter() - t0, n_test=len(test),
-                           resample_to=list(resample_to) if resample_to else None)
+                           resample_to=list(resample_to) if resample_to else None, encoder_lr_scale=encoder_lr_scale)
                 log(f"  {key:8s} budget={budget!s:>3} seed={seed} mean Dice {res['mean_dice']:.4f} "
                     f"(ant {res['dice_class1']:.4f}, post {res['dice_class2']:.4f}) {res['seconds']:.0f}s")
                 cells.append(res)
@@ -126,13 +128,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resample-to", nargs=3, type=int, default=None, metavar=("X", "Y", "Z"),
                     help="fine-tune and predict on volumes resized to X Y Z (Dice on the original grid)")
+    ap.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                    help="the Swin encoder fine-tunes at this multiple of the learning rate (every init alike)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     srcs = {"scratch": None, "voco": a.voco, "volf": a.volf}
     inits = {m: ("scratch" if m == "scratch" else from_pretrained(srcs[m])) for m in a.methods}
     budgets = [b if b == "all" else int(b) for b in a.budgets]
-    cells = run_grid(inits, budgets, a.seeds, a.steps, a.test_stride, resample_to=a.resample_to)
+    cells = run_grid(inits, budgets, a.seeds, a.steps, a.test_stride, resample_to=a.resample_to,
+                     encoder_lr_scale=a.encoder_lr_scale)
     for c in cells:
         c["steps"] = a.steps
     Path(a.out).write_text(json.dumps(cells, indent=2, default=str) + "\n")

@@ -92,13 +92,17 @@ def make_segmenter(init, out_channels: int = 3, arch: dict | None = None):
 
 
 def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 64, 32), steps: int = 100,
-             batch_size: int = 2, lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, log=None):
+             batch_size: int = 2, lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, log=None,
+             encoder_lr_scale: float = 1.0):
+    """Fine-tune ``net`` on random patches of the labelled volumes (AdamW, cosine schedule, Dice + CE).
+    ``encoder_lr_scale``: the Swin encoder (``net.swinViT``, the part a pretrained init transfers) learns at
+    ``lr * encoder_lr_scale``, the rest at ``lr``."""
     if not images:
         raise ValueError("fine-tuning needs at least one labelled volume")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(_param_groups(net, lr, encoder_lr_scale), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     t0, losses = time.perf_counter(), []
     for step in range(steps):
@@ -120,6 +124,14 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
             log(f"  step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s)")
     net.eval()
     return {"final_loss": float(np.mean(losses[-10:])), "seconds": time.perf_counter() - t0}
+
+
+def _param_groups(net, lr: float, encoder_lr_scale: float) -> list[dict]:
+    if encoder_lr_scale == 1.0:
+        return [{"params": list(net.parameters())}]
+    encoder = {id(p) for p in net.swinViT.parameters()}
+    rest = [p for p in net.parameters() if id(p) not in encoder]
+    return [{"params": list(net.swinViT.parameters()), "lr": lr * encoder_lr_scale}, {"params": rest}]
 
 
 @torch.no_grad()
@@ -144,7 +156,7 @@ def evaluate(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
 
 
 def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], steps: int, roi=(32, 64, 32),
-                  batch_size: int = 2, lr: float = 1e-3, resample_to=None, log=None) -> dict:
+                  batch_size: int = 2, lr: float = 1e-3, resample_to=None, log=None, encoder_lr_scale: float = 1.0) -> dict:
     """One cell of the table: pick ``budget`` labelled volumes (seeded), fine-tune, evaluate on test_cases.
 
     ``resample_to``: fine-tune on volumes resized to this size (and predict on resized test volumes, Dice on
@@ -159,7 +171,8 @@ def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], st
     te = [data["load"](c) for c in test_cases]
     torch.manual_seed(seed)
     net = make_segmenter(init, out_channels=3)
-    fit = finetune(net, [a for a, _ in tr], [b for _, b in tr], roi, steps, batch_size, lr, seed=seed, log=log)
+    fit = finetune(net, [a for a, _ in tr], [b for _, b in tr], roi, steps, batch_size, lr, seed=seed, log=log,
+                   encoder_lr_scale=encoder_lr_scale)
     res = evaluate(net, [a for a, _ in te], [b for _, b in te], roi, resample_to=resample_to)
     return {**res, **{f"train_{k}": v for k, v in fit.items()}, "labelled_cases": cases}
 
