@@ -129,9 +129,9 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
 def _param_groups(net, lr: float, encoder_lr_scale: float) -> list[dict]:
     if encoder_lr_scale == 1.0:
         return [{"params": list(net.parameters())}]
-    encoder = {id(p) for p in net.swinViT.parameters()}
-    rest = [p for p in net.parameters() if id(p) not in encoder]
-    return [{"params": list(net.swinViT.parameters()), "lr": lr * encoder_lr_scale}, {"params": rest}]
+    encoder = list(net.swinViT.parameters())
+    ids = {id(p) for p in encoder}
+    return [{"params": encoder, "lr": lr * encoder_lr_scale}, {"params": [p for p in net.parameters() if id(p) not in ids]}]
 
 
 @torch.no_grad()
