@@ -127,3 +127,36 @@ def test_gather_global_batch_gives_the_whole_batch_loss_and_gradient(two_process
     # per-process in-batch negatives (no gather) would train on another loss
     halves = (_contrastive(net(x1[:3]), net(x2[:3])) + _contrastive(net(x1[3:]), net(x2[3:]))) / 2
     assert halves.item() != pytest.approx(whole.item(), rel=1e-3)
+
+
+def test_training_seconds_add_up_over_a_resume(tmp_path):
+    """The clock lives in the checkpoint: a resumed run reports the time of both parts, not the last one alone."""
+    import time
+
+    import lightning as L
+    import torch
+    from fmzoo.core import training
+
+    nap = 0.1
+
+    class Slow(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, i):
+            time.sleep(nap)
+            return self.w(batch).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = torch.utils.data.DataLoader(torch.randn(8, 2), batch_size=2)  # 4 steps per epoch
+    first = training.training_seconds(training.fit(Slow(), loader, tmp_path, max_epochs=1, progress=False))
+    resumed = training.fit(Slow(), loader, tmp_path, max_epochs=2, resume=True, progress=False)
+    total = training.training_seconds(resumed)
+    assert resumed.global_step == 8
+    assert 4 * nap <= first < total
+    assert total >= 8 * nap and total - first >= 4 * nap
+    with pytest.raises(ValueError, match="TrainClock"):
+        training.training_seconds(L.Trainer(logger=False, enable_checkpointing=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -274,9 +275,40 @@ def make_trainer(
         log_every_n_steps=log_every_n_steps,
         gradient_clip_val=gradient_clip_val,
         logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[ckpt, *(callbacks or [])],
+        callbacks=[ckpt, TrainClock(), *(callbacks or [])],
         **extra,
     )
+
+
+class TrainClock(L.Callback):
+    """Wall-clock seconds spent training, saved in every checkpoint: a run resumed after an interruption
+    reports the time of all its parts (up to each part's last checkpoint, the work the run kept)."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def on_train_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds, self._start = self.elapsed(), None
+
+    def elapsed(self) -> float:
+        return self.seconds + (time.perf_counter() - self._start if self._start is not None else 0.0)
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds = float(state_dict["seconds"])
+
+
+def training_seconds(trainer: L.Trainer) -> float:
+    """Seconds the run behind ``trainer`` has trained, summed over its resumed parts (``TrainClock``)."""
+    clocks = [c for c in trainer.callbacks if isinstance(c, TrainClock)]
+    if not clocks:
+        raise ValueError("this trainer has no TrainClock: build it with fmzoo.core.training.make_trainer / fit")
+    return clocks[0].elapsed()
 
 
 def fit(

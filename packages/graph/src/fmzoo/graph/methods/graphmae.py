@@ -97,7 +97,7 @@ class _RepeatGraph(torch.utils.data.Dataset):
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae``) for node graphs; returns ``run_dir/checkpoint``."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, seed_everything, world_size
+    from fmzoo.core.training import fit, seed_everything, training_seconds, world_size
 
     from ..data.planetoid import load_planetoid, planetoid_root
 
@@ -120,10 +120,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                          bool(train.get("scheduler", True)))
     task.pg = pg
     loader = torch.utils.data.DataLoader(_RepeatGraph(spe), batch_size=1)
-    t0 = time.time()
     kw.setdefault("log_every_n_steps", spe)
-    fit(task, loader, run_dir, max_epochs=math.ceil(epochs / spe), max_steps=epochs, **kw)
-    seconds = time.time() - t0
+    seconds = training_seconds(fit(task, loader, run_dir, max_epochs=math.ceil(epochs / spe), max_steps=epochs, **kw))
     model.eval()
     metrics = {"pretrain_epochs": epochs, "pretrain_seconds": round(seconds, 1)}
     if recipe.get("evaluate", True):

@@ -70,7 +70,7 @@ def pretrain_loader(graphs, batch_size: int, trainer_kwargs: dict) -> tuple[torc
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae-mol``); returns ``run_dir/checkpoint`` (the MolGIN encoder)."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, seed_everything
+    from fmzoo.core.training import fit, seed_everything, training_seconds
 
     from ..data.molecules import MOLECULENET, moleculenet_dir
 
@@ -98,9 +98,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     kw = dict(trainer_kwargs)
     loader, steps_per_epoch = pretrain_loader(graphs, int(tr.get("batch_size", 256)), kw)
     epochs = int(kw.pop("max_epochs", None) or tr.get("epochs", 2))
-    t1 = time.time()
-    fit(task, loader, run_dir, max_epochs=epochs, **kw)
-    train_s = time.time() - t1
+    train_s = training_seconds(fit(task, loader, run_dir, max_epochs=epochs, **kw))
     model.eval()
     d = moleculenet_dir()
     files = [d / MOLECULENET[n][0] for n in sources + exclude]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +170,11 @@ def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs:
                     **trainer_options) -> dict:
     """Pretrain ``task`` for ``max_steps`` (core ``fit``: checkpoints, resume) and return the card's metrics:
     steps, seconds, volumes/s at the global batch size, and the last logged losses."""
-    from fmzoo.core.training import fit
+    from fmzoo.core.training import fit, training_seconds
 
     kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5, **trainer_options, **(trainer_kwargs or {})}
-    t0 = time.perf_counter()
     trainer = fit(task, loader, run_dir, **kw)
-    seconds = time.perf_counter() - t0
+    seconds = training_seconds(trainer)
     steps = int(trainer.global_step)
     return {"steps": steps, "seconds": round(seconds, 1),
             "volumes_per_s": round(steps * global_batch / max(seconds, 1e-9), 4),

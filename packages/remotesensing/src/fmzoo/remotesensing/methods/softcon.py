@@ -23,13 +23,19 @@ weights but no training code, so the objective below follows the paper's descrip
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core.training import SSLTask, fit, gather_global_batch, per_device_batch, seed_everything
+from fmzoo.core.training import (
+    SSLTask,
+    fit,
+    gather_global_batch,
+    per_device_batch,
+    seed_everything,
+    training_seconds,
+)
 from torch import nn
 
 # --------------------------------------------------------------------------- the loss
@@ -332,9 +338,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     kw = {"max_epochs": int(tcfg.pop("max_epochs", 1)), **tcfg, **trainer_kwargs}
     loader = pretrain_loader(ds, batch_size, seed, kw)
     kw.setdefault("log_every_n_steps", 10)
-    start = time.perf_counter()
     trainer = fit(task, loader, run_dir, callbacks=callbacks, **kw)
-    seconds = time.perf_counter() - start
+    seconds = training_seconds(trainer)
     steps = int(trainer.global_step)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
     model = task.model.eval()

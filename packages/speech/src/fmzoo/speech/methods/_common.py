@@ -4,14 +4,13 @@ speech), Lightning fit, publish_run."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import torch
 from fmzoo.core import publish_run
-from fmzoo.core.training import fit, per_device_batch
+from fmzoo.core.training import fit, per_device_batch, training_seconds
 from torch.utils.data import DataLoader
 
 from ..data.fsdd import SegmentDataset, load_fsdd, manifest_entry
@@ -88,9 +87,7 @@ def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: di
     kw = dict(trainer_kwargs)
     epochs = int(kw.pop("max_epochs", recipe.get("epochs", 10)))
     kw.setdefault("callbacks", []).append(EpochSeed(ds))
-    t0 = time.time()
-    fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw)
-    secs = time.time() - t0
+    secs = training_seconds(fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw))
     sr = model.input_spec["sample_rate"]
     steps = int(task.global_step)
     audio_seconds = steps * batch * seg / sr

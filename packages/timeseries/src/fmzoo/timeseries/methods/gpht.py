@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from fmzoo.core import publish_run
-from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything
+from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything, training_seconds
 from fmzoo.timeseries.data.ltsf import MixtureWindows
 from fmzoo.timeseries.models.gpht import GPHT
 from torch.utils.data import DataLoader
@@ -153,9 +153,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
                               patience=int(cfg.get("patience", 3)), max_windows=int(cfg.get("max_windows", 2048)),
                               seed=seed)
         kw["callbacks"] = list(kw.get("callbacks") or []) + [es.callback]
-    t0 = time.perf_counter()
     trainer = fit(task, loader, run_dir, **kw)
-    seconds = time.perf_counter() - t0
+    seconds = training_seconds(trainer)
     steps = int(trainer.global_step)
     if es is not None:
         es.restore(model)
