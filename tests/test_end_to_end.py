@@ -81,6 +81,10 @@ def test_resume_continues_where_it_stopped(tiny_recipe, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file()
     prov = json.loads((run / "checkpoint" / "provenance.json").read_text())
     assert prov["steps"] == 2 * (2048 // 256)  # epoch 2 only ran the remaining steps
+    # and it says so: both parts, with the steps each trained, summing to the run's training time
+    parts = prov["training"]["parts"]
+    assert prov["training"]["resumed"] and [(p["from_step"], p["to_step"]) for p in parts] == [(0, 8), (8, 16)]
+    assert abs(sum(p["seconds"] for p in parts) - prov["training"]["seconds"]) <= 0.2
     # the command line's --max-epochs is part of what ran: the provenance's recipe records it
     assert prov["recipe"]["trainer_overrides"] == {"max_epochs": 2}
 
@@ -102,6 +106,7 @@ def test_killed_run_resumes_from_its_last_epoch(tiny_recipe, tmp_path):
     _cli("pretrain", str(tiny_recipe), "--out", str(run), "--no-progress", "--resume", "--max-epochs", "2")
     prov = json.loads((run / "checkpoint" / "provenance.json").read_text())
     assert prov["steps"] == 2 * (2048 // 256)
+    assert prov["training"]["resumed"] and prov["training"]["parts"][-1]["to_step"] == prov["steps"]
 
 
 def test_ddp_two_processes_end_identical(tiny_recipe, tmp_path):

@@ -1,5 +1,7 @@
 """Global-batch accounting for multi-process runs."""
 
+import json
+
 import pytest
 from fmzoo.core.training import per_device_batch, syncs_batchnorm, world_size
 
@@ -135,7 +137,7 @@ def test_training_seconds_add_up_over_a_resume(tmp_path):
 
     import lightning as L
     import torch
-    from fmzoo.core import training
+    from fmzoo.core import HubMixin, publish_run, training
 
     nap = 0.1
 
@@ -158,5 +160,18 @@ def test_training_seconds_add_up_over_a_resume(tmp_path):
     assert resumed.global_step == 8
     assert 4 * nap <= first < total
     assert total >= 8 * nap and total - first >= 4 * nap
+    record = training.training_record(resumed)  # what provenance.json keeps: both parts, with their steps
+    assert record["resumed"] and record["steps"] == 8
+    assert [(p["from_step"], p["to_step"]) for p in record["parts"]] == [(0, 4), (4, 8)]
+    assert all(p["seconds"] >= 4 * nap for p in record["parts"])
+    assert abs(sum(p["seconds"] for p in record["parts"]) - record["seconds"]) < 0.3
+
+    class Net(torch.nn.Module, HubMixin):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+    out = publish_run(Net(), tmp_path / "checkpoint", trainer=resumed)
+    assert json.loads((out / "provenance.json").read_text())["training"] == record
     with pytest.raises(ValueError, match="TrainClock"):
         training.training_seconds(L.Trainer(logger=False, enable_checkpointing=False))

@@ -50,6 +50,17 @@ def test_corpus_is_built_at_fsdd_rate_resumes_and_checks_its_files(tmp_path):
     assert kept.stat().st_mtime_ns == mtime
     assert json.loads((out / "manifest.json").read_text())["utterances"] == doc["utterances"]  # same audio again
 
+    from fmzoo.speech.audio import load_audio
+    assert torch.equal(load_corpus(out, {"sample_rate": 16000})[1], load_audio(kept, {"sample_rate": 16000}))
+
+    # a resume with other engine versions than the build started with is refused (mixed corpus)
+    (out / "manifest.json").unlink()
+    (out / "engines.json").write_text(json.dumps({"espeak-ng": "espeak-ng 0.0", "flite": "flite 0.0"}))
+    with pytest.raises(RuntimeError, match="started with"):
+        build_corpus(tmp_path, cfg)
+    (out / "engines.json").unlink()
+    assert json.loads((build_corpus(tmp_path, cfg) / "manifest.json").read_text())["engines"] == doc["engines"]
+
     data, sr = sf.read(str(kept))
     sf.write(str(kept), data[: len(data) // 2], sr)  # a modified (truncated) file is refused
     with pytest.raises(ValueError, match="sha256"):

@@ -455,11 +455,17 @@ def load_weights(model, weights: Path, expected_sha256: str | None = None) -> No
         raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {exc}") from None
 
 
-def publish_run(model: HubMixin, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None) -> Path:
+def publish_run(model: HubMixin, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None,
+                trainer=None) -> Path:
     """The one way a run writes its checkpoint: a directory path, or a repo id in the local hub.
-    In a multi-process run only global rank 0 writes (the ranks hold identical weights); the others get the path."""
+    With the run's ``trainer``, provenance.json records how it trained (``training``: seconds, steps, and the
+    parts of a resumed run). In a multi-process run only global rank 0 writes (the ranks hold identical
+    weights); the others get the path."""
     target_str = str(target)
-    from .training import global_rank
+    from .training import global_rank, training_record
+
+    if trainer is not None:
+        provenance = {**(provenance or {}), "training": training_record(trainer)}
 
     if global_rank() > 0:
         return Path(target_str)

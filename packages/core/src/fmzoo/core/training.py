@@ -282,33 +282,57 @@ def make_trainer(
 
 class TrainClock(L.Callback):
     """Wall-clock seconds spent training, saved in every checkpoint: a run resumed after an interruption
-    reports the time of all its parts (up to each part's last checkpoint, the work the run kept)."""
+    reports the time of all its parts (up to each part's last checkpoint, the work the run kept), and which
+    steps each part trained (``parts``: one entry per start or resume)."""
 
     def __init__(self):
-        self.seconds, self._start = 0.0, None
+        self.seconds, self._base, self._start, self._trainer = 0.0, 0.0, None, None
+        self.parts: list[dict] = []
 
     def on_train_start(self, trainer, pl_module):
-        self._start = time.perf_counter()
+        self._start, self._trainer = time.perf_counter(), trainer
+        self._base = self.seconds
+        self.parts.append({"from_step": int(trainer.global_step), "to_step": int(trainer.global_step), "seconds": 0.0})
 
     def on_train_end(self, trainer, pl_module):
+        self._close_part()
         self.seconds, self._start = self.elapsed(), None
 
     def elapsed(self) -> float:
         return self.seconds + (time.perf_counter() - self._start if self._start is not None else 0.0)
 
+    def _close_part(self) -> None:
+        if self._start is not None and self.parts:
+            self.parts[-1].update(to_step=int(self._trainer.global_step), seconds=round(self.elapsed() - self._base, 1))
+
     def state_dict(self) -> dict:
-        return {"seconds": self.elapsed()}
+        self._close_part()  # the running part as far as this checkpoint goes
+        return {"seconds": self.elapsed(), "parts": [dict(p) for p in self.parts]}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = float(state_dict["seconds"])
+        self.parts = [dict(p) for p in state_dict.get("parts", [])]  # checkpoints from before parts were kept: none
+
+
+def _clock(trainer: L.Trainer) -> TrainClock:
+    clocks = [c for c in trainer.callbacks if isinstance(c, TrainClock)]
+    if not clocks:
+        raise ValueError("this trainer has no TrainClock: build it with fmzoo.core.training.make_trainer / fit")
+    return clocks[0]
 
 
 def training_seconds(trainer: L.Trainer) -> float:
     """Seconds the run behind ``trainer`` has trained, summed over its resumed parts (``TrainClock``)."""
-    clocks = [c for c in trainer.callbacks if isinstance(c, TrainClock)]
-    if not clocks:
-        raise ValueError("this trainer has no TrainClock: build it with fmzoo.core.training.make_trainer / fit")
-    return clocks[0].elapsed()
+    return _clock(trainer).elapsed()
+
+
+def training_record(trainer: L.Trainer) -> dict:
+    """What provenance.json keeps of how a run trained: total seconds, steps, and each part (a run resumed
+    after an interruption, or to train longer, has more than one)."""
+    clock = _clock(trainer)
+    clock._close_part()
+    return {"seconds": round(clock.elapsed(), 1), "steps": int(trainer.global_step), "resumed": len(clock.parts) > 1,
+            "parts": [dict(p) for p in clock.parts]}
 
 
 def fit(

@@ -121,7 +121,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     task.pg = pg
     loader = torch.utils.data.DataLoader(_RepeatGraph(spe), batch_size=1)
     kw.setdefault("log_every_n_steps", spe)
-    seconds = training_seconds(fit(task, loader, run_dir, max_epochs=math.ceil(epochs / spe), max_steps=epochs, **kw))
+    trainer = fit(task, loader, run_dir, max_epochs=math.ceil(epochs / spe), max_steps=epochs, **kw)
+    seconds = training_seconds(trainer)
     model.eval()
     metrics = {"pretrain_epochs": epochs, "pretrain_seconds": round(seconds, 1)}
     if recipe.get("evaluate", True):
@@ -139,7 +140,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     card = cora_card(recipe, metrics, seed)
     prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
             "data_sha256": {f.name: sha256_file(f) for f in files}}
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov)
+    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
 
 
 def cora_card(recipe: dict, metrics: dict, seed: int) -> dict:

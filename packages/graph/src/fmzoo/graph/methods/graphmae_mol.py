@@ -98,7 +98,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     kw = dict(trainer_kwargs)
     loader, steps_per_epoch = pretrain_loader(graphs, int(tr.get("batch_size", 256)), kw)
     epochs = int(kw.pop("max_epochs", None) or tr.get("epochs", 2))
-    train_s = training_seconds(fit(task, loader, run_dir, max_epochs=epochs, **kw))
+    trainer = fit(task, loader, run_dir, max_epochs=epochs, **kw)
+    train_s = training_seconds(trainer)
     model.eval()
     d = moleculenet_dir()
     files = [d / MOLECULENET[n][0] for n in sources + exclude]
@@ -108,7 +109,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     card = mol_card(recipe, metrics)
     prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
             "data_sha256": {f.name: sha256_file(f) for f in files}}
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov)
+    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
 
 
 def mol_card(recipe: dict, metrics: dict, results: list | None = None) -> dict:

@@ -132,7 +132,8 @@ class RandomVolumeSamples(Dataset):
         raise NotImplementedError
 
 
-def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], metrics: dict, card: dict) -> Path:
+def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], metrics: dict, card: dict,
+                       trainer=None) -> Path:
     """Write run_dir/checkpoint via fmzoo.core.publish_run; weights stored in recipe['save_dtype']."""
     from fmzoo.core import publish_run
 
@@ -148,7 +149,7 @@ def publish_pretrained(model, run_dir: Path, recipe: dict, files: list[Path], me
     model.eval()
     model.to(dtype)
     try:
-        publish_run(model, out, card=card, provenance=provenance)
+        publish_run(model, out, card=card, provenance=provenance, trainer=trainer)
     finally:
         model.to(torch.float32)
     (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -167,15 +168,15 @@ def pretrain_loader(ds, recipe: dict, default_batch: int, trainer_kwargs: dict |
 
 
 def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs: dict | None, global_batch: int,
-                    **trainer_options) -> dict:
-    """Pretrain ``task`` for ``max_steps`` (core ``fit``: checkpoints, resume) and return the card's metrics:
-    steps, seconds, volumes/s at the global batch size, and the last logged losses."""
+                    **trainer_options) -> tuple:
+    """Pretrain ``task`` for ``max_steps`` (core ``fit``: checkpoints, resume); returns the trainer and the card's
+    metrics: steps, seconds, volumes/s at the global batch size, and the last logged losses."""
     from fmzoo.core.training import fit, training_seconds
 
     kw = {"max_epochs": None, "max_steps": max_steps, "log_every_n_steps": 5, **trainer_options, **(trainer_kwargs or {})}
     trainer = fit(task, loader, run_dir, **kw)
     seconds = training_seconds(trainer)
     steps = int(trainer.global_step)
-    return {"steps": steps, "seconds": round(seconds, 1),
+    return trainer, {"steps": steps, "seconds": round(seconds, 1),
             "volumes_per_s": round(steps * global_batch / max(seconds, 1e-9), 4),
             **{k: float(v) for k, v in trainer.callback_metrics.items()}}

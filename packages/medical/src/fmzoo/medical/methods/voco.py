@@ -231,9 +231,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
     sched = common.optim_schedule(recipe, lr=1e-4, weight_decay=0.0)
     task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)), **sched)
-    metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
+    trainer, metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
                               gradient_clip_val=recipe.get("grad_clip"))
-    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics))
+    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics),
+                                     trainer=trainer)
 
 
 def _dims(values) -> str:

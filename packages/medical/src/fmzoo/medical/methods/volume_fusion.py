@@ -159,8 +159,9 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     loader, batch = common.pretrain_loader(ds, recipe, 2, trainer_kwargs)
     sched = common.optim_schedule(recipe, lr=1e-3, weight_decay=1e-5)
     task = make_task(model, **sched)
-    metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
-    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics))
+    trainer, metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
+    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics),
+                                     trainer=trainer)
 
 
 def volf_card(recipe: dict, files, metrics: dict) -> dict:

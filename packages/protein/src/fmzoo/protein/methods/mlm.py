@@ -281,4 +281,4 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
         "excluded_sequences": n_dropped,
         "train_tokens_per_epoch": int(sum(min(len(s), max_length - 2) + 2 for s in train)),
     }
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)
+    return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)

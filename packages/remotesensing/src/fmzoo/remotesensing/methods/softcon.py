@@ -358,7 +358,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     }
     if base is not None:
         prov["init_from_sha256"] = sha256_file(Path(_resolve(recipe["init"]["from"])) / "model.safetensors")
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov)
+    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
 
 
 def _resolve(id_or_path: str) -> Path:

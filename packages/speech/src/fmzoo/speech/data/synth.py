@@ -7,7 +7,8 @@ four 16 kHz voices with a random rate), then resampled to ``sample_rate`` (defau
 rate, so that the synthetic audio has the band FSDD has) and written as 16-bit WAV.
 
 The corpus is deterministic in its config (``n``, ``seed``, ``flite_fraction``, ``sample_rate``) and the
-engines' versions; every file is written atomically, so an interrupted build resumes where it stopped.
+engines' versions; every file is written atomically, so an interrupted build resumes where it stopped (with the
+engine versions it started with: ``engines.json``; other versions are refused).
 ``manifest.json`` lists each file's voice, text, duration and sha256. Install the engines with
 ``apt-get install espeak-ng flite`` (``scripts/setup.sh`` does, from ``shared/apt-packages.txt``).
 """
@@ -15,6 +16,7 @@ engines' versions; every file is written atomically, so an interrupted build res
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
@@ -31,7 +33,7 @@ import torch
 from fmzoo.core import sha256_file
 from fmzoo.core.hub import atomic_write_text
 
-from ..audio import AudioSpec, ResampleWarning, load_audio, resample
+from ..audio import AudioSpec, ResampleWarning, resample, validate_waveform
 
 __all__ = ["SynthConfig", "Utterance", "plan_corpus", "build_corpus", "load_corpus", "corpus_manifest_entry",
            "ESPEAK_ACCENTS", "ESPEAK_VARIANTS", "FLITE_VOICES"]
@@ -138,8 +140,16 @@ def build_corpus(root: str | Path, cfg: SynthConfig = SynthConfig(), log=None) -
     manifest = out / "manifest.json"
     if manifest.exists():
         return out
-    _require({u.engine for u in plan})
+    engines = sorted({u.engine for u in plan})
+    _require(set(engines))
     out.mkdir(parents=True, exist_ok=True)
+    versions = {e: _version(e) for e in engines}
+    started = out / "engines.json"  # the versions the first files were made with: a resume must match them
+    if started.exists() and json.loads(started.read_text()) != versions:
+        raise RuntimeError(f"{out} was started with {json.loads(started.read_text())} but {versions} are installed: "
+                           f"a corpus mixing engine versions would not be the one its manifest describes; delete {out} "
+                           "to build it again with these engines")
+    atomic_write_text(started, json.dumps(versions, indent=1))
     for i, u in enumerate(plan):
         path = out / f"{u.name}.wav"
         if not path.exists():
@@ -148,7 +158,6 @@ def build_corpus(root: str | Path, cfg: SynthConfig = SynthConfig(), log=None) -
             log(f"[synth] {i + 1}/{len(plan)} utterances")
     entries = [dict(asdict(u), sha256=sha256_file(out / f"{u.name}.wav"),
                     seconds=round(sf.info(str(out / f"{u.name}.wav")).duration, 4)) for u in plan]
-    versions = {e: _version(e) for e in sorted({u.engine for u in plan})}
     doc = {"config": asdict(cfg), "engines": versions, "utterances": entries}
     atomic_write_text(manifest, json.dumps(doc, indent=1))  # a unique temporary name: DDP ranks may race here
     return out
@@ -172,9 +181,11 @@ def load_corpus(corpus_dir: str | Path, spec: AudioSpec | dict | None = None) ->
         warnings.simplefilter("ignore", ResampleWarning)  # written at FSDD's 8 kHz on purpose
         for e in doc["utterances"]:
             path = corpus_dir / f"{e['name']}.wav"
-            if sha256_file(path) != e["sha256"]:
+            raw = path.read_bytes()  # hashed and decoded from one read
+            if hashlib.sha256(raw).hexdigest() != e["sha256"]:
                 raise ValueError(f"{path}: sha256 differs from the corpus manifest (modified or corrupt file)")
-            wavs.append(load_audio(path, spec))
+            data, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+            wavs.append(validate_waveform(data, sr, spec, source=path.name))
     return wavs
 
 

@@ -87,7 +87,8 @@ def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: di
     kw = dict(trainer_kwargs)
     epochs = int(kw.pop("max_epochs", recipe.get("epochs", 10)))
     kw.setdefault("callbacks", []).append(EpochSeed(ds))
-    secs = training_seconds(fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw))
+    trainer = fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw)
+    secs = training_seconds(trainer)
     sr = model.input_spec["sample_rate"]
     steps = int(task.global_step)
     audio_seconds = steps * batch * seg / sr
@@ -99,6 +100,6 @@ def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: di
     ckpt = publish_run(model, Path(run_dir) / "checkpoint", card=dict(recipe.get("card", {})),
                        provenance={"recipe": recipe, "seed": int(recipe.get("seed", 0)),
                                    "data_files": audio.data_files, "metrics": metrics,
-                                   "audio_seen": audio.audio_seen})
+                                   "audio_seen": audio.audio_seen}, trainer=trainer)
     (Path(run_dir) / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
     return ckpt

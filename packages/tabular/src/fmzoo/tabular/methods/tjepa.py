@@ -86,7 +86,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
         "epochs": max_epochs,
         "steps": int(trainer.global_step),
     }
-    out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)  # saved before evaluating
+    out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)  # saved before evaluating
     evaluate = recipe.get("evaluate")
     if evaluate:
         from ..tasks.downstream import compare_on_dataset
@@ -97,5 +97,5 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
             metrics[f"{r['name']}/{r['metric']}"] = r["mean"]
             card.setdefault("results", []).append(
                 {"metric": f"{r['metric']} ({r['name']})", "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})
-        out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance)
+        out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)
     return out

@@ -186,7 +186,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     card["results"] = list(card.get("results", [])) + results
     ckpt = publish_run(model, run_dir / "checkpoint", card=card,
                        provenance={"recipe": recipe, "data_files": [str(p) for p in ds.files], "seeds": [seed],
-                                   "metrics": metrics})
+                                   "metrics": metrics}, trainer=trainer)
     (run_dir / "metrics.json").write_text(__import__("json").dumps(metrics, indent=2) + "\n")
     return ckpt
 
