@@ -25,6 +25,21 @@ def test_base_merges_mappings_key_by_key_and_replaces_everything_else(tmp_path):
     assert load_recipe(str(grandchild)) == dict(recipe, name="grandchild", seed=1)
 
 
+def test_unset_removes_keys_of_the_base(tmp_path):
+    _write(tmp_path / "parent.yaml", {"method": "m", "train": {"lr": 1e-4, "schedule": "halving", "halve_every": 200},
+                                      "card": {"title": "P"}})
+    child = _write(tmp_path / "child.yaml", {"base": "parent.yaml", "unset": ["train.halve_every", "card"],
+                                             "train": {"lr": 1e-3, "schedule": "cosine"}})
+    assert load_recipe(str(child)) == {"name": "child", "method": "m", "train": {"lr": 1e-3, "schedule": "cosine"}}
+    assert load_recipe(str(tmp_path / "parent.yaml"))["train"]["halve_every"] == 200  # the base itself is intact
+    _write(tmp_path / "typo.yaml", {"base": "parent.yaml", "unset": ["train.halve_evry"]})
+    with pytest.raises(ValueError, match="cannot unset 'train.halve_evry'"):
+        load_recipe(str(tmp_path / "typo.yaml"))
+    _write(tmp_path / "orphan.yaml", {"method": "m", "unset": ["seed"]})
+    with pytest.raises(ValueError, match="no 'base'"):
+        load_recipe(str(tmp_path / "orphan.yaml"))
+
+
 def test_base_errors_are_clear(tmp_path):
     _write(tmp_path / "a.yaml", {"base": "b.yaml", "method": "m"})
     _write(tmp_path / "b.yaml", {"base": "a.yaml"})

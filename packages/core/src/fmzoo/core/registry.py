@@ -127,7 +127,9 @@ def tables() -> dict[str, Path]:
 def load_recipe(name_or_path: str) -> dict:
     """A recipe by name (``fmzoo list``) or YAML path. A recipe may start from another with ``base: <name or path>``
     (a path relative to the recipe's folder): its mappings are merged key by key into the base's, every other value
-    replaces the base's. The result is the resolved recipe, without ``base``; provenance records that."""
+    replaces the base's, and ``unset: [dotted.keys]`` removes keys of the base that the recipe must not have
+    (e.g. ``train.halve_every`` for another schedule). The result is the resolved recipe, without ``base`` or
+    ``unset``; provenance records that."""
     return _load_recipe(name_or_path, ())
 
 
@@ -150,18 +152,32 @@ def _load_recipe(name_or_path: str, chain: tuple[Path, ...], folder: Path | None
     recipe = yaml.safe_load(path.read_text())
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {str(path)!r} must be a mapping")
-    base = recipe.pop("base", None)
+    base, unset = recipe.pop("base", None), recipe.pop("unset", None)
+    if unset is not None and base is None:
+        raise ValueError(f"recipe {str(path)!r}: 'unset' removes keys of a base; this recipe has no 'base'")
     if base is not None:
         if not isinstance(base, str):
             raise ValueError(f"recipe {str(path)!r}: 'base' must be a recipe name or path, got {base!r}")
         parent = _load_recipe(base, (*chain, path), path.parent)
         parent.pop("name", None)  # a recipe's name is its own, never its base's
+        for key in unset or []:
+            _unset(parent, key, path)
         recipe = _merge(parent, recipe)
     if not chain and "method" not in recipe:
         raise ValueError(f"recipe {str(path)!r} must be a mapping with a 'method' key")
     if not chain:
         recipe.setdefault("name", path.stem)
     return recipe
+
+
+def _unset(recipe: dict, dotted: str, path: Path) -> None:
+    *parents, last = str(dotted).split(".")
+    node = recipe
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or last not in node:
+        raise ValueError(f"recipe {str(path)!r}: cannot unset {dotted!r}: its base has no such key")
+    del node[last]
 
 
 def _merge(base: dict, override: dict) -> dict:
