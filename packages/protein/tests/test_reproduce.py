@@ -21,8 +21,12 @@ def test_gb1_runner_rows(tmp_path, tmp_hub):
     table = load_table("tape-gb1")
     table["quick"].update(splits=["one_vs_rest"], max_test=60, seeds=[0])
     rows = run_gb1(table, True, tmp_path)
-    assert [r["init"] for r in rows] == ["pretrained", "scratch"] * len(table["quick"]["representations"]) + ["scratch"]
+    # each representation, the one-hot row, then zero-shot and one-hot + zero-shot for each init
+    assert [r["init"] for r in rows] == ["pretrained", "scratch"] * len(table["quick"]["representations"]) + \
+        ["scratch"] + ["pretrained"] * 2 + ["scratch"] * 2
     assert all(-1.0 <= r["ours"] <= 1.0 and "one_vs_rest" in r["model"] for r in rows)
+    zero = [r for r in rows if r["model"] == "TAPE Transformer zero-shot [one_vs_rest]"]
+    assert len(zero) == 2 and "no labels" in zero[0]["note"]
 
 
 def test_gb1_finetune_runner_with_early_stopping(tmp_path, tmp_hub, monkeypatch):

@@ -82,3 +82,36 @@ def test_finetune_protocol_runs_on_real_proteins(data_root):
     assert 0.2 < res["accuracy"] < 0.9
     # the backbone was copied, not shared: fine-tuning leaves the pretrained model untouched
     assert not torch.equal(res["model"].bert.embeddings.word_embeddings.weight, bb.bert.embeddings.word_embeddings.weight)
+
+
+def test_masked_marginal_scores():
+    import pytest
+    from fmzoo.core import InputSpecError
+    from fmzoo.protein.tasks.zero_shot import masked_marginal_scores
+    from fmzoo.protein.tokenizer import IUPAC_VOCAB
+
+    torch.manual_seed(0)
+    model = TapeTransformer(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=64).eval()
+    wt = "MKVLDGAVTE"
+    singles = ["MKWLDGAVTE", "MKVLDGAVPE"]
+    double = "MKWLDGAVPE"
+    s = masked_marginal_scores(model, wt, [wt, *singles, double])
+    assert s[0] == 0.0  # the wild type against itself
+    assert abs(s[3] - (s[1] + s[2])) < 1e-5  # sites masked together: a double mutant adds its two log-odds
+    # the single mutant at position 2 (V -> W), read off the model's own forward with positions 2 and 8 masked
+    from fmzoo.protein.tokenizer import MASK_ID, TAPETokenizer
+
+    ids = torch.as_tensor(TAPETokenizer().encode(wt))[None]
+    ids[0, [3, 9]] = MASK_ID
+    logp = torch.log_softmax(model(ids)["logits"][0, 3], -1)
+    assert abs(s[1] - float(logp[IUPAC_VOCAB["W"]] - logp[IUPAC_VOCAB["V"]])) < 1e-5
+    # a model that prefers W everywhere scores the W variant above the wild type, and above the P variant
+    with torch.no_grad():
+        model.mlm.bias[IUPAC_VOCAB["W"]] += 20.0
+    s = masked_marginal_scores(model, wt, [wt, *singles])
+    assert s[1] > 5.0 and s[1] > s[2]
+    with pytest.raises(InputSpecError, match="substitutions only"):
+        masked_marginal_scores(model, wt, ["MKVLDGAVT"])
+    with pytest.raises(InputSpecError, match="outside TAPE's IUPAC vocabulary"):
+        masked_marginal_scores(model, wt, ["MKVLDGAVT*"])

@@ -175,6 +175,15 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     feats = {"pretrained": {s: pre for s in seeds}}
     feats["scratch"] = {ss: featurize(_scratch_like(pretrained, ss)) for ss in scratch_seeds}
     onehot = one_hot_sites(all_seqs)
+    zero_shot = None
+    if cfg.get("zero_shot"):  # masked-marginal scores of every variant, per model (no labels)
+        from .data.gb1 import gb1_wild_type
+        from .tasks.zero_shot import masked_marginal_scores
+
+        wt = gb1_wild_type(doms[0])
+        zero_shot = {"pretrained": masked_marginal_scores(pretrained, wt, doms)}
+        zero_shot.update({f"scratch{ss}": masked_marginal_scores(_scratch_like(pretrained, ss), wt, doms)
+                          for ss in scratch_seeds})
     for sp in splits:
         tr_i = [index[q] for q in data[sp]["train"]["sequence"]]
         te_i = [index[q] for q in data[sp]["test"]["sequence"]]
@@ -196,8 +205,31 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         oh = [spearman(yte, fit_value_head(onehot[tr_i], ytr, onehot[te_i], seed=s)) for s in seeds]
         rows.append(make_row(table, f"One-hot sites [{sp}]", "scratch", oh, seeds,
                              note=base + "; one-hot of the 4 varied sites, same head (our run, not FLIP's number)"))
+        if zero_shot:
+            rows += _gb1_zero_shot_rows(table, sp, zero_shot, onehot, tr_i, te_i, ytr, yte, seeds, base)
     if cfg.get("finetune"):  # full mode: TAPE's own protocol as well
         rows += _gb1_finetune_rows(table, dict(cfg["finetune"]), data, splits, seeds, pretrained, name, test_cap)
+    return rows
+
+
+def _gb1_zero_shot_rows(table, sp, scores, onehot, tr_i, te_i, ytr, yte, seeds, base) -> list[dict]:
+    """Masked-marginal zero-shot rows, and the one-hot head given the score as one more column (Hsu et al. 2022's
+    augmented model, with our head); scratch: the same architecture at a random init drawn with the seed."""
+    from .tasks.gb1 import fit_value_head, spearman
+
+    name, rows = table.get("model_name", "TAPE Transformer"), []
+    for init in ("pretrained", "scratch"):
+        z = [scores["pretrained"] if init == "pretrained" else scores.get(f"scratch{s}", scores["scratch0"])
+             for s in seeds]  # one scratch init (seed 0) unless the table draws one per seed
+        zs = [spearman(yte, zz[te_i]) for zz in z]
+        aug = [np.concatenate([onehot, zz[:, None].astype(np.float32)], 1) for zz in z]
+        ah = [spearman(yte, fit_value_head(a[tr_i], ytr, a[te_i], seed=s)) for a, s in zip(aug, seeds, strict=True)]
+        zero_note = (f"split {sp}: test {len(te_i)}; masked-marginal zero-shot score (wild-type GB1 domain with the 4 "
+                     "varied sites masked, sum of log p(mutant) - log p(wild type)), no labels")
+        rows.append(make_row(table, f"{name} zero-shot [{sp}]", init, zs, seeds, note=zero_note))
+        rows.append(make_row(table, f"One-hot sites + {name} zero-shot [{sp}]", init, ah, seeds,
+                             note=base + "; one-hot of the 4 varied sites plus the zero-shot score as one more "
+                                         "column, same head (Hsu et al. 2022's augmented model, our head)"))
     return rows
 
 

@@ -10,6 +10,16 @@ from fmzoo.core import InputSpecError, data_root
 GB1_SPLITS = ("one_vs_rest", "two_vs_rest", "three_vs_rest", "low_vs_high", "sampled")
 #: GB1's four varied sites V39, D40, G41, V54 (1-based), as 0-based indices into FLIP's sequence.
 GB1_SITES = (38, 39, 40, 53)
+#: The wild type's residues at those sites.
+GB1_WILD_TYPE_SITES = "VDGV"
+
+
+def gb1_wild_type(variant: str) -> str:
+    """The wild-type sequence: any FLIP GB1 variant with its four varied sites set back to V, D, G, V."""
+    s = list(variant)
+    for site, aa in zip(GB1_SITES, GB1_WILD_TYPE_SITES, strict=True):
+        s[site] = aa
+    return "".join(s)
 
 
 def load_gb1(split: str = "three_vs_rest", root: str | Path | None = None) -> dict[str, pd.DataFrame]:
