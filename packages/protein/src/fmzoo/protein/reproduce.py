@@ -171,19 +171,21 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         per_res = residue_features(model, doms)
         return {r: GB1_REPRESENTATIONS[r][0](per_res) for r in reps}
 
-    pre = featurize(pretrained)
-    feats = {"pretrained": {s: pre for s in seeds}}
-    feats["scratch"] = {ss: featurize(_scratch_like(pretrained, ss)) for ss in scratch_seeds}
+    scratch = {ss: _scratch_like(pretrained, ss) for ss in scratch_seeds}
+
+    def per_backbone(fn) -> dict:  # {init: {seed: fn(backbone)}}; the one pretrained backbone is run once
+        pre = fn(pretrained)
+        return {"pretrained": {s: pre for s in seeds}, "scratch": {ss: fn(m) for ss, m in scratch.items()}}
+
+    feats = per_backbone(featurize)
     onehot = one_hot_sites(all_seqs)
     zero_shot = None
-    if cfg.get("zero_shot"):  # masked-marginal scores of every variant, per model (no labels)
+    if cfg.get("zero_shot"):  # masked-marginal scores of every variant, per backbone (no labels)
         from .data.gb1 import gb1_wild_type
         from .tasks.zero_shot import masked_marginal_scores
 
         wt = gb1_wild_type(doms[0])
-        zero_shot = {"pretrained": masked_marginal_scores(pretrained, wt, doms)}
-        zero_shot.update({f"scratch{ss}": masked_marginal_scores(_scratch_like(pretrained, ss), wt, doms)
-                          for ss in scratch_seeds})
+        zero_shot = per_backbone(lambda m: masked_marginal_scores(m, wt, doms))
     for sp in splits:
         tr_i = [index[q] for q in data[sp]["train"]["sequence"]]
         te_i = [index[q] for q in data[sp]["test"]["sequence"]]
@@ -219,8 +221,7 @@ def _gb1_zero_shot_rows(table, sp, scores, onehot, tr_i, te_i, ytr, yte, seeds, 
 
     name, rows = table.get("model_name", "TAPE Transformer"), []
     for init in ("pretrained", "scratch"):
-        z = [scores["pretrained"] if init == "pretrained" else scores.get(f"scratch{s}", scores["scratch0"])
-             for s in seeds]  # one scratch init (seed 0) unless the table draws one per seed
+        z = [scores[init][s if s in scores[init] else 0] for s in seeds]  # one scratch init unless drawn per seed
         zs = [spearman(yte, zz[te_i]) for zz in z]
         aug = [np.concatenate([onehot, zz[:, None].astype(np.float32)], 1) for zz in z]
         ah = [spearman(yte, fit_value_head(a[tr_i], ytr, a[te_i], seed=s)) for a, s in zip(aug, seeds, strict=True)]
