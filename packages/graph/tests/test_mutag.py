@@ -36,3 +36,15 @@ def test_graph_level_graphmae_learns(data_root):
     m = GraphMAEGIN(7, num_hidden=16, num_layers=2)
     losses = pretrain_graphs(m, graphs, epochs=15, lr=5e-3)
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_mutag_recipe_records_training(data_root, tmp_path):
+    import json
+
+    from fmzoo.graph.methods.graphmae_graph import pretrain
+
+    ckpt = pretrain({"seed": 0, "model": {"num_hidden": 8, "num_layers": 2}}, tmp_path, {"max_epochs": 2})
+    training = json.loads((ckpt / "provenance.json").read_text())["training"]
+    assert training["steps"] == 2 * 3 and training["resumed"] is False  # 188 graphs in batches of 64, 2 epochs
+    assert training["parts"] == [{"from_step": 0, "to_step": 6, "seconds": training["seconds"]}]
+    assert isinstance(training["seconds"], float) and training["seconds"] >= 0  # may round to 0.0: a tiny run

@@ -326,6 +326,12 @@ def training_seconds(trainer: L.Trainer) -> float:
     return _clock(trainer).elapsed()
 
 
+def one_part_record(seconds: float, steps: int) -> dict:
+    """``training_record`` of a run trained in one go by a plain loop (no Trainer, no resume)."""
+    return {"seconds": round(float(seconds), 1), "steps": int(steps), "resumed": False,
+            "parts": [{"from_step": 0, "to_step": int(steps), "seconds": round(float(seconds), 1)}]}
+
+
 def training_record(trainer: L.Trainer) -> dict:
     """What provenance.json keeps of how a run trained: total seconds, steps, and each part (a run resumed
     after an interruption, or to train longer, has more than one)."""

@@ -18,6 +18,7 @@ MUTAG_CFG = {"num_hidden": 32, "num_layers": 5, "activation": "prelu", "norm": "
 
 def pretrain_graphs(model: GraphMAEGIN, graphs: list[dict], epochs: int = 20, lr: float = 5e-4,
                     weight_decay: float = 0.0, batch_size: int = 64) -> list[float]:
+    """GraphMAE on ``graphs`` for ``epochs`` passes of unshuffled batches; the mean loss of each epoch."""
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     batches = [collate_tu(graphs[i:i + batch_size]) for i in range(0, len(graphs), batch_size)]
     losses = []
@@ -60,9 +61,10 @@ def svm_eval(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Recipe entry point (``method: graphmae-graph``): MUTAG pretraining (plain loop: 60 steps in total)."""
+    """Recipe entry point (``method: graphmae-graph``): MUTAG pretraining (plain loop: 60 steps in total, seconds
+    on a CPU, so ``--resume`` starts it again); provenance ``training`` has the shape of the Lightning paths'."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import seed_everything
+    from fmzoo.core.training import one_part_record, seed_everything
 
     from ..data.tu import load_mutag, tu_dir
 
@@ -74,9 +76,11 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     tr = recipe.get("train", {})
     model = GraphMAEGIN(graphs[0]["x"].shape[1], **cfg)
     epochs = int(trainer_kwargs.get("max_epochs") or tr.get("max_epoch", 20))
+    batch_size = int(tr.get("batch_size", 64))
     t0 = time.time()
     losses = pretrain_graphs(model, graphs, epochs, float(tr.get("lr", 5e-4)), float(tr.get("weight_decay", 0.0)),
-                             int(tr.get("batch_size", 64)))
+                             batch_size)
+    training = one_part_record(time.time() - t0, epochs * -(-len(graphs) // batch_size))
     x, y = graph_embeddings(model, graphs)
     acc, std = svm_eval(x, y)
     metrics = {"pretrain_epochs": epochs, "final_loss": losses[-1], "svm_accuracy": acc, "svm_fold_std": std,
@@ -84,7 +88,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     files = sorted(tu_dir("MUTAG").glob("MUTAG_*.txt"))
     card = mutag_card(seed, acc)
     prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
-            "data_sha256": {f.name: sha256_file(f) for f in files}}
+            "data_sha256": {f.name: sha256_file(f) for f in files}, "training": training}
     return publish_run(model, Path(run_dir) / "checkpoint", card=card, provenance=prov)
 
 
