@@ -124,22 +124,37 @@ def test_card_refresh_keeps_every_result_of_one_table_and_setting(tmp_path):
     assert [r["model"] for r in prov["evaluations"]["t:full"]] == ["A", "B"]
 
 
-def test_a_table_runner_cannot_leak_its_thread_count(tmp_path, monkeypatch):
+def test_a_table_runs_with_its_thread_count_and_does_not_leak_it(tmp_path, monkeypatch):
     from fmzoo.core import reproduce as rep
 
+    seen = []
+
     def runner(table, quick, out_dir):
+        seen.append(torch.get_num_threads())
         torch.set_num_threads(1)
         return [rep.make_row(table, "M", "pretrained", [0.5], [0])]
 
-    monkeypatch.setattr(rep, "load_table", lambda name: {"table": name, "metric": "accuracy", "higher_is_better": True, "rows": []})
+    table = {"metric": "accuracy", "higher_is_better": True, "rows": [], "threads": 3}
+    monkeypatch.setattr(rep, "load_table", lambda name: {**table, "table": name})
     monkeypatch.setattr(rep, "table_runner", lambda name: runner)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         result = rep.reproduce("demo", quick=True, out_dir=tmp_path, echo=lambda *_: None)
-        assert result["rows"][0]["ours"] == 0.5 and torch.get_num_threads() == 2
+        assert result["rows"][0]["ours"] == 0.5 and seen == [3] and torch.get_num_threads() == 2
+        for bad in (None, 0, "2", True):  # a table must say how many threads its numbers were measured with
+            table["threads"] = bad
+            with pytest.raises(ValueError, match="'threads' must be a positive integer"):
+                rep.reproduce("demo", quick=True, out_dir=tmp_path, echo=lambda *_: None)
+            assert torch.get_num_threads() == 2 and seen == [3]
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_installed_table_names_its_thread_count():
+    from fmzoo.core.reproduce import all_tables, load_table, table_threads
+
+    assert {n: table_threads(load_table(n)) for n in all_tables()}["tape-gb1"] == 2
 
 
 def test_reproduce_jobs_runs_each_table_in_its_own_process_longest_first(tmp_path, monkeypatch, capsys):

@@ -114,6 +114,16 @@ def validate_result(result: dict) -> None:
             raise ValueError(f"{result['table']}: row {r['model']} has init {r['init']!r}")
 
 
+def table_threads(table: dict) -> int:
+    """The CPU threads a table runs with (its ``threads``): fixed so that its numbers do not change with the
+    machine's core count (summation order, and so the last digits of full-batch training, depends on it)."""
+    threads = table.get("threads")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"{table['table']}: 'threads' must be a positive integer (the CPU threads its numbers "
+                         f"were measured with), got {threads!r}")
+    return threads
+
+
 def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_out", echo=print) -> dict:
     table = load_table(name)
     out_dir = Path(out_dir)
@@ -124,8 +134,9 @@ def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_o
 
     threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(table_threads(table))
         rows = runner(table, quick, out_dir)
-    finally:  # a runner may pick its own thread count; it must not leak into the next table of `--all`
+    finally:  # the table's thread count must not leak into the next table of `--all`
         torch.set_num_threads(threads)
     result = {
         "table": name,

@@ -8,10 +8,6 @@ import torch
 from fmzoo.core.reproduce import make_row
 
 
-def _threads():
-    torch.set_num_threads(1)
-
-
 def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     """graphmae-cora: quick = shipped checkpoint + 3 probe seeds; full = 3 pretraining seeds x 1500 epochs."""
     from fmzoo.core import load_recipe
@@ -21,7 +17,6 @@ def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     from .models.graphmae import GraphMAE
     from .tasks.node_probe import node_linear_probe
 
-    _threads()
     g = load_cora()
     recipe = load_recipe("graphmae-cora")
     probe = recipe["probe"]
@@ -110,7 +105,6 @@ def run_moleculenet(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     from .models.gin import MolGIN
     from .tasks.mol import finetune, frozen_probe
 
-    _threads()
     names = table.get("datasets", ["bbbp", "bace", "clintox", "tox21", "sider"])
     budget = int(table.get("budget", 100))
     seeds = list(table.get("seeds", [0, 1, 2]))
@@ -157,7 +151,6 @@ def run_mutag(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     from .methods.graphmae_graph import graph_embeddings, pretrain_graphs, svm_eval
     from .models.graphmae_graph import GraphMAEGIN
 
-    _threads()
     graphs = load_mutag()
     recipe = load_recipe("graphmae-mutag")
     tr = recipe["train"]

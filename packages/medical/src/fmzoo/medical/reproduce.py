@@ -96,7 +96,6 @@ def rows_from_cells(table: dict, cells: list[dict], setting: str) -> list[dict]:
 
 
 def run_hippocampus(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     cfg = dict(QUICK if quick else FULL)
     cfg.update(table.get("quick" if quick else "full", {}) or {})
     out_dir = Path(out_dir)

@@ -50,7 +50,6 @@ def _label(size: str, norm: str, input_size: int) -> str:
 
 
 def run_preprocessing(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train, test = _data(quick)
     rows = []
     softcon = _load(SOFTCON_ID)
