@@ -4,6 +4,7 @@ GIN 5 x 32, PReLU, batchnorm, mask 0.75, replace 0.1, SCE gamma 2, Adam lr 5e-4 
 10-fold StratifiedKFold(shuffle, random_state=0), micro-F1 (= accuracy) averaged over folds."""
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     t0 = time.time()
     losses = pretrain_graphs(model, graphs, epochs, float(tr.get("lr", 5e-4)), float(tr.get("weight_decay", 0.0)),
                              batch_size)
-    training = one_part_record(time.time() - t0, epochs * -(-len(graphs) // batch_size))
+    training = one_part_record(time.time() - t0, epochs * math.ceil(len(graphs) / batch_size))  # steps: batches x epochs
     x, y = graph_embeddings(model, graphs)
     acc, std = svm_eval(x, y)
     metrics = {"pretrain_epochs": epochs, "final_loss": losses[-1], "svm_accuracy": acc, "svm_fold_std": std,
