@@ -12,6 +12,7 @@ import math
 import shutil
 from pathlib import Path
 
+import torch
 from fmzoo.core import from_pretrained
 from fmzoo.core.evaluation import mean_std
 from fmzoo.speech.reproduce import evaluate_upstreams
@@ -110,6 +111,7 @@ def main(argv=None) -> int:
     if a.results:
         res = {tuple(k.split("|")): v for k, v in json.loads(Path(a.results).read_text()).items()}
     else:
+        torch.set_num_threads(1)  # as the speech-fsdd table runs
         res = evaluate_upstreams(quick=False, checkpoints={k: str(v / "checkpoint") for k, v in runs.items()})
         Path(a.out).write_text(json.dumps({f"{k[0]}|{k[1]}": v for k, v in res.items()}, indent=2))
     for label, run in runs.items():

@@ -137,8 +137,8 @@ def cmd_publish(args) -> int:
 def _reproduce_in_processes(names: list[str], args) -> list[str]:
     """``--jobs N``: each table in its own ``fmzoo reproduce TABLE`` process, N at a time, longest first
     (by the seconds in OUT/TABLE.json of an earlier run). A table's numbers do not depend on this: every
-    runner seeds itself, and every table runs with its own fixed thread count (``threads``), as in one process. Output is printed per table, whole,
-    as each finishes. Returns the failed tables."""
+    runner seeds itself, and every table runs with its own fixed thread count (``threads``), as in one
+    process. Output is printed per table, whole, as each finishes. Returns the failed tables."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor, as_completed
 

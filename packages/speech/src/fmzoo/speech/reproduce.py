@@ -55,8 +55,8 @@ def _probe_both(tr, te, ytr, yte, seed):
 
 def evaluate_upstreams(quick: bool, seeds=(0, 1, 2), checkpoints: dict | None = None, echo=print) -> dict:
     """Returns {(model, init): {"digit": [...], "speaker": [...], "speaker@2": [...], "speaker@5": [...]}}
-    over ``seeds`` (``speaker@n``: speaker probe trained on n labelled clips per speaker)."""
-    torch.set_num_threads(1)
+    over ``seeds`` (``speaker@n``: speaker probe trained on n labelled clips per speaker). Runs with the caller's
+    thread count (the speech-fsdd table sets 1)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResampleWarning)
         tr_w, tr_d, tr_s, tr_items = load_fsdd("train")
