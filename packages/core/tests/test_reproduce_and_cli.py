@@ -173,7 +173,7 @@ def test_reproduce_jobs_runs_each_table_in_its_own_process_longest_first(tmp_pat
         return subprocess.CompletedProcess(cmd, code, stdout=f"table {name}\n", stderr="Traceback\nValueError: bad\n")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    args = argparse.Namespace(out=str(tmp_path), quick=True, jobs=1)
+    args = argparse.Namespace(out=str(tmp_path), quick=True, smoke=False, jobs=1)
     failed = cli._reproduce_in_processes(["fast", "new", "broken", "slow"], args)  # jobs=1 keeps the start order visible
     assert [s[0] for s in started] == ["new", "broken", "slow", "fast"]  # never run first, then by last seconds
     assert all(quick and out == str(tmp_path) for _, quick, out in started)

@@ -66,8 +66,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .registry import load_recipe, pretrain_fn
-    from .training import seed_everything
+    from .pretrain import run_pretraining
+    from .registry import load_recipe
 
     recipe = load_recipe(args.recipe)
     for assignment in args.set or []:
@@ -81,14 +81,12 @@ def cmd_pretrain(args) -> int:
             overrides[key] = getattr(args, key)
     if overrides:
         recipe["trainer_overrides"] = overrides
-    seed_everything(int(recipe.get("seed", 0)))
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.resume:
         _check_resumed_recipe(run_dir, recipe)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    fn = pretrain_fn(recipe["method"])
-    ckpt = fn(recipe, run_dir, trainer_kwargs(args))
+    ckpt = run_pretraining(recipe, run_dir, trainer_kwargs(args))
     print(f"checkpoint: {ckpt}")
     if args.publish:
         from .hub import publish_dir
@@ -150,7 +148,8 @@ def _reproduce_in_processes(names: list[str], args) -> list[str]:
 
     def run(name):
         cmd = [sys.executable, "-m", "fmzoo.core.cli", "reproduce", name, "--out", str(args.out)]
-        return subprocess.run(cmd + (["--quick"] if args.quick else []), capture_output=True, text=True)
+        cmd += ["--quick"] if args.quick else []
+        return subprocess.run(cmd + (["--smoke"] if args.smoke else []), capture_output=True, text=True)
 
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -177,7 +176,7 @@ def cmd_reproduce(args) -> int:
         failed = []
         for name in names:
             try:
-                reproduce(name, quick=args.quick, out_dir=args.out)
+                reproduce(name, quick=args.quick, out_dir=args.out, smoke=args.smoke)
             except Exception as exc:  # keep going with --all, report at the end
                 if not args.all:
                     raise
@@ -191,20 +190,31 @@ def cmd_reproduce(args) -> int:
 
 def _finetune_or_evaluate(args, mode: str) -> int:
     from . import from_pretrained
+    from .downstream import Budget, format_result, hooks_for, run
     from .hub import read_config, resolve_checkpoint
-    from .registry import finetune_fn
 
     config = read_config(resolve_checkpoint(args.model))
-    fn = finetune_fn(config["architecture"])
+    hooks = hooks_for(config["architecture"])
+    if args.dataset and args.data:
+        raise SystemExit(f"fmzoo {mode}: give --dataset or --data, not both")
+    if args.dataset and hooks.datasets and args.dataset not in hooks.datasets:
+        raise SystemExit(f"fmzoo {mode}: {config['architecture']} checkpoints take --dataset "
+                         f"{' | '.join(hooks.datasets)}, got {args.dataset!r}")
+    if args.data and not Path(args.data).exists():
+        raise SystemExit(f"fmzoo {mode}: --data {args.data}: no such file or directory "
+                         f"(expected {hooks.data_format or 'the domain format'})")
     model = from_pretrained(args.model)
-    options = {"mode": mode, "dataset": args.dataset, "seeds": args.seeds, "out": args.out}
-    if mode == "finetune":
-        options.update({"per_class": args.per_class, "fraction": args.fraction, "max_epochs": args.max_epochs})
-    result = fn(model, options)
-    print(json.dumps(result, indent=2))
+    task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
+    budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
+    result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
+                 lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress)
+    result = {"model": str(args.model), "architecture": config["architecture"], **result}
+    print(format_result(result))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / f"{mode}.json").write_text(json.dumps(result, indent=2) + "\n")
+        path = Path(args.out) / f"{mode}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
 
 
@@ -258,13 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
                 if mode == "finetune" else "Evaluate a checkpoint's frozen representations (linear probe / the package's protocol).")
         s = sub.add_parser(name, help=desc.split(" (")[0].split(" and")[0].lower(), description=desc)
         s.add_argument("model", help="repo id (e.g. fmzoo/tjepa-adult) or checkpoint directory")
-        s.add_argument("--dataset", help="dataset name (package specific; default: the checkpoint's own)")
-        s.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to average over")
+        s.add_argument("--dataset", help="a dataset of the checkpoint's domain on $FMZOO_DATA (default: the checkpoint's own)")
+        s.add_argument("--data", metavar="PATH", help="your own labelled data in the domain's everyday format "
+                       "(see the package README: CSV, FASTA + labels, WAV folder, NIfTI pairs, image folder, ...)")
+        s.add_argument("--seeds", type=int, nargs="+", default=[0],
+                       help="seeds: each draws its own labelled subset and initialisation (default 0)")
+        budget = s.add_mutually_exclusive_group()
+        budget.add_argument("--per-class", type=int, help="label budget: N labelled examples per class")
+        budget.add_argument("--fraction", type=float, help="label budget: a stratified fraction of the training labels")
+        budget.add_argument("--n-labelled", type=int, help="label budget: N labelled examples (any task)")
+        s.add_argument("--scratch", action="store_true", help="also run the same protocol from a random initialisation")
+        s.add_argument("--epochs", type=int, help="training epochs (fine-tuning; frozen segmentation/forecasting heads)")
+        s.add_argument("--lr", type=float, help="learning rate (default: the domain's)")
+        s.add_argument("--batch-size", type=int, help="batch size (default: the domain's)")
+        s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
         s.add_argument("--out", help="directory for the JSON result")
-        if mode == "finetune":
-            s.add_argument("--per-class", type=int, help="labels per class (label budget)")
-            s.add_argument("--fraction", type=float, help="fraction of the training labels")
-            s.add_argument("--max-epochs", type=int, help="fine-tuning epochs")
+        s.add_argument("--no-progress", action="store_true", help="hide progress bars")
         s.set_defaults(fn=lambda a, m=mode: _finetune_or_evaluate(a, m))
 
     s = sub.add_parser("publish", help="publish a run's checkpoint to the local hub or the Hugging Face Hub",
@@ -280,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("table", nargs="?", help="table name")
     s.add_argument("--all", action="store_true", help="every table of every installed package")
     s.add_argument("--quick", action="store_true", help="shipped checkpoint, short protocol")
+    s.add_argument("--smoke", action="store_true", help="a seconds-long run of the quick protocol on a sliver of the data "
+                   "(what CI runs to check every runner; its numbers mean nothing)")
     s.add_argument("--out", default="reproduce_out", help="output directory (default reproduce_out)")
     s.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="with --all: run N tables at a time, each in its own process (same numbers; default 1)")

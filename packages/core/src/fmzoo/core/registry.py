@@ -23,7 +23,8 @@ class Plugin:
     pretrain: dict[str, str] = field(default_factory=dict)  # recipe["method"] -> "module:fn"
     table_runners: dict[str, str] = field(default_factory=dict)  # table name -> "module:fn"
     datasets: dict[str, str] = field(default_factory=dict)  # dataset name -> "module:fn"
-    finetune: dict[str, str] = field(default_factory=dict)  # architecture -> "module:fn"
+    finetune: dict[str, str] = field(default_factory=dict)  # DEPRECATED: architecture -> "module:fn"; use downstream
+    downstream: dict[str, str] = field(default_factory=dict)  # architecture -> "module:DownstreamHooks subclass"
     recipes_dir: Path | None = None
     tables_dir: Path | None = None
     checkpoints_dir: Path | None = None
@@ -213,6 +214,10 @@ def table_runner(table: str) -> Callable:
 
 def finetune_fn(architecture: str) -> Callable:
     return _lookup("finetune", architecture, "fine-tuning entry for")
+
+
+def downstream_hooks(architecture: str) -> type:
+    return _lookup("downstream", architecture, "downstream hooks (fmzoo finetune/evaluate) for")
 
 
 def dataset_loader(name: str) -> Callable:

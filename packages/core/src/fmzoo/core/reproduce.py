@@ -124,24 +124,23 @@ def table_threads(table: dict) -> int:
     return threads
 
 
-def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_out", echo=print) -> dict:
+def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_out", echo=print, smoke: bool = False) -> dict:
+    """Run a table. ``smoke``: the quick protocol on a sliver of the data (every runner takes ``smoke=``), seconds
+    long, so CI runs every runner; its rows have the table's shape and mean nothing (setting "smoke")."""
+    quick = quick or smoke
     table = load_table(name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runner = table_runner(table.get("runner", name))
     start = time.perf_counter()
-    import torch
+    from .runtime import threads
 
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(table_threads(table))
-        rows = runner(table, quick, out_dir)
-    finally:  # the table's thread count must not leak into the next table of `--all`
-        torch.set_num_threads(threads)
+    with threads(table_threads(table)):  # restored afterwards: it must not leak into the next table of `--all`
+        rows = runner(table, quick, out_dir, smoke=True) if smoke else runner(table, quick, out_dir)
     result = {
         "table": name,
         "title": table.get("title", ""),
-        "setting": "quick" if quick else "full",
+        "setting": "smoke" if smoke else "quick" if quick else "full",
         "rows": rows,
         "seconds": round(time.perf_counter() - start, 1),
         "notes": table.get("notes", ""),

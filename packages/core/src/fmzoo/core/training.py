@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 
-def seed_everything(seed: int) -> int:
-    return L.seed_everything(seed, workers=True, verbose=False)
+from .runtime import seed_everything  # noqa: F401  (re-exported: the pipeline's one seeding function)
 
 
 def global_rank() -> int:

@@ -1,0 +1,488 @@
+"""The downstream contract: what ``fmzoo evaluate`` and ``fmzoo finetune`` mean for every checkpoint.
+
+The core owns the protocols; a domain gives small hooks for one architecture (``DownstreamHooks``,
+registered in ``Plugin.downstream`` under the architecture name):
+
+- ``evaluate``: frozen features. Classification and regression: the checkpoint's pooled features of
+  every example are computed once, then for each seed a labelled subset is drawn and a linear probe
+  (and, for classification, a kNN probe) is fitted. Segmentation and forecasting: the encoder is frozen
+  and only the task head is trained, with the fine-tuning loop below.
+- ``finetune``: the encoder and a fresh head are trained end to end (AdamW, cosine schedule, a fixed
+  number of epochs) on each seed's labelled subset, then scored on the whole test split.
+
+Every seed draws its own labelled subset (``--per-class``, ``--fraction`` or ``--n-labelled``) and seeds the
+head's initialisation and the shuffling, so the spread over seeds is the spread a scientist meets. A trivial
+baseline (the majority class, the training mean, ...) is scored beside the result, and a result that does not
+beat it is flagged. ``--scratch`` adds the same protocol on a randomly initialised copy of the architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputSpecError
+from .evaluation import classification_metrics, knn_probe, label_budget, linear_probe, mean_std, regression_metrics
+from .runtime import generator, seeded
+
+KINDS = ("classification", "regression", "segmentation", "forecasting")
+# metric -> higher is better
+METRIC_DIRECTION = {"accuracy": True, "roc_auc": True, "dice": True, "r2": True, "spearman": True,
+                    "rmse": False, "mae": False, "mse": False}
+
+
+@dataclass
+class Split:
+    """Labelled examples: ``items`` are inputs the hooks understand (a list, an array, a DataFrame, ...);
+    ``targets`` are class ids or values (an array) for classification/regression, a sequence otherwise."""
+
+    items: Any
+    targets: Any
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, idx) -> Split:
+        return Split(take(self.items, idx), take(self.targets, idx))
+
+
+@dataclass
+class Task:
+    """A labelled downstream task: a train and a test split, what kind of prediction, and its headline metric."""
+
+    name: str
+    kind: str
+    train: Split
+    test: Split
+    n_outputs: int  # classes, regression targets, segmentation labels, or forecast values per window
+    metric: str
+    source: str = ""  # where the data came from: a dataset name and root, or the user's path
+    class_names: list | None = None
+    notes: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"task kind must be one of {KINDS}, got {self.kind!r}")
+        if self.metric not in METRIC_DIRECTION:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {sorted(METRIC_DIRECTION)}")
+        for name, split in (("train", self.train), ("test", self.test)):
+            if len(split) == 0:
+                raise InputSpecError(f"{self.name}: the {name} split is empty")
+            if len(split.items) != len(split.targets):
+                raise InputSpecError(f"{self.name}: the {name} split has {len(split.items)} inputs but "
+                                     f"{len(split.targets)} targets")
+
+
+def take(items, idx):
+    """Rows ``idx`` of a list, tuple of arrays, NumPy array, tensor or pandas object."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if hasattr(items, "iloc"):
+        return items.iloc[idx]
+    if isinstance(items, np.ndarray):
+        return items[idx]
+    if hasattr(items, "index_select"):  # a torch tensor
+        import torch
+
+        return items[torch.as_tensor(idx)]
+    if isinstance(items, tuple):
+        return tuple(take(part, idx) for part in items)
+    return [items[int(i)] for i in idx]
+
+
+def _encoder_head_class():
+    from torch import nn
+
+    class _EncoderHead(nn.Module):
+        """``head(features(encoder, inputs))``; with ``freeze`` the encoder has no gradients and stays in eval mode
+        (dropout off, normalisation statistics fixed) while the head trains."""
+
+        def __init__(self, encoder, features, head, freeze: bool):
+            super().__init__()
+            self.encoder, self.head, self.freeze = encoder, head, freeze
+            self._features = features
+            if freeze:
+                encoder.requires_grad_(False)
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if self.freeze:
+                self.encoder.eval()
+            return self
+
+        def forward(self, inputs):
+            return self.head(self._features(self.encoder, inputs))
+
+    return _EncoderHead
+
+
+class DownstreamHooks:
+    """What a domain provides for one architecture. Override ``load`` and ``features`` (and ``collate`` unless
+    items stack into one tensor); segmentation and forecasting override ``network`` (and ``loss``/``score``)."""
+
+    datasets: tuple[str, ...] = ()  # names accepted by --dataset; the first is the default
+    data_format: str = ""  # what --data PATH expects, in words (shown by --help and in errors)
+    # fine-tuning defaults (the CLI's --epochs/--lr/--batch-size override them)
+    epochs: int = 10
+    lr: float = 1e-4  # encoder and head, fine-tuned end to end
+    frozen_lr: float = 1e-3  # head only, encoder frozen (segmentation / forecasting evaluate)
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    eval_batch_size: int = 64
+
+    # -- data -------------------------------------------------------------------------------------
+    def load(self, model, dataset: str | None, path: Path | None) -> Task:
+        raise NotImplementedError
+
+    def collate(self, model, items):
+        """A batch of items -> the inputs ``features``/the network take (default: stack into one float tensor)."""
+        import torch
+
+        return torch.as_tensor(np.stack([np.asarray(i) for i in items]) if isinstance(items, list) else np.asarray(items),
+                               dtype=torch.float32)
+
+    def collate_targets(self, task: Task, targets):
+        import torch
+
+        if task.kind == "classification":
+            return torch.as_tensor(np.asarray(targets), dtype=torch.long)
+        if task.kind == "regression":
+            return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+        return torch.as_tensor(np.stack([np.asarray(t) for t in targets]))
+
+    # -- model ------------------------------------------------------------------------------------
+    def features(self, model, inputs):
+        """Pooled representation (B, D) of a batch; differentiable (the fine-tuning path trains through it)."""
+        raise NotImplementedError
+
+    def network(self, model, task: Task, freeze: bool):
+        """Encoder + a fresh task head. Default: a linear head on ``features``."""
+        from torch import nn
+
+        return _encoder_head_class()(model, self.features, nn.LazyLinear(task.n_outputs), freeze)
+
+    # -- objective ----------------------------------------------------------------------------------
+    def loss(self, task: Task, outputs, targets):
+        from torch import nn
+
+        if task.kind == "classification":
+            return nn.functional.cross_entropy(outputs, targets)
+        if task.kind == "regression":
+            return nn.functional.mse_loss(outputs.reshape(targets.shape), targets)
+        raise NotImplementedError(f"{type(self).__name__} must define loss() for {task.kind}")
+
+    def score(self, task: Task, outputs, targets) -> dict[str, float]:
+        """Metrics of the concatenated test outputs against the test targets."""
+        if task.kind == "classification":
+            return classification_metrics(np.asarray(targets), outputs.softmax(-1).numpy())
+        if task.kind == "regression":
+            return regression_metrics(np.asarray(targets), outputs.reshape(len(targets), -1).squeeze(-1).numpy())
+        raise NotImplementedError(f"{type(self).__name__} must define score() for {task.kind}")
+
+    def baseline(self, task: Task, train: Split) -> tuple[str, dict[str, float]]:
+        """A trivial predictor fitted on the labelled subset: (its name, its test metrics)."""
+        if task.kind == "classification":
+            y = np.asarray(train.targets)
+            counts = np.bincount(y, minlength=task.n_outputs)
+            prob = np.tile(counts / counts.sum(), (len(task.test), 1))
+            return "majority class", classification_metrics(np.asarray(task.test.targets), prob)
+        if task.kind == "regression":
+            mean = np.asarray(train.targets, dtype=float).mean(0)
+            pred = np.broadcast_to(mean, np.asarray(task.test.targets).shape)
+            return "training mean", regression_metrics(np.asarray(task.test.targets), pred)
+        return "", {}
+
+
+# ------------------------------------------------------------------------------------------- budgets
+
+
+@dataclass
+class Budget:
+    """How many labels each seed draws: ``per_class`` per class, a stratified ``fraction``, or ``n`` examples
+    (any task kind). None of them: every training example (then seeds differ only in initialisation)."""
+
+    per_class: int | None = None
+    fraction: float | None = None
+    n: int | None = None
+
+    def __post_init__(self):
+        given = [k for k in ("per_class", "fraction", "n") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise InputSpecError(f"give at most one label budget, got {', '.join(given)}")
+        if self.per_class is not None and (isinstance(self.per_class, bool) or self.per_class < 1):
+            raise InputSpecError(f"per_class must be a positive integer, got {self.per_class!r}")
+        if self.n is not None and (isinstance(self.n, bool) or self.n < 1):
+            raise InputSpecError(f"n_labelled must be a positive integer, got {self.n!r}")
+        if self.fraction is not None and not (0 < self.fraction <= 1):
+            raise InputSpecError(f"fraction must be in (0, 1], got {self.fraction!r}")
+
+    def describe(self) -> str:
+        if self.per_class is not None:
+            return f"{self.per_class} per class"
+        if self.fraction is not None:
+            return f"fraction {self.fraction:g}"
+        if self.n is not None:
+            return f"{self.n} labelled"
+        return "all labels"
+
+    def draw(self, task: Task, seed: int) -> np.ndarray:
+        n_train = len(task.train)
+        if self.per_class is None and self.fraction is None and self.n is None:
+            return np.arange(n_train)
+        if self.n is not None:
+            if self.n > n_train:
+                raise InputSpecError(f"n_labelled={self.n} but the training split has {n_train} examples")
+            idx = np.sort(np.random.default_rng(seed).choice(n_train, self.n, replace=False))
+        else:
+            idx = self._draw_share(task, seed)
+        if len(idx) < 2 and n_train >= 2:
+            raise InputSpecError(f"the label budget ({self.describe()}) leaves {len(idx)} training example of "
+                                 f"{n_train}; give a larger budget")
+        return idx
+
+    def _draw_share(self, task: Task, seed: int) -> np.ndarray:
+        n_train = len(task.train)
+        if self.per_class is not None and task.kind != "classification":
+            raise InputSpecError(f"--per-class needs a classification task; {task.name} is {task.kind}: "
+                                 "use --fraction or --n-labelled")
+        if task.kind == "classification":
+            idx = label_budget(np.asarray(task.train.targets), per_class=self.per_class, fraction=self.fraction, seed=seed)
+        else:
+            k = max(1, int(round(self.fraction * n_train)))
+            idx = np.sort(np.random.default_rng(seed).choice(n_train, k, replace=False))
+        return idx
+
+
+# ------------------------------------------------------------------------------------------- protocols
+
+
+def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _batches(n: int, size: int):
+    return [np.arange(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def embed(hooks: DownstreamHooks, model, items, progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    """Frozen pooled features of every item, batched, in eval mode without gradients."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for idx in _progress(_batches(len(items), hooks.eval_batch_size), desc, progress):
+            out.append(hooks.features(model, hooks.collate(model, take(items, idx))).float().reshape(len(idx), -1))
+    return torch.cat(out).numpy()
+
+
+def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False):
+    """The network's outputs for every item (concatenated along the batch)."""
+    import torch
+
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for idx in _progress(_batches(len(items), hooks.eval_batch_size), "predicting", progress):
+            out.append(net(hooks.collate(model, take(items, idx))))
+    return torch.cat(out)
+
+
+def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, seed: int, epochs: int, lr: float,
+                  batch_size: int, weight_decay: float, progress: bool = False):
+    """AdamW + cosine over ``epochs`` on ``train``; batches shuffled by a generator seeded with ``seed``."""
+    import torch
+
+    n = len(train)
+    # a lazy head gets its shape from one forward before the optimiser sees its parameters
+    with torch.no_grad():
+        net.eval()
+        net(hooks.collate(model, take(train.items, np.arange(min(2, n)))))
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the network has no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    gen = generator(seed)
+    losses = []
+    bar = _progress(range(epochs), f"training (seed {seed})", progress)
+    for _ in bar:
+        net.train()
+        perm = torch.randperm(n, generator=gen).numpy()
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = perm[i: i + batch_size]
+            if len(idx) < 2 and n >= 2:  # a batch of one breaks batch statistics; it is only ever the remainder
+                continue
+            batch = train.take(idx)
+            opt.zero_grad(set_to_none=True)
+            loss = hooks.loss(task, net(hooks.collate(model, batch.items)), hooks.collate_targets(task, batch.targets))
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        losses.append(total / n)
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"the training loss became {losses[-1]} (seed {seed}); try a lower --lr")
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{losses[-1]:.4g}")
+    net.eval()
+    return losses
+
+
+def scratch_copy(model):
+    """The same architecture with fresh random weights (seeded by the caller) and the checkpoint's input spec."""
+    fresh = type(model)(**model.init_args)
+    fresh.input_spec = copy.deepcopy(getattr(model, "input_spec", None))
+    return fresh
+
+
+def _summary(values: list[dict], seeds: list[int], n_labelled: list[int]) -> dict:
+    out = {"seeds": seeds, "n_labelled": n_labelled, "metrics": {}}
+    for key in values[0]:
+        vals = [float(v[key]) for v in values if key in v]
+        mean, std = mean_std(vals)
+        out["metrics"][key] = {"mean": mean, "std": std, "n": len(vals), "values": vals}
+    return out
+
+
+def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[int] = (0,), budget: Budget | None = None,
+        scratch: bool = False, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
+        threads: int | None = None, knn: bool = True, progress: bool = False) -> dict:
+    """``mode`` "evaluate" (frozen features) or "finetune" (end to end) over ``seeds``; returns the result dict
+    (rows per init and protocol, the trivial baseline, warnings) that ``format_result`` prints."""
+    if mode not in ("evaluate", "finetune"):
+        raise ValueError(f"mode must be 'evaluate' or 'finetune', got {mode!r}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise InputSpecError("give at least one seed")
+    budget = budget or Budget()
+    epochs = int(epochs or hooks.epochs)
+    batch_size = int(batch_size or hooks.batch_size)
+    if epochs < 1 or batch_size < 1:
+        raise InputSpecError(f"epochs and batch size must be positive, got {epochs} and {batch_size}")
+    frozen_features = mode == "evaluate" and task.kind in ("classification", "regression")
+    inits = {"pretrained": model}
+    if scratch:
+        with seeded(10_000, threads):
+            inits["scratch"] = scratch_copy(model)
+    draws = {s: budget.draw(task, s) for s in seeds}
+    rows, baseline_values = [], []
+    for s in seeds:
+        baseline_name, b = hooks.baseline(task, task.train.take(draws[s]))
+        if b:
+            baseline_values.append(b)
+    for init, backbone in inits.items():
+        if frozen_features:
+            with seeded(0, threads):
+                tr = embed(hooks, backbone, task.train.items, progress, f"embedding train ({init})")
+                te = embed(hooks, backbone, task.test.items, progress, f"embedding test ({init})")
+            protocols = {"linear probe": []}
+            if knn and task.kind == "classification":
+                protocols["kNN (k=20, cosine)"] = []
+            for s in _progress(seeds, "seeds", progress):
+                idx = draws[s]
+                ytr, yte = np.asarray(task.train.targets)[idx], np.asarray(task.test.targets)
+                with seeded(s, threads):
+                    protocols["linear probe"].append(linear_probe(tr[idx], ytr, te, yte, task=task.kind, seed=s))
+                    if "kNN (k=20, cosine)" in protocols:
+                        protocols["kNN (k=20, cosine)"].append(knn_probe(tr[idx], ytr, te, yte, k=20))
+            for name, values in protocols.items():
+                rows.append({"init": init, "protocol": name, **_summary(values, seeds, [len(draws[s]) for s in seeds])})
+            continue
+        values, curves = [], []
+        freeze = mode == "evaluate"
+        for s in seeds:
+            with seeded(s, threads):
+                net = hooks.network(copy.deepcopy(backbone), task, freeze=freeze)
+                curves.append(train_network(hooks, net, backbone, task, task.train.take(draws[s]), s, epochs,
+                                            lr or (hooks.frozen_lr if freeze else hooks.lr), batch_size,
+                                            hooks.weight_decay, progress))
+                values.append(hooks.score(task, predict(hooks, net, backbone, task.test.items, progress),
+                                          task.test.targets))
+        protocol = (f"frozen encoder, head trained ({epochs} epochs)" if freeze
+                    else f"fine-tuned end to end ({epochs} epochs)")
+        rows.append({"init": init, "protocol": protocol, "final_train_loss": [c[-1] for c in curves],
+                     **_summary(values, seeds, [len(draws[s]) for s in seeds])})
+    result = {
+        "mode": mode, "task": task.name, "kind": task.kind, "source": task.source, "metric": task.metric,
+        "higher_is_better": METRIC_DIRECTION[task.metric], "budget": budget.describe(),
+        "train_examples": len(task.train), "test_examples": len(task.test), "rows": rows,
+        "settings": {"epochs": epochs, "batch_size": batch_size, "threads": threads} if not frozen_features else {},
+        "notes": task.notes, "warnings": [],
+    }
+    if baseline_values:
+        result["baseline"] = {"name": baseline_name, **_summary(baseline_values, seeds, [len(draws[s]) for s in seeds])}
+        result["warnings"] = _below_baseline(result)
+    for w in result["warnings"]:
+        warnings.warn(w, stacklevel=2)
+    return result
+
+
+def _below_baseline(result: dict) -> list[str]:
+    metric, higher = result["metric"], result["higher_is_better"]
+    base = result["baseline"]["metrics"].get(metric)
+    if base is None:
+        return []
+    out = []
+    for row in result["rows"]:
+        for seed, value, ref in zip(row["seeds"], row["metrics"][metric]["values"], base["values"]):
+            if (value <= ref) if higher else (value >= ref):
+                out.append(f"{row['init']} / {row['protocol']}, seed {seed}: {metric} {value:.4f} does not beat the "
+                           f"{result['baseline']['name']} baseline ({ref:.4f})")
+    return out
+
+
+def _fmt(m: dict) -> str:
+    if m["n"] > 1:
+        return f"{m['mean']:.4f} ± {m['std']:.4f} (n={m['n']})"
+    return f"{m['mean']:.4f} (n=1)"
+
+
+def format_result(result: dict) -> str:
+    """A table for the terminal: one line per init and protocol, the baseline last, warnings after."""
+    metric = result["metric"]
+    others = sorted({k for r in result["rows"] for k in r["metrics"]} - {metric})
+    lines = [f"{result['mode']} on {result['task']} ({result['kind']}; {result['budget']}; "
+             f"train {result['train_examples']}, test {result['test_examples']})"]
+    if result.get("source"):
+        lines.append(f"data: {result['source']}")
+    header = ["init", "protocol", metric, *others[:2]]
+    body = [[r["init"], r["protocol"], _fmt(r["metrics"][metric]),
+             *(_fmt(r["metrics"][k]) if k in r["metrics"] else "-" for k in others[:2])] for r in result["rows"]]
+    if "baseline" in result:
+        b = result["baseline"]["metrics"]
+        body.append(["-", result["baseline"]["name"], _fmt(b[metric]) if metric in b else "-",
+                     *(_fmt(b[k]) if k in b else "-" for k in others[:2])])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    for row in [header, *body]:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    arrow = "higher" if result["higher_is_better"] else "lower"
+    lines.append(f"({metric}: {arrow} is better)")
+    for w in result["warnings"]:
+        lines.append(f"WARNING: {w}")
+    return "\n".join(lines)
+
+
+def hooks_for(architecture: str) -> DownstreamHooks:
+    """The registered hooks of an architecture (``Plugin.downstream``), instantiated."""
+    from .registry import downstream_hooks
+
+    cls = downstream_hooks(architecture)
+    hooks = cls()
+    if not isinstance(hooks, DownstreamHooks):
+        raise TypeError(f"{architecture}: the registered downstream hooks are a {type(hooks).__name__}, "
+                        "not fmzoo.core.downstream.DownstreamHooks")
+    return hooks

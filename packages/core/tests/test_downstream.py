@@ -1,0 +1,112 @@
+"""The downstream contract (fmzoo evaluate / finetune) on the fake domain's real digits."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fmzoo.core import InputSpecError, from_pretrained
+from fmzoo.core.cli import main
+from fmzoo.core.downstream import Budget, hooks_for, run
+
+
+def test_budget_draws_differ_by_seed_and_respect_per_class(fake_plugin):
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(None, None, None)
+    a, b = Budget(per_class=3).draw(task, 0), Budget(per_class=3).draw(task, 1)
+    assert len(a) == len(b) == 30
+    assert not np.array_equal(a, b)
+    assert np.bincount(np.asarray(task.train.targets)[a], minlength=10).tolist() == [3] * 10
+    assert len(Budget().draw(task, 5)) == len(task.train)
+
+
+@pytest.mark.parametrize("kwargs", [{"fraction": 0.0}, {"fraction": 1.5}, {"per_class": 0}, {"n": 0},
+                                    {"per_class": 2, "fraction": 0.5}])
+def test_degenerate_budgets_are_refused(kwargs):
+    with pytest.raises(InputSpecError):
+        Budget(**kwargs)
+
+
+def test_tiny_budgets_keep_every_class_or_are_refused(fake_plugin):
+    task = hooks_for("DigitsMLP").load(None, None, None)
+    idx = Budget(fraction=1e-9).draw(task, 0)  # stratified: one example of every class, never one row
+    assert sorted(np.asarray(task.train.targets)[idx].tolist()) == list(range(10))
+    with pytest.raises(InputSpecError, match="leaves 1 training example"):
+        Budget(n=1).draw(task, 0)
+
+
+def test_evaluate_linear_and_knn_beat_majority(digits_checkpoint):
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    result = run("evaluate", model, hooks, hooks.load(model, None, None), seeds=[0, 1], budget=Budget(per_class=10))
+    protocols = [r["protocol"] for r in result["rows"]]
+    assert protocols == ["linear probe", "kNN (k=20, cosine)"]
+    probe = result["rows"][0]["metrics"]["accuracy"]
+    assert probe["n"] == 2 and len(set(probe["values"])) == 2  # two seeds, two labelled subsets
+    assert probe["mean"] > result["baseline"]["metrics"]["accuracy"]["mean"] + 0.3
+    assert result["warnings"] == []
+
+
+def test_finetune_trains_the_encoder_and_scratch_row(digits_checkpoint):
+    model = from_pretrained(digits_checkpoint)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hooks = hooks_for("DigitsMLP")
+    result = run("finetune", model, hooks, hooks.load(model, None, None), seeds=[0], budget=Budget(fraction=0.5),
+                 scratch=True, epochs=10)
+    assert [r["init"] for r in result["rows"]] == ["pretrained", "scratch"]
+    assert result["rows"][0]["protocol"].startswith("fine-tuned end to end")
+    assert result["rows"][0]["metrics"]["accuracy"]["mean"] > 0.5
+    # the caller's model is not modified (each seed trains a copy)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_finetune_really_updates_encoder(fake_plugin, digits_checkpoint):
+    from fmzoo.core.downstream import train_network
+
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, None)
+    net = hooks.network(model, task, freeze=False)
+    w0 = model.net[0].weight.detach().clone()
+    train_network(hooks, net, model, task, task.train.take(np.arange(200)), 0, 1, 1e-3, 32, 0.0)
+    assert not torch.equal(w0, model.net[0].weight)
+    frozen = from_pretrained(digits_checkpoint)
+    net = hooks.network(frozen, task, freeze=True)
+    w0 = frozen.net[0].weight.detach().clone()
+    train_network(hooks, net, frozen, task, task.train.take(np.arange(200)), 0, 1, 1e-3, 32, 0.0)
+    assert torch.equal(w0, frozen.net[0].weight)
+
+
+def test_below_baseline_is_flagged(digits_checkpoint, tmp_path):
+    # noise inputs, every test label the training majority: a probe cannot beat the majority class
+    x = np.random.default_rng(0).random((300, 64)).astype(np.float32)
+    np.savez(tmp_path / "noise.npz", x_train=x[:200], y_train=np.r_[np.zeros(160, int), np.ones(40, int)],
+             x_test=x[200:], y_test=np.zeros(100, int))
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, tmp_path / "noise.npz")
+    task.n_outputs = 2
+    result = run("evaluate", model, hooks, task, seeds=[0], knn=False)
+    assert result["baseline"]["metrics"]["accuracy"]["mean"] == 1.0  # majority class = every test label
+    assert result["warnings"] and "does not beat the majority class" in result["warnings"][0]
+
+
+def test_cli_evaluate_and_finetune_print_a_table_and_write_json(digits_checkpoint, tmp_path, capsys):
+    assert main(["evaluate", str(digits_checkpoint), "--per-class", "5", "--seeds", "0", "1", "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "linear probe" in out and "majority class" in out and "(n=2)" in out
+    saved = json.loads((tmp_path / "e" / "evaluate.json").read_text())
+    assert saved["architecture"] == "DigitsMLP" and saved["budget"] == "5 per class"
+    assert main(["finetune", str(digits_checkpoint), "--fraction", "0.1", "--epochs", "1", "--no-progress"]) == 0
+    assert "fine-tuned end to end (1 epochs)" in capsys.readouterr().out
+
+
+def test_cli_user_errors_are_one_line(digits_checkpoint, capsys):
+    with pytest.raises(SystemExit, match="take --dataset digits"):
+        main(["evaluate", str(digits_checkpoint), "--dataset", "mnist"])
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["evaluate", str(digits_checkpoint), "--data", "/nonexistent/x.npz"])
+    assert main(["finetune", str(digits_checkpoint), "--fraction", "0", "--no-progress"]) == 2
+    assert "fraction must be in (0, 1]" in capsys.readouterr().err
