@@ -11,10 +11,11 @@ import types
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from fmzoo.core import HubMixin, Plugin
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
+from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.training import SSLTask
+from torch import nn
 
 MODULE = "fmzoo_fake_domain"
 
@@ -55,9 +56,52 @@ class DigitsHooks(DownstreamHooks):
         return model(inputs)
 
 
+def _digits_file():
+    from pathlib import Path
+
+    import sklearn
+
+    return Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+class DigitsMAE(Method):
+    """A toy masked-feature autoencoder over the digits' 64 pixels (exercises the core pipeline, not a paper)."""
+
+    recipe_sections = ("mask",)
+    citation = "fake"
+
+    def data(self):
+        if self.data_path is not None:
+            x = np.loadtxt(self.data_path, delimiter=",", dtype=np.float32)
+            return PretrainData(torch.utils.data.TensorDataset(torch.as_tensor(x)), files=[self.data_path],
+                                description=f"{len(x)} rows of {self.data_path.name} (the user's own data)")
+        x = np.loadtxt(_digits_file(), delimiter=",", dtype=np.float32)[:, :64] / 16.0
+        n = int(self.recipe.get("data", {}).get("rows", len(x)))
+        return PretrainData(torch.utils.data.TensorDataset(torch.as_tensor(x[:n])), files=[_digits_file()],
+                            description=f"{n} handwritten digits (sklearn's bundled UCI optical digits)")
+
+    def model(self, data):
+        return DigitsMLP(**self.recipe.get("model", {}))
+
+    def task(self, model, data, steps_per_epoch, max_epochs):
+        rate = float(self.recipe.get("mask", {}).get("rate", 0.5))
+
+        class Task(SSLTask):
+            def __init__(self, model):
+                super().__init__(model, lr=1e-3)
+                self.decoder = nn.Linear(model.net[-1].out_features, model.net[0].in_features)
+
+            def ssl_loss(self, batch):
+                (x,) = batch
+                keep = (torch.rand_like(x) > rate).float()
+                return {"loss": ((self.decoder(self.model(x * keep)) - x) ** 2 * (1 - keep)).mean()}
+
+        return Task(model)
+
+
 def plugin() -> Plugin:
     return Plugin(name="fake", models={"DigitsMLP": f"{MODULE}:DigitsMLP"},
-                  downstream={"DigitsMLP": f"{MODULE}:DigitsHooks"})
+                  downstream={"DigitsMLP": f"{MODULE}:DigitsHooks"}, methods={"digits-mae": f"{MODULE}:DigitsMAE"})
 
 
 @pytest.fixture
@@ -66,7 +110,7 @@ def fake_plugin(monkeypatch):
     from fmzoo.core import registry
 
     module = types.ModuleType(MODULE)
-    module.DigitsMLP, module.DigitsHooks = DigitsMLP, DigitsHooks
+    module.DigitsMLP, module.DigitsHooks, module.DigitsMAE = DigitsMLP, DigitsHooks, DigitsMAE
     monkeypatch.setitem(sys.modules, MODULE, module)
     monkeypatch.setattr(registry, "plugins", lambda: {"fake": plugin()})
     return module

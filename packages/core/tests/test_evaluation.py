@@ -7,7 +7,6 @@ from fmzoo.core.evaluation import (
     label_budget,
     linear_probe,
     mean_std,
-    over_seeds,
     predict_head,
     regression_metrics,
 )
@@ -95,6 +94,3 @@ def test_fit_head_trains_a_network_on_several_inputs_with_its_own_lr_per_module(
         fit_head(Net(), (x[:10], codes[:9]), y[:10], (x[:10], codes[:10]), y[:10], max_epochs=1)
 
 
-def test_over_seeds():
-    out = over_seeds(lambda s: s * 2.0, [1, 2, 3])
-    assert out["mean"] == 4.0 and out["values"] == [2.0, 4.0, 6.0]

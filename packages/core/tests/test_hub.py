@@ -278,7 +278,7 @@ def test_push_to_hf_uploads_the_checkpoint_unchanged(tmp_path, monkeypatch):
 
 def test_publish_run_writes_only_on_rank_zero(tmp_path, monkeypatch):
     import torch.distributed as dist
-    from fmzoo.core.hub import publish_run
+    from fmzoo.core.training import publish_run
 
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_rank", lambda: 1)

@@ -86,7 +86,7 @@ def cmd_pretrain(args) -> int:
     if args.resume:
         _check_resumed_recipe(run_dir, recipe)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-    ckpt = run_pretraining(recipe, run_dir, trainer_kwargs(args))
+    ckpt = run_pretraining(recipe, run_dir, trainer_kwargs(args), data_path=args.data)
     print(f"checkpoint: {ckpt}")
     if args.publish:
         from .hub import publish_dir
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: fmzoo pretrain tjepa-adult-cpu --out runs/tjepa --max-epochs 5")
     s.add_argument("recipe", help="recipe name or path to a recipe YAML")
     s.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
+    s.add_argument("--data", metavar="PATH", help="pretrain on your own data in the domain's everyday format "
+                   "(methods that support it; the card then describes these data)")
     s.add_argument("--seed", type=int, help="override the recipe's seed")
     s.add_argument("--max-epochs", type=int, help="override the recipe's number of epochs (recorded in the provenance as recipe.trainer_overrides)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. --set model.depth=4")
@@ -319,11 +321,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import CheckpointError, InputSpecError, RepoIdError
+    from .errors import CheckpointError, InputSpecError, RecipeError, RepoIdError
 
     try:
         return int(args.fn(args) or 0)
-    except (KeyError, CheckpointError, InputSpecError, RepoIdError, FileNotFoundError) as exc:
+    except (KeyError, CheckpointError, InputSpecError, RecipeError, RepoIdError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"fmzoo {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 
 from .errors import InputSpecError
-from .evaluation import classification_metrics, knn_probe, label_budget, linear_probe, mean_std, regression_metrics
+from .evaluation import (
+    classification_metrics,
+    knn_probe,
+    label_budget,
+    linear_probe,
+    mean_std,
+    regression_metrics,
+)
 from .runtime import generator, seeded
 
 KINDS = ("classification", "regression", "segmentation", "forecasting")
@@ -438,7 +445,7 @@ def _below_baseline(result: dict) -> list[str]:
         return []
     out = []
     for row in result["rows"]:
-        for seed, value, ref in zip(row["seeds"], row["metrics"][metric]["values"], base["values"]):
+        for seed, value, ref in zip(row["seeds"], row["metrics"][metric]["values"], base["values"], strict=True):
             if (value <= ref) if higher else (value >= ref):
                 out.append(f"{row['init']} / {row['protocol']}, seed {seed}: {metric} {value:.4f} does not beat the "
                            f"{result['baseline']['name']} baseline ({ref:.4f})")
@@ -466,9 +473,9 @@ def format_result(result: dict) -> str:
         b = result["baseline"]["metrics"]
         body.append(["-", result["baseline"]["name"], _fmt(b[metric]) if metric in b else "-",
                      *(_fmt(b[k]) if k in b else "-" for k in others[:2])])
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
     for row in [header, *body]:
-        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
     arrow = "higher" if result["higher_is_better"] else "lower"
     lines.append(f"({metric}: {arrow} is better)")
     for w in result["warnings"]:

@@ -11,3 +11,7 @@ class CheckpointError(ValueError):
 
 class RepoIdError(ValueError):
     """A repo id is malformed or unsafe (``..``, absolute paths, odd characters)."""
+
+
+class RecipeError(ValueError):
+    """A recipe that does not fit its method's layout (an unknown key, a section of the wrong type)."""

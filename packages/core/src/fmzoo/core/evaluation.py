@@ -96,13 +96,6 @@ def knn_probe(train_x, train_y, test_x, test_y, k: int = 20, metric: str = "cosi
     return {"accuracy": float((knn.predict(test_x) == _np(test_y)).mean())}
 
 
-def over_seeds(fn, seeds) -> dict[str, object]:
-    """Run ``fn(seed) -> float`` for each seed; returns values, mean and std."""
-    values = [float(fn(s)) for s in seeds]
-    mean, std = mean_std(values)
-    return {"values": values, "seeds": list(seeds), "mean": mean, "std": std}
-
-
 def fit_head(
     head,
     train_x,

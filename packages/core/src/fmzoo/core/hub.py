@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, RepoIdError
+from .files import _fsync_dir, atomic_write_text, sha256_file  # noqa: F401  (re-exported)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -45,14 +46,6 @@ _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
@@ -79,34 +72,6 @@ def hub_root() -> Path:
 def is_offline() -> bool:
     truthy = {"1", "true", "yes", "on"}
     return any(os.environ.get(v, "").strip().lower() in truthy for v in ("FMZOO_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _manifest(directory: Path) -> dict[str, dict[str, Any]]:
@@ -338,7 +303,6 @@ class HubMixin:
     def get_config(self) -> dict[str, Any]:
         return {
             "architecture": type(self).__name__,
-            "fmzoo_package": type(self).__module__.split(".")[1] if type(self).__module__.startswith("fmzoo.") else None,
             "format_version": FORMAT_VERSION,
             "init_args": {k: _json_ready(k, v) for k, v in self.init_args.items()},
             "input_spec": _json_ready("input_spec", self.input_spec),
@@ -453,23 +417,3 @@ def load_weights(model, weights: Path, expected_sha256: str | None = None) -> No
         raise CheckpointError(f"{str(weights)!r} is not a readable safetensors file ({exc}): corrupt or truncated") from None
     except RuntimeError as exc:
         raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {exc}") from None
-
-
-def publish_run(model: HubMixin, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None,
-                trainer=None) -> Path:
-    """The one way a run writes its checkpoint: a directory path, or a repo id in the local hub.
-    With the run's ``trainer``, provenance.json records how it trained (``training``: seconds, steps, and the
-    parts of a resumed run). In a multi-process run only global rank 0 writes (the ranks hold identical
-    weights); the others get the path."""
-    target_str = str(target)
-    from .training import global_rank, training_record
-
-    if trainer is not None:
-        provenance = {**(provenance or {}), "training": training_record(trainer)}
-
-    if global_rank() > 0:
-        return Path(target_str)
-    if isinstance(target, str) and _REPO_ID.match(target_str) and not Path(target_str).exists():
-        model.push_to_hub(target_str, hub="local", card=card, provenance=provenance)
-        return LocalHub().resolve(target_str)
-    return model.save_pretrained(target, card=card, provenance=provenance)

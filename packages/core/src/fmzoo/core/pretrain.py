@@ -16,13 +16,24 @@ def recipe_threads(recipe: dict) -> int | None:
     return threads
 
 
-def run_pretraining(recipe: dict, run_dir: str | Path, trainer_kwargs: dict | None = None) -> Path:
+def run_pretraining(recipe: dict, run_dir: str | Path, trainer_kwargs: dict | None = None,
+                    data_path: str | Path | None = None) -> Path:
     """Seed (``recipe["seed"]``, default 0) and set threads (``recipe["threads"]``), then run the method registered
-    for ``recipe["method"]``; the caller's thread count is restored afterwards. Returns the checkpoint directory."""
-    from .registry import pretrain_fn
+    for ``recipe["method"]`` (a ``Method`` subclass through ``fmzoo.core.method.pretrain``, or a function); the
+    caller's thread count is restored afterwards. ``data_path``: the user's own data instead of the recipe's
+    dataset (methods that support it). Returns the checkpoint directory."""
+    from .method import pretrain
+    from .registry import method_class, pretrain_fn
 
-    fn = pretrain_fn(recipe["method"])
+    cls = method_class(recipe["method"])
+    if cls is not None:
+        cls.validate(recipe)
+    elif data_path is not None:
+        raise ValueError(f"method {recipe['method']!r} does not take --data yet (it is not a fmzoo.core.Method)")
+    fn = pretrain_fn(recipe["method"]) if cls is None else None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with seeded(int(recipe.get("seed", 0)), recipe_threads(recipe)):
+        if cls is not None:
+            return pretrain(cls, recipe, run_dir, dict(trainer_kwargs or {}), Path(data_path) if data_path else None)
         return fn(recipe, run_dir, dict(trainer_kwargs or {}))

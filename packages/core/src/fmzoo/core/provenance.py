@@ -11,7 +11,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
-from .hub import sha256_file
+from .files import sha256_file
 
 _TRACKED = ("torch", "lightning", "numpy", "safetensors", "scikit-learn", "pandas")
 

@@ -14,13 +14,15 @@ from typing import Any
 import yaml
 
 ENTRY_POINT_GROUP = "fmzoo.plugins"
+SHIPPED_ORG = "fmzoo"  # a shipped checkpoint's id is fmzoo/<its directory name>
 
 
 @dataclass
 class Plugin:
     name: str
     models: dict[str, str] = field(default_factory=dict)  # class name -> "module:attr"
-    pretrain: dict[str, str] = field(default_factory=dict)  # recipe["method"] -> "module:fn"
+    methods: dict[str, str] = field(default_factory=dict)  # recipe["method"] -> "module:Method subclass"
+    pretrain: dict[str, str] = field(default_factory=dict)  # recipe["method"] -> "module:fn" (before Method)
     table_runners: dict[str, str] = field(default_factory=dict)  # table name -> "module:fn"
     datasets: dict[str, str] = field(default_factory=dict)  # dataset name -> "module:fn"
     finetune: dict[str, str] = field(default_factory=dict)  # DEPRECATED: architecture -> "module:fn"; use downstream
@@ -28,7 +30,6 @@ class Plugin:
     recipes_dir: Path | None = None
     tables_dir: Path | None = None
     checkpoints_dir: Path | None = None
-    org: str = "fmzoo"  # shipped checkpoints are published as <org>/<directory name>
 
 
 def import_object(ref: str) -> Any:
@@ -103,7 +104,7 @@ def shipped_checkpoints() -> dict[str, Path]:
         if d and Path(d).is_dir():
             for sub in sorted(Path(d).iterdir()):
                 if (sub / "config.json").is_file():
-                    out[f"{plugin.org}/{sub.name}"] = sub
+                    out[f"{SHIPPED_ORG}/{sub.name}"] = sub
     return out
 
 
@@ -206,6 +207,12 @@ def _lookup(attr: str, key: str, what: str) -> Callable:
 
 def pretrain_fn(method: str) -> Callable:
     return _lookup("pretrain", method, "pretraining method")
+
+
+def method_class(method: str) -> type | None:
+    """The ``Method`` subclass registered for a recipe's method, or None when it is registered as a function."""
+    merged = _merged("methods")
+    return import_object(merged[method][1]) if method in merged else None
 
 
 def table_runner(table: str) -> Callable:

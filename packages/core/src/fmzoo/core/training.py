@@ -13,7 +13,6 @@ import lightning as L
 import torch
 from torch import nn
 
-
 from .runtime import seed_everything  # noqa: F401  (re-exported: the pipeline's one seeding function)
 
 
@@ -182,8 +181,8 @@ class FinetuneTask(_OptimMixin, L.LightningModule):
         final_lr_ratio: float = 0.0,
     ):
         super().__init__()
-        if task not in ("classification", "regression", "multilabel"):
-            raise ValueError(f"task must be classification, regression or multilabel, got {task!r}")
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be classification or regression, got {task!r}")
         self.backbone, self.head = backbone, head
         self.save_hyperparameters(ignore=["backbone", "head"])
         if freeze_backbone:
@@ -196,9 +195,6 @@ class FinetuneTask(_OptimMixin, L.LightningModule):
     def loss(self, logits, y):
         if self.hparams.task == "classification":
             return nn.functional.cross_entropy(logits, y.long())
-        if self.hparams.task == "multilabel":
-            mask = ~torch.isnan(y)
-            return nn.functional.binary_cross_entropy_with_logits(logits[mask], y[mask].float())
         return nn.functional.mse_loss(logits.squeeze(-1), y.float())
 
     def training_step(self, batch, batch_idx):
@@ -419,3 +415,23 @@ def state_fingerprint(module: nn.Module) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def publish_run(model, target: str | os.PathLike, card: dict | None = None, provenance: dict | None = None,
+                trainer=None) -> Path:
+    """The one way a run writes its checkpoint: a directory path, or a repo id in the local hub.
+    With the run's ``trainer``, provenance.json records how it trained (``training``: seconds, steps, and the
+    parts of a resumed run). In a multi-process run only global rank 0 writes (the ranks hold identical
+    weights); the others get the path."""
+    from .hub import _REPO_ID, LocalHub
+
+    target_str = str(target)
+    if trainer is not None:
+        provenance = {**(provenance or {}), "training": training_record(trainer)}
+
+    if global_rank() > 0:
+        return Path(target_str)
+    if isinstance(target, str) and _REPO_ID.match(target_str) and not Path(target_str).exists():
+        model.push_to_hub(target_str, hub="local", card=card, provenance=provenance)
+        return LocalHub().resolve(target_str)
+    return model.save_pretrained(target, card=card, provenance=provenance)
