@@ -15,6 +15,7 @@ from fmzoo.core import HubMixin, Plugin
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
 from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.training import SSLTask
+from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
 from torch import nn
 
 MODULE = "fmzoo_fake_domain"
@@ -99,9 +100,40 @@ class DigitsMAE(Method):
         return Task(model)
 
 
+class DigitsRelease(WeightFormat):
+    """A stand-in 'official layout' for the core's tests: a folder with a transformers-style config.json
+    (model_type digits-mlp) and a pickled pytorch_model.bin whose keys carry an ``encoder.`` prefix."""
+
+    name = "digits-release"
+    architecture = "DigitsMLP"
+    description = "a folder with config.json (model_type digits-mlp) and pytorch_model.bin"
+
+    def detect(self, path):
+        import json
+
+        cfg = path / "config.json" if path.is_dir() else None
+        return bool(cfg and cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "digits-mlp")
+
+    def convert(self, path, **options):
+        import json
+
+        cfg = json.loads((path / "config.json").read_text())
+        state = safe_torch_load(path / "pytorch_model.bin")
+        model = DigitsMLP(hidden=cfg["hidden"])
+        model.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items()}, strict=True)
+        model.input_spec = {"num_features": 64, "dataset": "digits", "scale": "pixels / 16"}
+        return model
+
+
+OFFICIAL = [OfficialWeights(id="fake-org/digits-mlp", method="digits MAE", format="digits-release",
+                            source="https://example.org/digits", license="mit", params="3k", hf_repo="fake-org/digits-mlp",
+                            files=("config.json", "pytorch_model.bin"))]
+
+
 def plugin() -> Plugin:
     return Plugin(name="fake", models={"DigitsMLP": f"{MODULE}:DigitsMLP"},
-                  downstream={"DigitsMLP": f"{MODULE}:DigitsHooks"}, methods={"digits-mae": f"{MODULE}:DigitsMAE"})
+                  downstream={"DigitsMLP": f"{MODULE}:DigitsHooks"}, methods={"digits-mae": f"{MODULE}:DigitsMAE"},
+                  weight_formats={"digits-release": f"{MODULE}:DigitsRelease"}, official=f"{MODULE}:OFFICIAL")
 
 
 @pytest.fixture
@@ -111,6 +143,7 @@ def fake_plugin(monkeypatch):
 
     module = types.ModuleType(MODULE)
     module.DigitsMLP, module.DigitsHooks, module.DigitsMAE = DigitsMLP, DigitsHooks, DigitsMAE
+    module.DigitsRelease, module.OFFICIAL = DigitsRelease, OFFICIAL
     monkeypatch.setitem(sys.modules, MODULE, module)
     monkeypatch.setattr(registry, "plugins", lambda: {"fake": plugin()})
     return module

@@ -94,3 +94,12 @@ def test_fit_head_trains_a_network_on_several_inputs_with_its_own_lr_per_module(
         fit_head(Net(), (x[:10], codes[:9]), y[:10], (x[:10], codes[:10]), y[:10], max_epochs=1)
 
 
+
+
+def test_card_shows_seeds_of_old_and_new_provenance():
+    from fmzoo.core.card import render_card
+
+    config = {"architecture": "X", "init_args": {}, "input_spec": None}
+    assert "- seeds: [3]" in render_card(config, {}, {"seed": 3})  # as the graph/medical/speech/RS checkpoints wrote it
+    assert "- seeds: [0, 1]" in render_card(config, {}, {"seeds": [0, 1]})
+    assert "seeds" not in render_card(config, {}, {"git_commit": "abc"})

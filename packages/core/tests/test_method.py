@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from fmzoo.core import RecipeError, from_pretrained
 from fmzoo.core.cli import main
 from fmzoo.core.pretrain import run_pretraining

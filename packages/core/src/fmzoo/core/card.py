@@ -13,6 +13,9 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
         "license": card.get("license", "apache-2.0"),
         "tags": ["fmzoo", "self-supervised", *card.get("tags", [])],
     }
+    for key in ("base_model", "pipeline_tag", "language"):  # Hugging Face card metadata, where the card gives them
+        if card.get(key):
+            meta[key] = card[key]
     if card.get("datasets"):
         meta["datasets"] = list(card["datasets"])
     if card.get("results"):
@@ -43,8 +46,14 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
         lines += ["## Provenance", ""]
         if provenance.get("recipe_name"):
             lines.append(f"- recipe: `{provenance['recipe_name']}` (sha256 `{provenance.get('recipe_sha256', '')[:16]}`)")
-        if provenance.get("seeds") is not None:
-            lines.append(f"- seeds: {provenance['seeds']}")
+        seeds = provenance_seeds(provenance)
+        if seeds is not None:
+            lines.append(f"- seeds: {seeds}")
+        imported = provenance.get("imported_from")
+        if imported:
+            lines.append(f"- converted from `{imported.get('source')}` (format `{imported.get('format')}`)")
+            for f in imported.get("files", []):
+                lines.append(f"- source file: `{f['name']}` sha256 `{f['sha256'][:16]}`")
         if provenance.get("git_commit"):
             lines.append(f"- git commit: `{provenance['git_commit']}`")
         for f in provenance.get("data_files", []):
@@ -52,6 +61,16 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
         lines.append("")
     lines += ["## Citation", "", "```bibtex", (card.get("citation") or "").strip(), "```", ""]
     return "\n".join(lines)
+
+
+def provenance_seeds(provenance: dict) -> list[int] | None:
+    """The seeds a run used: ``seeds`` (a list), or ``seed`` as written by checkpoints shipped before provenance was
+    typed (graph, medical, speech and remote sensing wrote a single ``seed``)."""
+    if provenance.get("seeds") is not None:
+        return list(provenance["seeds"])
+    if provenance.get("seed") is not None:
+        return [provenance["seed"]]
+    return None
 
 
 def result_rows(result: dict) -> list[dict]:

@@ -57,6 +57,16 @@ def cmd_list(args) -> int:
         for row in rows:
             if row["kind"] == kind:
                 print(f"  {row['name']:<{width}}fmzoo-{row['package']}")
+    from .weights import catalogue
+
+    official = catalogue()
+    print("\nofficial released weights (converted once on first use; `fmzoo import FILE` for releases off the Hugging Face Hub):")
+    if not official:
+        print("  none (no installed package registers any)")
+    w = max((len(k) for k in official), default=0) + 2
+    for key, e in sorted(official.items()):
+        where = f"hf:{e.hf_repo}" if e.hf_repo else "file"
+        print(f"  {key:<{w}}{e.method:<14}{e.params:>6}  {e.license:<14}{e.format:<22}{where}")
     hub = LocalHub()
     local = sorted(p.parent.parent.relative_to(hub.root).as_posix() for p in hub.root.glob("*/*/refs/main")) if hub.root.is_dir() else []
     print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
@@ -218,6 +228,28 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .hub import publish_dir, validate_repo_id
+    from .weights import catalogue, import_weights
+
+    entry = None
+    if args.id:
+        entry = catalogue().get(args.id)
+        if entry is None:
+            raise SystemExit(f"fmzoo import: {args.id!r} is not in the catalogue (`fmzoo list` shows it)")
+    out_dir, repo_id = args.out, None
+    if args.out and not Path(args.out).exists() and "/" in args.out and not args.out.startswith((".", "/")):
+        validate_repo_id(args.out)
+        out_dir, repo_id = None, args.out
+    fmt = args.format or (entry.format if entry else None)
+    path = import_weights(args.source, fmt, out=out_dir, entry=entry)
+    print(f"converted {args.source} -> {path}")
+    if repo_id:
+        rev = publish_dir(path, repo_id, hub="local")
+        print(f"published {repo_id}@{rev} to the local hub")
+    return 0
+
+
 def cmd_card(args) -> int:
     from .hub import CARD_NAME, resolve_checkpoint
 
@@ -307,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="with --all: run N tables at a time, each in its own process (same numbers; default 1)")
     s.set_defaults(fn=cmd_reproduce)
+
+    s = sub.add_parser("import", help="convert a released checkpoint (official layout) into an fmzoo checkpoint",
+                       description="Convert the authors' released weights (a folder or file in the official layout: "
+                       "transformers, fairseq, s3prl, TAPE, VoCo, SoftCon, ...) into an fmzoo checkpoint, once. Pickled "
+                       "files are read with torch.load(weights_only=True): nothing in them runs.")
+    s.add_argument("source", help="the release: a folder or a file")
+    s.add_argument("--format", help="the release layout (default: detected; `fmzoo list` shows the catalogue's formats)")
+    s.add_argument("--id", help="the catalogue id the file belongs to (its card then names source, licence, base model)")
+    s.add_argument("--out", help="a directory, or an org/name to publish to the local hub (default: the import cache)")
+    s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("card", help="print (or write) a checkpoint's model card",
                        description="Print the model card (README.md) of a checkpoint, or write it to a file with --write.")

@@ -119,7 +119,7 @@ class LocalHub:
         try:
             self.resolve(repo_id, revision, verify=False)
             return True
-        except CheckpointError:
+        except (CheckpointError, RepoIdError):  # e.g. "refs/pr/2": a Hugging Face revision, never a local one
             return False
 
     def resolve(self, repo_id: str, revision: str | None = None, verify: bool = True) -> Path:
@@ -188,11 +188,24 @@ class LocalHub:
 
 
 def resolve_checkpoint(id_or_path: str | os.PathLike, revision: str | None = None) -> Path:
-    """Find a checkpoint directory: a path, the local hub, a shipped checkpoint, then the HF Hub."""
+    """Find a checkpoint directory: a path (an fmzoo checkpoint, or a release in an official layout, converted once),
+    the local hub, a shipped checkpoint, the catalogue of official weights, then the HF Hub."""
+    if str(id_or_path).strip() == "":
+        raise RepoIdError("empty model id or path: expected 'org/name' or a checkpoint directory")
     candidate = Path(id_or_path)
     if candidate.is_dir():
-        check_checkpoint_dir(candidate)
-        return candidate
+        from .weights import detect_format, formats, import_weights
+
+        config = candidate / CONFIG_NAME
+        fmzoo_dir = _is_fmzoo_config(config) if config.is_file() else not any(f.detect(candidate) for f in formats().values())
+        if fmzoo_dir:
+            check_checkpoint_dir(candidate)
+            return candidate
+        return import_weights(candidate, detect_format(candidate).name)
+    if candidate.is_file() and candidate.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar", ".safetensors"):
+        from .weights import import_weights
+
+        return import_weights(candidate)
     repo_id = str(id_or_path)
     try:
         validate_repo_id(repo_id)
@@ -210,6 +223,11 @@ def resolve_checkpoint(id_or_path: str | os.PathLike, revision: str | None = Non
         path = shipped[repo_id]
         check_checkpoint_dir(path)
         return path
+    from .weights import catalogue, resolve_official
+
+    official = catalogue().get(repo_id)
+    if official is not None:
+        return resolve_official(official, revision)
     if is_offline():
         raise CheckpointError(
             f"{repo_id!r} is not in the local hub {str(hub.root)!r} nor shipped with an installed fmzoo "
@@ -231,6 +249,15 @@ def _download_from_hf(repo_id: str, revision: str | None) -> Path:
     path = Path(path)
     check_checkpoint_dir(path)
     return path
+
+
+def _is_fmzoo_config(path: Path) -> bool:
+    """An fmzoo config names its architecture and init_args; a transformers or TAPE config.json does not."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True  # let read_config report the broken file
+    return isinstance(config, dict) and ("architecture" in config or "init_args" in config or "format_version" in config)
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Plugin:
     datasets: dict[str, str] = field(default_factory=dict)  # dataset name -> "module:fn"
     finetune: dict[str, str] = field(default_factory=dict)  # DEPRECATED: architecture -> "module:fn"; use downstream
     downstream: dict[str, str] = field(default_factory=dict)  # architecture -> "module:DownstreamHooks subclass"
+    weight_formats: dict[str, str] = field(default_factory=dict)  # release layout -> "module:WeightFormat subclass"
+    official: str | None = None  # "module:attr" of a list of fmzoo.core.weights.OfficialWeights
     recipes_dir: Path | None = None
     tables_dir: Path | None = None
     checkpoints_dir: Path | None = None
