@@ -137,7 +137,7 @@ def cmd_publish(args) -> int:
     from .hub import publish_dir
 
     ckpt = _checkpoint_in(Path(args.run_dir))
-    result = publish_dir(ckpt, args.repo_id, hub=args.hub)
+    result = publish_dir(ckpt, args.repo_id, hub=args.hub, replace_shipped=args.replace_shipped)
     print(f"published {args.repo_id} ({args.hub}): {result}")
     return 0
 
@@ -257,8 +257,13 @@ def cmd_card(args) -> int:
     if args.results:
         from .card import refresh_card
 
+        from .hub import LocalHub
+
         if not Path(args.model).is_dir():
             raise SystemExit("--results re-renders a card in place: give a checkpoint directory, not a hub id")
+        if LocalHub().contains(path):
+            raise SystemExit(f"--results: {path} is a published revision of the local hub, which is never modified; "
+                             "re-render a copy of it and publish that as a new revision")
         refresh_card(path, json.loads(Path(args.results).read_text()))
     text = (path / CARD_NAME).read_text()
     if args.write:
@@ -325,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("repo_id", help="org/name")
     s.add_argument("--hub", choices=("local", "hf"), default="local")
+    s.add_argument("--replace-shipped", action="store_true",
+                   help="allow publishing an id that an installed package ships (it then shadows the shipped checkpoint)")
     s.set_defaults(fn=cmd_publish)
 
     s = sub.add_parser("reproduce", help="run a paper table and print ours beside the paper's",

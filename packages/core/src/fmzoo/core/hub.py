@@ -50,7 +50,7 @@ _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 def validate_repo_id(repo_id: str) -> tuple[str, str]:
     """``org/name`` with letters, digits, ``-``, ``_``, ``.``; no ``..``, no absolute or nested paths."""
-    if not isinstance(repo_id, str) or ".." in repo_id or not _REPO_ID.match(repo_id):
+    if not isinstance(repo_id, str) or ".." in repo_id or not _REPO_ID.fullmatch(repo_id):
         raise RepoIdError(
             f"invalid repo id {repo_id!r}: expected 'org/name' made of letters, digits, '-', '_' and '.', "
             "with no '..', no leading '/', and exactly one '/'"
@@ -60,7 +60,7 @@ def validate_repo_id(repo_id: str) -> tuple[str, str]:
 
 
 def _validate_revision(revision: str) -> str:
-    if ".." in revision or not _REVISION.match(revision):
+    if ".." in revision or not _REVISION.fullmatch(revision):
         raise RepoIdError(f"invalid revision {revision!r}: letters, digits, '-', '_' and '.' only")
     return revision
 
@@ -148,40 +148,111 @@ class LocalHub:
                     )
         return path
 
-    def publish(self, src: str | os.PathLike, repo_id: str, ref: str = "main") -> str:
-        """Copy a checkpoint directory into the hub as a new revision; returns the revision id."""
+    def publish(self, src: str | os.PathLike, repo_id: str, ref: str = "main", replace_shipped: bool = False) -> str:
+        """Copy a checkpoint's own files (``PUBLISHED_FILES`` that exist; never another file of the folder, never a
+        symbolic link) into the hub as a new revision; returns the revision id. One publish per repo id at a time
+        (a lock file), so concurrent publishes both land, as revisions one after the other. A published revision is
+        never modified. An id shipped by an installed package is refused unless ``replace_shipped``."""
         src = Path(src)
         check_checkpoint_dir(src)
+        if not replace_shipped:
+            from .registry import shipped_checkpoints
+
+            if repo_id in shipped_checkpoints():
+                raise RepoIdError(f"{repo_id!r} is shipped by an installed fmzoo package; publishing it to the local hub "
+                                  "would shadow the shipped checkpoint for every user of this hub. Choose another id, or "
+                                  "pass replace_shipped=True (--replace-shipped) if that is what you mean")
+        files = _own_files(src)
         repo = self._repo(repo_id)
         (repo / "revisions").mkdir(parents=True, exist_ok=True)
-        for stale in repo.glob(".incoming-*"):  # leftovers of interrupted publishes
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = repo / f".incoming-{uuid.uuid4().hex}"
+        with _repo_lock(repo):
+            for stale in repo.glob(".incoming-*"):  # leftovers of interrupted publishes (the lock excludes live ones)
+                shutil.rmtree(stale, ignore_errors=True)
+            staging = repo / f".incoming-{uuid.uuid4().hex}"
+            try:
+                staging.mkdir()
+                for name in files:
+                    _copy_shared(src / name, staging / name)
+                manifest = _manifest(staging)
+                rev = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+                target = repo / "revisions" / rev
+                if target.is_dir() and (repo / "revisions" / f"{rev}.json").is_file():
+                    shutil.rmtree(staging)  # identical content already published
+                else:
+                    if target.exists():  # a partial earlier attempt of the same content
+                        shutil.rmtree(target)
+                    os.rename(staging, target)
+                    _fsync_dir(target.parent)
+                    atomic_write_text(
+                        repo / "revisions" / f"{rev}.json",
+                        json.dumps({"repo_id": repo_id, "revision": rev, "files": manifest}, indent=2),
+                    )
+                atomic_write_text(repo / "refs" / _validate_revision(ref), rev + "\n")
+                return rev
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+
+    def contains(self, path: Path) -> bool:
+        """Whether ``path`` lies inside this hub (a published revision: never to be modified in place)."""
         try:
-            shutil.copytree(src, staging)
-            for p in staging.rglob("*"):
-                if p.is_file():
-                    with open(p, "rb") as f:
-                        os.fsync(f.fileno())
-            files = _manifest(staging)
-            rev = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-            target = repo / "revisions" / rev
-            if target.is_dir() and (repo / "revisions" / f"{rev}.json").is_file():
-                shutil.rmtree(staging)  # identical content already published
-            else:
-                if target.exists():  # a partial earlier attempt of the same content
-                    shutil.rmtree(target)
-                os.rename(staging, target)
-                _fsync_dir(target.parent)
-                atomic_write_text(
-                    repo / "revisions" / f"{rev}.json",
-                    json.dumps({"repo_id": repo_id, "revision": rev, "files": files}, indent=2),
-                )
-            atomic_write_text(repo / "refs" / _validate_revision(ref), rev + "\n")
-            return rev
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+            Path(path).resolve().relative_to(self.root.resolve())
+            return True
+        except ValueError:
+            return False
+
+
+PUBLISHED_FILES = (*CHECKPOINT_FILES, "preprocessor_config.json")
+
+
+def _own_files(src: Path) -> list[str]:
+    """The checkpoint's own files in ``src``: regular files, not links (a link could point anywhere: a key, a
+    password file, a loop)."""
+    out = []
+    for name in PUBLISHED_FILES:
+        p = src / name
+        if p.is_symlink():
+            raise CheckpointError(f"{str(p)!r} is a symbolic link; the hub publishes only the checkpoint's own regular "
+                                  "files (copy the file in place of the link)")
+        if p.is_file():
+            out.append(name)
+    return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _copy_shared(src: Path, dst: Path) -> None:
+    """Copy a file's bytes (not its mode), fsync it, and give it the mode the umask allows (readable by the group
+    and others under the usual 022), as any new file of the hub's owner."""
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.chmod(dst, 0o666 & ~_umask())
+
+
+class _repo_lock:
+    """An exclusive lock on one repo id of the local hub (``fcntl.flock`` on ``<repo>/.lock``)."""
+
+    def __init__(self, repo: Path):
+        self.path = repo / ".lock"
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -223,6 +294,8 @@ def resolve_checkpoint(id_or_path: str | os.PathLike, revision: str | None = Non
         path = shipped[repo_id]
         check_checkpoint_dir(path)
         return path
+    if is_offline() and hub.revisions(repo_id) and _REVISION.fullmatch(revision or "main"):
+        return hub.resolve(repo_id, revision)  # the repo is here, the revision is not: say which revisions are
     from .weights import catalogue, resolve_official
 
     official = catalogue().get(repo_id)
@@ -409,12 +482,13 @@ class HubMixin:
             return publish_dir(tmp, repo_id, hub=hub, token=token)
 
 
-def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None) -> str:
+def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None,
+                replace_shipped: bool = False) -> str:
     """Publish an existing checkpoint directory to the local hub or the Hugging Face Hub."""
     validate_repo_id(repo_id)
     check_checkpoint_dir(Path(src))
     if hub == "local":
-        return LocalHub().publish(src, repo_id)
+        return LocalHub().publish(src, repo_id, replace_shipped=replace_shipped)
     if hub == "hf":
         if is_offline():
             raise CheckpointError("cannot push to the Hugging Face Hub: networking is off (FMZOO_OFFLINE/HF_HUB_OFFLINE)")
@@ -422,7 +496,8 @@ def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token:
 
         api = HfApi(token=token)
         api.create_repo(repo_id, exist_ok=True)
-        info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=list(CHECKPOINT_FILES))
+        _own_files(Path(src))  # the same rule as the local hub: no links
+        info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=list(PUBLISHED_FILES))
         return str(getattr(info, "commit_url", info))
     raise ValueError(f"hub must be 'local' or 'hf', got {hub!r}")
 

@@ -431,7 +431,7 @@ def publish_run(model, target: str | os.PathLike, card: dict | None = None, prov
 
     if global_rank() > 0:
         return Path(target_str)
-    if isinstance(target, str) and _REPO_ID.match(target_str) and not Path(target_str).exists():
+    if isinstance(target, str) and _REPO_ID.fullmatch(target_str) and not Path(target_str).exists():
         model.push_to_hub(target_str, hub="local", card=card, provenance=provenance)
         return LocalHub().resolve(target_str)
     return model.save_pretrained(target, card=card, provenance=provenance)

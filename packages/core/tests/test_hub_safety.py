@@ -1,0 +1,115 @@
+"""The local hub copies only a checkpoint's own files, follows no link, serialises publishes of one id, never
+modifies a published revision, refuses to shadow a shipped id, and writes files readable as the umask says."""
+
+import multiprocessing as mp
+import os
+import stat
+
+import pytest
+import torch
+
+from fmzoo.core import CheckpointError, LocalHub, RepoIdError, validate_repo_id
+from fmzoo.core.cli import main
+from fmzoo.core.hub import publish_dir
+
+
+@pytest.fixture
+def ckpt(fake_plugin, tmp_path):
+    import sys
+
+    torch.manual_seed(0)
+    path = tmp_path / "ck"
+    sys.modules["fmzoo_fake_domain"].DigitsMLP().save_pretrained(path)
+    return path
+
+
+def test_symlink_in_checkpoint_is_refused_and_extra_files_not_copied(ckpt, tmp_hub, tmp_path):
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    (ckpt / "notes.txt").symlink_to(secret)  # not a checkpoint file: ignored, never copied
+    (ckpt / "loop").symlink_to(ckpt)
+    rev = publish_dir(ckpt, "lab/digits")
+    published = LocalHub().resolve("lab/digits", rev)
+    assert sorted(p.name for p in published.iterdir()) == ["README.md", "config.json", "model.safetensors", "provenance.json"]
+    (ckpt / "README.md").unlink()
+    (ckpt / "README.md").symlink_to(secret)  # a checkpoint file that is a link: refused
+    with pytest.raises(CheckpointError, match="symbolic link"):
+        publish_dir(ckpt, "lab/digits")
+    assert "PRIVATE KEY" not in "".join(p.read_text(errors="ignore") for p in tmp_hub.rglob("*") if p.is_file())
+
+
+def _publish(args):
+    src, hub, name = args
+    os.environ["FMZOO_HUB"] = hub
+    return publish_dir(src, name)
+
+
+def test_concurrent_publishes_both_land(ckpt, tmp_hub, tmp_path):
+    import shutil
+    import sys
+
+    other = tmp_path / "ck2"
+    shutil.copytree(ckpt, other)
+    torch.manual_seed(1)
+    sys.modules["fmzoo_fake_domain"].DigitsMLP().save_pretrained(other)
+    with mp.get_context("fork").Pool(2) as pool:
+        revs = pool.map(_publish, [(str(ckpt), str(tmp_hub), "lab/same"), (str(other), str(tmp_hub), "lab/same")] * 3)
+    assert len(set(revs)) == 2
+    assert sorted(LocalHub().revisions("lab/same")) == sorted(set(revs))
+    for rev in set(revs):
+        LocalHub().resolve("lab/same", rev)  # verified against its manifest
+
+
+def test_shipped_id_is_not_shadowed_unless_asked(ckpt, tmp_hub, tmp_path, monkeypatch):
+    from fmzoo.core import registry
+
+    monkeypatch.setattr(registry, "shipped_checkpoints", lambda: {"fmzoo/digits": ckpt})
+    with pytest.raises(RepoIdError, match="shipped by an installed fmzoo package"):
+        publish_dir(ckpt, "fmzoo/digits")
+    assert publish_dir(ckpt, "fmzoo/digits", replace_shipped=True)
+
+
+def test_published_files_follow_the_umask(ckpt, tmp_hub):
+    os.chmod(ckpt / "config.json", 0o600)
+    old = os.umask(0o022)
+    try:
+        rev = publish_dir(ckpt, "lab/modes")
+    finally:
+        os.umask(old)
+    for f in LocalHub().resolve("lab/modes", rev).iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+@pytest.mark.parametrize("bad", ["a/b\n", "a/b/c", "../b", "a/..", "/a/b", "a\\b/c", ""])
+def test_bad_repo_ids(bad):
+    with pytest.raises(RepoIdError):
+        validate_repo_id(bad)
+
+
+def test_card_results_never_rewrite_a_published_revision(ckpt, tmp_hub, tmp_path):
+    import json
+
+    rev = publish_dir(ckpt, "lab/card")
+    path = LocalHub().resolve("lab/card", rev)
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"table": "t", "setting": "quick", "rows": []}))
+    before = (path / "README.md").read_bytes()
+    with pytest.raises(SystemExit, match="never modified"):
+        main(["card", str(path), "--results", str(results)])
+    assert (path / "README.md").read_bytes() == before
+    LocalHub().resolve("lab/card", rev)  # still verifies
+
+
+def test_unknown_revision_of_existing_repo_is_named(ckpt, tmp_hub):
+    from fmzoo.core import from_pretrained
+
+    publish_dir(ckpt, "lab/rev")
+    with pytest.raises(CheckpointError, match="revision 'nope' is not in the local hub"):
+        from_pretrained("lab/rev", revision="nope")
+
+
+def test_empty_id_is_refused_not_the_current_directory(fake_plugin):
+    from fmzoo.core import from_pretrained
+
+    with pytest.raises(RepoIdError, match="empty model id"):
+        from_pretrained("")
