@@ -113,3 +113,38 @@ def test_empty_id_is_refused_not_the_current_directory(fake_plugin):
 
     with pytest.raises(RepoIdError, match="empty model id"):
         from_pretrained("")
+
+
+def test_edited_config_sizes_are_refused_before_allocation(ckpt):
+    import json
+
+    from fmzoo.core import from_pretrained
+
+    original = json.loads((ckpt / "config.json").read_text())
+    for hidden, message in ((2**20, r"would be \[1048576, 64\] but model.safetensors holds \[32, 64\]"),  # 4 TiB
+                            (2**31, "too large to build")):  # hidden x hidden overflows
+        config = json.loads(json.dumps(original))
+        config["init_args"]["hidden"] = hidden
+        (ckpt / "config.json").write_text(json.dumps(config))
+        with pytest.raises(CheckpointError, match=message):
+            from_pretrained(ckpt)
+
+
+def test_config_for_another_class_is_a_clear_error(ckpt):
+    import json
+
+    from fmzoo.core import from_pretrained
+
+    config = json.loads((ckpt / "config.json").read_text())
+    config["init_args"]["depth"] = 3
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="init_args do not fit DigitsMLP"):
+        from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("raw,value", [("3e-4", 3e-4), ("010", 10), ("1.5", 1.5), ("-2", -2), ("true", True),
+                                       ("abc", "abc"), ("[1, 2]", [1, 2]), ("1e3", 1000.0), (".5", 0.5)])
+def test_set_values_parse_as_yaml_1_2(raw, value):
+    from fmzoo.core.cli import yaml_value
+
+    assert yaml_value(raw) == value and type(yaml_value(raw)) is type(value)

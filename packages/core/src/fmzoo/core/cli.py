@@ -22,7 +22,22 @@ def _set_value(recipe: dict, assignment: str) -> None:
     parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = yaml_value(raw)
+
+
+_FLOAT12 = __import__("re").compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INT12 = __import__("re").compile(r"[-+]?[0-9]+\Z")
+
+
+def yaml_value(raw: str):
+    """A --set value as YAML 1.2 reads it: '3e-4' is a float (YAML 1.1, PyYAML's, reads a string) and '010' is the
+    integer 10 (not octal 8); everything else as PyYAML reads it."""
+    text = raw.strip()
+    if _INT12.match(text):
+        return int(text)
+    if _FLOAT12.match(text) and any(c in text for c in ".eE"):
+        return float(text)
+    return yaml.safe_load(raw)
 
 
 DISTRIBUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu"}

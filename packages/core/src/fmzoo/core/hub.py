@@ -460,7 +460,12 @@ class HubMixin:
                     f"{str(path)!r} holds a {arch!r}, not a {cls.__name__!r}; "
                     "use fmzoo.core.from_pretrained to pick the class from config.json"
                 )
-        model = target(**{**config["init_args"], **overrides})
+        init_args = {**config["init_args"], **overrides}
+        _check_shapes_before_allocating(target, init_args, path / WEIGHTS_NAME)
+        try:
+            model = target(**init_args)
+        except TypeError as exc:  # init_args that the class does not take: a config written for another class
+            raise CheckpointError(f"{str(path / CONFIG_NAME)!r}: its init_args do not fit {arch} ({exc})") from None
         load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
         model.input_spec = config.get("input_spec")
         model.eval()
@@ -500,6 +505,41 @@ def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token:
         info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=list(PUBLISHED_FILES))
         return str(getattr(info, "commit_url", info))
     raise ValueError(f"hub must be 'local' or 'hf', got {hub!r}")
+
+
+def _check_shapes_before_allocating(target: type, init_args: dict, weights: Path) -> None:
+    """Build the model on torch's meta device (no memory) and compare every parameter's shape with the safetensors
+    header (read without loading a tensor): an edited config (``ff_dim: 2**31``) is refused before it allocates.
+    A class that cannot be built on the meta device is left to the strict load."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    if not weights.is_file():
+        return
+    try:
+        with safe_open(str(weights), "pt") as f:
+            header = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, Exception):  # a broken file: load_weights reports it
+        return
+    try:
+        with torch.device("meta"):
+            meta = target(**init_args)
+    except TypeError as exc:
+        raise CheckpointError(f"the checkpoint's init_args do not fit {target.__name__}: {exc}") from None
+    except RuntimeError as exc:
+        if "overflow" in str(exc):  # sizes so large that even their element count overflows
+            raise CheckpointError(f"config.json describes a {target.__name__} too large to build ({exc}); the config "
+                                  "was edited or belongs to other weights") from None
+        return  # some constructors run real tensor code, which the meta device cannot; the strict load still checks
+    except Exception:  # noqa: BLE001 - as above
+        return
+    shapes = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    wrong = [k for k in shapes if k in header and shapes[k] != header[k]]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(f"config.json does not match the weights: {k} would be {list(shapes[k])} but "
+                              f"model.safetensors holds {list(header[k])} ({len(wrong)} tensors differ); "
+                              "the config was edited or belongs to other weights")
 
 
 def load_weights(model, weights: Path, expected_sha256: str | None = None) -> None:
