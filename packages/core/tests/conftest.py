@@ -14,6 +14,7 @@ import torch
 from fmzoo.core import HubMixin, Plugin
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
 from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask
 from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
 from torch import nn
@@ -87,15 +88,19 @@ class DigitsMAE(Method):
     def task(self, model, data, steps_per_epoch, max_epochs):
         rate = float(self.recipe.get("mask", {}).get("rate", 0.5))
 
+        seed = self.seed
+
         class Task(SSLTask):
             def __init__(self, model):
                 super().__init__(model, lr=1e-3)
                 self.decoder = nn.Linear(model.net[-1].out_features, model.net[0].in_features)
+                self.gen = generator(seed)  # the method's own mask stream (saved and restored on resume)
 
             def ssl_loss(self, batch):
                 (x,) = batch
-                keep = (torch.rand_like(x) > rate).float()
-                return {"loss": ((self.decoder(self.model(x * keep)) - x) ** 2 * (1 - keep)).mean()}
+                keep = (torch.rand(x.shape, generator=self.gen) > rate).float()
+                noisy = x * keep + 0.01 * torch.randn_like(x)  # and a draw from the global stream
+                return {"loss": ((self.decoder(self.model(noisy)) - x) ** 2 * (1 - keep)).mean()}
 
         return Task(model)
 
@@ -136,17 +141,21 @@ def plugin() -> Plugin:
                   weight_formats={"digits-release": f"{MODULE}:DigitsRelease"}, official=f"{MODULE}:OFFICIAL")
 
 
-@pytest.fixture
-def fake_plugin(monkeypatch):
-    """The registry sees exactly the fake domain (and no installed domain package)."""
+def install_fake_plugin(setitem, setattr_):
     from fmzoo.core import registry
 
     module = types.ModuleType(MODULE)
     module.DigitsMLP, module.DigitsHooks, module.DigitsMAE = DigitsMLP, DigitsHooks, DigitsMAE
     module.DigitsRelease, module.OFFICIAL = DigitsRelease, OFFICIAL
-    monkeypatch.setitem(sys.modules, MODULE, module)
-    monkeypatch.setattr(registry, "plugins", lambda: {"fake": plugin()})
+    setitem(sys.modules, MODULE, module)
+    setattr_(registry, "plugins", lambda: {"fake": plugin()})
     return module
+
+
+@pytest.fixture
+def fake_plugin(monkeypatch):
+    """The registry sees exactly the fake domain (and no installed domain package)."""
+    return install_fake_plugin(monkeypatch.setitem, monkeypatch.setattr)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import stat
 
 import pytest
 import torch
-
 from fmzoo.core import CheckpointError, LocalHub, RepoIdError, validate_repo_id
 from fmzoo.core.cli import main
 from fmzoo.core.hub import publish_dir

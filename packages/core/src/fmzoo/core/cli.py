@@ -107,6 +107,15 @@ def cmd_pretrain(args) -> int:
     if overrides:
         recipe["trainer_overrides"] = overrides
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if held and not args.resume:
+        if not args.overwrite:
+            raise SystemExit(f"fmzoo pretrain: {run_dir} already holds a run ({', '.join(held)}); continue it with "
+                             "--resume, choose another --out, or replace it with --overwrite")
+        import shutil
+
+        for name in held:  # the whole earlier run goes: a stale last.ckpt would be resumed later
+            (shutil.rmtree if (run_dir / name).is_dir() else Path.unlink)(run_dir / name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if args.resume:
         _check_resumed_recipe(run_dir, recipe)
@@ -119,6 +128,9 @@ def cmd_pretrain(args) -> int:
         rev = publish_dir(ckpt, args.publish, hub="local")
         print(f"published {args.publish}@{rev} to the local hub")
     return 0
+
+
+RUN_FILES = ("checkpoints", "checkpoint", "logs", "recipe.yaml", "ranks")  # what a pretraining run writes in --out
 
 
 def _training_values(recipe: dict) -> dict:
@@ -271,7 +283,6 @@ def cmd_card(args) -> int:
     path = resolve_checkpoint(args.model)
     if args.results:
         from .card import refresh_card
-
         from .hub import LocalHub
 
         if not Path(args.model).is_dir():
@@ -313,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strategy", default=DISTRIBUTION_DEFAULTS["strategy"], help="Lightning strategy: auto, ddp, fsdp, ...")
     s.add_argument("--accelerator", default=DISTRIBUTION_DEFAULTS["accelerator"], help="cpu (default), gpu, auto")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
+    s.add_argument("--overwrite", action="store_true", help="replace the run that OUT holds (default: refuse)")
     s.add_argument("--publish", metavar="REPO_ID", help="publish the result to the local hub under this id")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(fn=cmd_pretrain)

@@ -537,9 +537,9 @@ def _check_shapes_before_allocating(target: type, init_args: dict, weights: Path
     wrong = [k for k in shapes if k in header and shapes[k] != header[k]]
     if wrong:
         k = wrong[0]
-        raise CheckpointError(f"config.json does not match the weights: {k} would be {list(shapes[k])} but "
-                              f"model.safetensors holds {list(header[k])} ({len(wrong)} tensors differ); "
-                              "the config was edited or belongs to other weights")
+        raise CheckpointError(f"model.safetensors does not fit the {target.__name__} that config.json (and overrides) "
+                              f"describe: {k} would be {list(shapes[k])} but model.safetensors holds {list(header[k])} "
+                              f"({len(wrong)} tensors differ); the config was edited or belongs to other weights")
 
 
 def load_weights(model, weights: Path, expected_sha256: str | None = None) -> None:

@@ -270,7 +270,7 @@ def make_trainer(
         log_every_n_steps=log_every_n_steps,
         gradient_clip_val=gradient_clip_val,
         logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[ckpt, TrainClock(), *(callbacks or [])],
+        callbacks=[ckpt, TrainClock(), RNGState(), *(callbacks or [])],
         **extra,
     )
 
@@ -307,6 +307,88 @@ class TrainClock(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = float(state_dict["seconds"])
         self.parts = [dict(p) for p in state_dict.get("parts", [])]  # checkpoints from before parts were kept: none
+
+
+class RNGState(L.Callback):
+    """Every random stream of a run, saved in each checkpoint and restored on resume, so a run continued with
+    ``--resume`` draws exactly what the uninterrupted run drew (Lightning restores weights, optimiser and loops but
+    not these): Python's ``random``, NumPy's global and torch's global (CPU, CUDA) generators, the training loader's
+    own generator (its shuffle; ``fit`` hands the loader over) and every ``torch.Generator`` /
+    ``numpy.random.Generator`` / ``random.Random`` the task keeps as an attribute (a method's masks and views).
+
+    States are restored as soon as Lightning hands the checkpoint over, before the loader's first iterator of the
+    resumed run exists: that iterator draws its base seed from the loader's generator, as the uninterrupted run's
+    next-epoch iterator did, and nothing between a checkpoint and the next step draws from the others."""
+
+    def __init__(self):
+        self.loader = None
+        self._module = None
+
+    def setup(self, trainer, pl_module, stage=None):
+        self._module = pl_module
+
+    @staticmethod
+    def _own_generators(module) -> dict:
+        import random
+
+        import numpy as np
+
+        if module is None:
+            return {}
+        return {name: value for name, value in vars(module).items()
+                if isinstance(value, (torch.Generator, np.random.Generator, random.Random))}
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+
+        version, internal, gauss = random.getstate()
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        # plain containers and tensors only: checkpoints load with torch.load(weights_only=True)
+        state = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state(),
+                 "numpy": [name, torch.as_tensor(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        gen = getattr(self.loader, "generator", None)
+        if gen is not None:
+            state["loader"] = gen.get_state()
+        own = {}
+        for key, g in self._own_generators(self._module).items():
+            if isinstance(g, torch.Generator):
+                own[key] = g.get_state()
+            elif hasattr(g, "bit_generator"):
+                own[key] = g.bit_generator.state
+            else:
+                v, internal_, gauss_ = g.getstate()
+                own[key] = [v, list(internal_), gauss_]
+        state["task"] = own
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        import random
+
+        import numpy as np
+
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        gen = getattr(self.loader, "generator", None)
+        if gen is not None and "loader" in state:
+            gen.set_state(state["loader"])
+        own = self._own_generators(self._module)
+        for key, value in state.get("task", {}).items():
+            g = own.get(key)
+            if isinstance(g, torch.Generator):
+                g.set_state(value)
+            elif hasattr(g, "bit_generator"):
+                g.bit_generator.state = value
+            elif g is not None:
+                g.setstate((value[0], tuple(value[1]), value[2]))
 
 
 def _clock(trainer: L.Trainer) -> TrainClock:
@@ -354,6 +436,9 @@ def fit(
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(run_dir, max_epochs=max_epochs, **trainer_kwargs)
+    for callback in trainer.callbacks:
+        if isinstance(callback, RNGState):
+            callback.loader = train_loader  # its shuffle generator is saved and restored too
     if world_size(trainer_kwargs) > 1 and not syncs_batchnorm(trainer_kwargs) and _has_batchnorm(task):
         warnings.warn("BatchNorm statistics are per process in this multi-process CPU run (torch synchronises "
                       "them only on accelerators): the run differs from one process with the whole batch", stacklevel=2)
