@@ -181,3 +181,39 @@ def test_reproduce_jobs_runs_each_table_in_its_own_process_longest_first(tmp_pat
     out = capsys.readouterr()
     assert all(f"table {n}\n" in out.out for n in ("fast", "new", "broken", "slow"))
     assert "broken: FAILED (exit 1)" in out.err and "ValueError: bad" in out.err
+
+
+def test_version_and_user_errors_are_one_line_with_exit_2(capsys):
+    from fmzoo.core import __version__
+    from fmzoo.core.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"fmzoo {__version__}"
+    for argv, expected in ((["reproduce", "no-such-table"], "unknown table 'no-such-table'"),
+                           (["pretrain", "no-such-recipe"], "unknown recipe 'no-such-recipe'"),
+                           (["reproduce"], "give a TABLE or --all"),
+                           (["card", "nobody/nothing"], "not in the local hub")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    from fmzoo.core import cli
+
+    def broken(args):
+        return {}["missing"]  # a KeyError from a bug, not a user's unknown name
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    with pytest.raises(KeyError):
+        cli.main(["list"])
+
+
+def test_doctor_names_versions_data_root_and_hubs(fake_plugin, tmp_hub, capsys):
+    from fmzoo.core.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "fmzoo-core" in out and "torch" in out and "fmzoo-fake" in out
+    assert f"local hub: {tmp_hub}" in out and "official weights in the catalogue: 1" in out

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UsageError
+
 EPILOG = "Data come from $FMZOO_DATA (default ../shared/data); checkpoints from $FMZOO_HUB (default ~/.cache/fmzoo/hub)."
 
 
 def _set_value(recipe: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep:
-        raise SystemExit(f"--set expects key=value, got {assignment!r}")
+        raise UsageError(f"--set expects key=value, got {assignment!r}")
     node = recipe
     parts = key.split(".")
     for part in parts[:-1]:
@@ -90,6 +92,39 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """Versions, where data and checkpoints come from, and what is installed: the first thing to paste in a bug."""
+    import platform
+
+    import torch
+
+    from . import __version__
+    from .data import data_root
+    from .hub import hub_root, is_offline
+    from .provenance import package_versions
+    from .registry import PLUGIN_ERRORS, plugins, shipped_checkpoints
+    from .weights import catalogue, imported_root
+
+    versions = package_versions()
+    print(f"fmzoo-core {__version__}; python {platform.python_version()}; torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads; cuda {'yes' if torch.cuda.is_available() else 'no'})")
+    for name in plugins():
+        print(f"  fmzoo-{name} {versions.get(f'fmzoo-{name}', '?')}")
+    for name, err in PLUGIN_ERRORS.items():
+        print(f"  fmzoo-{name}: FAILED to load: {err}")
+    root = data_root(required=False)
+    print(f"data root: {root or 'none (set FMZOO_DATA)'}" + (" (FMZOO_DATA)" if os.environ.get("FMZOO_DATA") else ""))
+    if root is not None:
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            sources = len(list(sub.rglob("SOURCE.txt")))
+            print(f"  {sub.name:<16}{sources} dataset(s) with SOURCE.txt")
+    print(f"local hub: {hub_root()}{' (exists)' if hub_root().is_dir() else ' (empty)'}; "
+          f"imported official weights: {imported_root()}")
+    print(f"network: {'off (FMZOO_OFFLINE/HF_HUB_OFFLINE)' if is_offline() else 'on (Hugging Face Hub reachable if online)'}")
+    print(f"shipped checkpoints: {len(shipped_checkpoints())}; official weights in the catalogue: {len(catalogue())}")
+    return 0
+
+
 def cmd_pretrain(args) -> int:
     from .pretrain import run_pretraining
     from .registry import load_recipe
@@ -110,7 +145,7 @@ def cmd_pretrain(args) -> int:
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if held and not args.resume:
         if not args.overwrite:
-            raise SystemExit(f"fmzoo pretrain: {run_dir} already holds a run ({', '.join(held)}); continue it with "
+            raise UsageError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with "
                              "--resume, choose another --out, or replace it with --overwrite")
         import shutil
 
@@ -149,7 +184,7 @@ def _check_resumed_recipe(run_dir: Path, recipe: dict) -> None:
     now = _training_values(yaml.safe_load(yaml.safe_dump(recipe, sort_keys=False)))  # the saved copy's round trip
     if saved != now:
         keys = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise SystemExit(f"--resume: the recipe differs from the one {saved_path} started with (keys: {', '.join(keys)});"
+        raise UsageError(f"--resume: the recipe differs from the one {saved_path} started with (keys: {', '.join(keys)});"
                          f" resume with the same recipe, --seed and --set, or start a new run directory")
 
 
@@ -157,7 +192,7 @@ def _checkpoint_in(run_dir: Path) -> Path:
     for candidate in (run_dir / "checkpoint", run_dir):
         if (candidate / "config.json").is_file():
             return candidate
-    raise SystemExit(f"{run_dir} holds no checkpoint (expected {run_dir}/checkpoint/config.json)")
+    raise UsageError(f"{run_dir} holds no checkpoint (expected {run_dir}/checkpoint/config.json)")
 
 
 def cmd_publish(args) -> int:
@@ -206,7 +241,7 @@ def cmd_reproduce(args) -> int:
 
     names = all_tables() if args.all else [args.table]
     if not names or names == [None]:
-        raise SystemExit("give a TABLE or --all")
+        raise UsageError("give a TABLE or --all")
     if args.jobs > 1 and len(names) > 1:
         failed = _reproduce_in_processes(names, args)
     else:
@@ -233,12 +268,12 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     config = read_config(resolve_checkpoint(args.model))
     hooks = hooks_for(config["architecture"])
     if args.dataset and args.data:
-        raise SystemExit(f"fmzoo {mode}: give --dataset or --data, not both")
+        raise UsageError("give --dataset or --data, not both")
     if args.dataset and hooks.datasets and args.dataset not in hooks.datasets:
-        raise SystemExit(f"fmzoo {mode}: {config['architecture']} checkpoints take --dataset "
+        raise UsageError(f"{config['architecture']} checkpoints take --dataset "
                          f"{' | '.join(hooks.datasets)}, got {args.dataset!r}")
     if args.data and not Path(args.data).exists():
-        raise SystemExit(f"fmzoo {mode}: --data {args.data}: no such file or directory "
+        raise UsageError(f"--data {args.data}: no such file or directory "
                          f"(expected {hooks.data_format or 'the domain format'})")
     model = from_pretrained(args.model)
     task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
@@ -263,7 +298,7 @@ def cmd_import(args) -> int:
     if args.id:
         entry = catalogue().get(args.id)
         if entry is None:
-            raise SystemExit(f"fmzoo import: {args.id!r} is not in the catalogue (`fmzoo list` shows it)")
+            raise UsageError(f"{args.id!r} is not in the catalogue (`fmzoo list` shows it)")
     out_dir, repo_id = args.out, None
     if args.out and not Path(args.out).exists() and "/" in args.out and not args.out.startswith((".", "/")):
         validate_repo_id(args.out)
@@ -286,9 +321,9 @@ def cmd_card(args) -> int:
         from .hub import LocalHub
 
         if not Path(args.model).is_dir():
-            raise SystemExit("--results re-renders a card in place: give a checkpoint directory, not a hub id")
+            raise UsageError("--results re-renders a card in place: give a checkpoint directory, not a hub id")
         if LocalHub().contains(path):
-            raise SystemExit(f"--results: {path} is a published revision of the local hub, which is never modified; "
+            raise UsageError(f"--results: {path} is a published revision of the local hub, which is never modified; "
                              "re-render a copy of it and publish that as a new revision")
         refresh_card(path, json.loads(Path(args.results).read_text()))
     text = (path / CARD_NAME).read_text()
@@ -301,12 +336,20 @@ def cmd_card(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="fmzoo", description="Self-supervised foundation models for science.", epilog=EPILOG)
+    p.add_argument("--version", action="version", version=f"fmzoo {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="installed packages, architectures, checkpoints, recipes and tables",
                        description="List what the installed fmzoo packages provide and what the local hub holds.")
     s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("doctor", help="versions, data root, hubs and what is installed",
+                       description="Print versions, the data root and which domain data it holds, the hubs, and the "
+                       "shipped and official checkpoints: what to paste in a bug report.")
+    s.set_defaults(fn=cmd_doctor)
 
     s = sub.add_parser("pretrain", help="run a pretraining recipe",
                        description="Pretrain with a recipe (a name from `fmzoo list` or a YAML path). "
@@ -397,13 +440,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import CheckpointError, InputSpecError, RecipeError, RepoIdError
+    from .errors import CheckpointError, InputSpecError, RecipeError, RepoIdError, UnknownNameError
 
     try:
         return int(args.fn(args) or 0)
-    except (KeyError, CheckpointError, InputSpecError, RecipeError, RepoIdError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"fmzoo {args.command}: error: {message}", file=sys.stderr)
+    except (UsageError, UnknownNameError, CheckpointError, InputSpecError, RecipeError, RepoIdError,
+            FileNotFoundError) as exc:  # the user's input; anything else is a bug and keeps its traceback
+        print(f"fmzoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UnknownNameError
+
 ENTRY_POINT_GROUP = "fmzoo.plugins"
 SHIPPED_ORG = "fmzoo"  # a shipped checkpoint's id is fmzoo/<its directory name>
 
@@ -95,7 +97,7 @@ def model_class(architecture: str) -> type:
     models = _merged("models")
     if architecture not in models:
         known = ", ".join(sorted(models)) or "none (no fmzoo domain package installed)"
-        raise KeyError(f"no installed fmzoo package registers the architecture {architecture!r}; known: {known}")
+        raise UnknownNameError(f"no installed fmzoo package registers the architecture {architecture!r}; known: {known}")
     return import_object(models[architecture][1])
 
 
@@ -145,7 +147,7 @@ def _recipe_path(name_or_path: str, folder: Path | None) -> Path:
         return path
     known = recipes()
     if name_or_path not in known:
-        raise KeyError(f"unknown recipe {name_or_path!r}; known: {', '.join(known) or 'none'}")
+        raise UnknownNameError(f"unknown recipe {name_or_path!r}; known: {', '.join(known) or 'none'}")
     return known[name_or_path]
 
 
@@ -194,7 +196,7 @@ def _merge(base: dict, override: dict) -> dict:
 def load_table(name: str) -> dict:
     known = tables()
     if name not in known:
-        raise KeyError(f"unknown table {name!r}; known: {', '.join(known) or 'none'}")
+        raise UnknownNameError(f"unknown table {name!r}; known: {', '.join(known) or 'none'}")
     table = yaml.safe_load(known[name].read_text())
     table.setdefault("table", name)
     return table
@@ -203,7 +205,7 @@ def load_table(name: str) -> dict:
 def _lookup(attr: str, key: str, what: str) -> Callable:
     merged = _merged(attr)
     if key not in merged:
-        raise KeyError(f"no installed fmzoo package provides the {what} {key!r}; known: {', '.join(merged) or 'none'}")
+        raise UnknownNameError(f"no installed fmzoo package provides the {what} {key!r}; known: {', '.join(merged) or 'none'}")
     return import_object(merged[key][1])
 
 

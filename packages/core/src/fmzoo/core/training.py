@@ -247,9 +247,15 @@ def make_trainer(
     callbacks: list | None = None,
     **extra,
 ) -> L.Trainer:
+    import logging
+
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    # Lightning's start-up lines (accelerator availability, cloud-logging tips) tell a user nothing they can act on
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     # save_top_k=1 without a monitor keeps the newest epoch; Lightning writes last.ckpt only next to a
     # saved checkpoint, so this is what makes last.ckpt appear after every epoch (resume after a kill).
@@ -451,6 +457,10 @@ def fit(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is an invalid version and will not be supported.*")
         warnings.filterwarnings("ignore", ".*Previous log files in this directory will be deleted.*")
+        warnings.filterwarnings("ignore", ".*defined a `validation_step` but have no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
         trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
     if earlier and trainer.global_rank == 0:
         _prepend_log(log, earlier)
