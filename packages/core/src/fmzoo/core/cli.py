@@ -276,6 +276,9 @@ def _finetune_or_evaluate(args, mode: str) -> int:
         raise UsageError(f"--data {args.data}: no such file or directory "
                          f"(expected {hooks.data_format or 'the domain format'})")
     model = from_pretrained(args.model)
+    if args.target and not args.data:
+        raise UsageError("--target names the label column of your own --data; give --data PATH too")
+    hooks.target = args.target
     task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
     budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
@@ -380,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--dataset", help="a dataset of the checkpoint's domain on $FMZOO_DATA (default: the checkpoint's own)")
         s.add_argument("--data", metavar="PATH", help="your own labelled data in the domain's everyday format "
                        "(see the package README: CSV, FASTA + labels, WAV folder, NIfTI pairs, image folder, ...)")
+        s.add_argument("--target", metavar="NAME", help="with --data: the column (or field) holding the labels")
         s.add_argument("--seeds", type=int, nargs="+", default=[0],
                        help="seeds: each draws its own labelled subset and initialisation (default 0)")
         budget = s.add_mutually_exclusive_group()

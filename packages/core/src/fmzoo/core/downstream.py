@@ -136,6 +136,7 @@ class DownstreamHooks:
 
     datasets: tuple[str, ...] = ()  # names accepted by --dataset; the first is the default
     data_format: str = ""  # what --data PATH expects, in words (shown by --help and in errors)
+    target: str | None = None  # --target NAME: the label column of the user's --data (set by the CLI before load)
     # fine-tuning defaults (the CLI's --epochs/--lr/--batch-size override them)
     epochs: int = 10
     lr: float = 1e-4  # encoder and head, fine-tuned end to end
