@@ -103,3 +103,21 @@ def test_card_shows_seeds_of_old_and_new_provenance():
     assert "- seeds: [3]" in render_card(config, {}, {"seed": 3})  # as the graph/medical/speech/RS checkpoints wrote it
     assert "- seeds: [0, 1]" in render_card(config, {}, {"seeds": [0, 1]})
     assert "seeds" not in render_card(config, {}, {"git_commit": "abc"})
+
+
+def test_card_metadata_has_metric_ids_and_a_model_index(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from fmzoo.core.card import render_card
+
+    config = {"architecture": "X", "init_args": {}, "input_spec": None}
+    card = {"title": "X on digits", "license": "mit", "base_model": "org/base", "pipeline_tag": "feature-extraction",
+            "results": [{"metric": "pretraining time", "value": "3 s", "setting": "CPU"}],
+            "eval_results": [{"dataset": "digits", "metric": "accuracy (linear probe)", "value": 0.91},
+                             {"dataset": "digits", "metric": "pretraining time", "value": 3.0}]}
+    (tmp_path / "README.md").write_text(render_card(config, card, {}))
+    data = ModelCard.load(tmp_path / "README.md").data
+    assert data.metrics == ["accuracy"]  # ids only, never prose
+    assert data.base_model == "org/base" and data.pipeline_tag == "feature-extraction"
+    (result,) = data.eval_results
+    assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.91, "digits")

@@ -7,21 +7,43 @@ import json
 import yaml
 
 
+# Hugging Face metric ids (the `evaluate` library's names) of the metrics fmzoo reports
+METRIC_IDS = {"accuracy": "accuracy", "roc_auc": "roc_auc", "roc-auc": "roc_auc", "auroc": "roc_auc", "dice": "dice",
+              "mse": "mse", "mae": "mae", "rmse": "rmse", "r2": "r2", "spearman": "spearmanr", "spearmanr": "spearmanr",
+              "perplexity": "perplexity", "f1": "f1", "q3": "accuracy", "wer": "wer"}
+
+
+def metric_id(name: str) -> str | None:
+    """The metric id of a result's metric name ("accuracy (linear probe)" -> "accuracy"), None if not a known metric."""
+    head = str(name).strip().lower().split(":")[0].split(" (")[0].split()[0] if str(name).strip() else ""
+    return METRIC_IDS.get(head)
+
+
+def _metadata(config: dict, card: dict, title: str) -> str:
+    """The card's YAML header, built with huggingface_hub's ModelCardData: metrics are ids, and structured results
+    (``card["eval_results"]``: task_type, dataset, dataset_name, metric, value, name) become a ``model-index``."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    evals = []
+    for r in card.get("eval_results") or []:
+        mid = metric_id(r["metric"])
+        if mid is None:
+            continue
+        evals.append(EvalResult(task_type=r.get("task_type", "feature-extraction"), dataset_type=r["dataset"],
+                                dataset_name=r.get("dataset_name", r["dataset"]), metric_type=mid,
+                                metric_value=float(r["value"]), metric_name=r.get("name", r["metric"])))
+    data = ModelCardData(
+        library_name=card.get("library_name", "fmzoo"), license=card.get("license", "apache-2.0"),
+        tags=["fmzoo", "self-supervised", *card.get("tags", [])], datasets=list(card.get("datasets") or []) or None,
+        base_model=card.get("base_model"), pipeline_tag=card.get("pipeline_tag"), language=card.get("language"),
+        metrics=sorted({e.metric_type for e in evals}) or None, model_name=title if evals else None,
+        eval_results=evals or None)
+    return data.to_yaml()
+
+
 def render_card(config: dict, card: dict, provenance: dict | None = None) -> str:
-    meta = {
-        "library_name": "fmzoo",
-        "license": card.get("license", "apache-2.0"),
-        "tags": ["fmzoo", "self-supervised", *card.get("tags", [])],
-    }
-    for key in ("base_model", "pipeline_tag", "language"):  # Hugging Face card metadata, where the card gives them
-        if card.get(key):
-            meta[key] = card[key]
-    if card.get("datasets"):
-        meta["datasets"] = list(card["datasets"])
-    if card.get("results"):
-        meta["metrics"] = sorted({r["metric"].split(":")[0].split(" (")[0].strip() for r in card["results"]})
     title = card.get("title") or config["architecture"]
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", f"# {title}", ""]
+    lines = ["---", _metadata(config, card, title).strip(), "---", "", f"# {title}", ""]
     if card.get("summary"):
         lines += [card["summary"].strip(), ""]
     lines += ["## Intended use", "", (card.get("intended_use") or "Research use: feature extraction and fine-tuning.").strip(), ""]
@@ -73,6 +95,19 @@ def provenance_seeds(provenance: dict) -> list[int] | None:
     return None
 
 
+def eval_results(result: dict, table: dict | None = None) -> list[dict]:
+    """Structured results (for the card's model-index) of one ``fmzoo reproduce`` result: our rows whose metric has an
+    id, with the table's ``task_type`` and ``dataset`` (default: the table's name)."""
+    table = table or {}
+    out = []
+    for r in result["rows"]:
+        if metric_id(r["metric"]) is None or r.get("init") != "pretrained":
+            continue
+        out.append({"task_type": table.get("task_type", "feature-extraction"), "dataset": table.get("dataset", result["table"]),
+                    "metric": r["metric"], "value": r["ours"], "name": f"{r['metric']}: {r['model']} ({result['setting']})"})
+    return out
+
+
 def result_rows(result: dict) -> list[dict]:
     """Card rows ({metric, value, setting}) of one ``fmzoo reproduce`` result (``result["command"]``, when a
     result comes from another command than ``fmzoo reproduce TABLE [--quick]``, names that command)."""
@@ -109,8 +144,10 @@ def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card:
         results = [results] if isinstance(results, dict) else list(results)
         card["results"] = list(card.get("results") or [])
         recorded: dict[str, list] = {}  # results of one table and setting (e.g. two partial runs) add up
+        card["eval_results"] = list(card.get("eval_results") or [])
         for result in results:
             card["results"] += result_rows(result)
+            card["eval_results"] += eval_results(result, result.get("table_meta"))
             recorded.setdefault(f"{result['table']}:{result['setting']}", []).extend(result["rows"])
         prov.setdefault("evaluations", {}).update(recorded)
     text = render_card(config, card, prov)
