@@ -106,9 +106,8 @@ def test_card_shows_seeds_of_old_and_new_provenance():
 
 
 def test_card_metadata_has_metric_ids_and_a_model_index(tmp_path):
-    from huggingface_hub import ModelCard
-
     from fmzoo.core.card import render_card
+    from huggingface_hub import ModelCard
 
     config = {"architecture": "X", "init_args": {}, "input_spec": None}
     card = {"title": "X on digits", "license": "mit", "base_model": "org/base", "pipeline_tag": "feature-extraction",

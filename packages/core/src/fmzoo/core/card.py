@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 
-import yaml
-
-
 # Hugging Face metric ids (the `evaluate` library's names) of the metrics fmzoo reports
 METRIC_IDS = {"accuracy": "accuracy", "roc_auc": "roc_auc", "roc-auc": "roc_auc", "auroc": "roc_auc", "dice": "dice",
               "mse": "mse", "mae": "mae", "rmse": "rmse", "r2": "r2", "spearman": "spearmanr", "spearmanr": "spearmanr",

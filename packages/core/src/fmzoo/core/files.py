@@ -42,3 +42,12 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def hub_root() -> Path:
+    return Path(os.environ.get("FMZOO_HUB") or Path.home() / ".cache" / "fmzoo" / "hub").expanduser()
+
+
+def is_offline() -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("FMZOO_OFFLINE", "HF_HUB_OFFLINE"))

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, RepoIdError
-from .files import _fsync_dir, atomic_write_text, sha256_file  # noqa: F401  (re-exported)
+from .files import _fsync_dir, atomic_write_text, hub_root, is_offline, sha256_file  # noqa: F401  (re-exported)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -63,15 +63,6 @@ def _validate_revision(revision: str) -> str:
     if ".." in revision or not _REVISION.fullmatch(revision):
         raise RepoIdError(f"invalid revision {revision!r}: letters, digits, '-', '_' and '.' only")
     return revision
-
-
-def hub_root() -> Path:
-    return Path(os.environ.get("FMZOO_HUB") or Path.home() / ".cache" / "fmzoo" / "hub").expanduser()
-
-
-def is_offline() -> bool:
-    truthy = {"1", "true", "yes", "on"}
-    return any(os.environ.get(v, "").strip().lower() in truthy for v in ("FMZOO_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def _manifest(directory: Path) -> dict[str, dict[str, Any]]:

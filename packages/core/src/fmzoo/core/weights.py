@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
-from .files import sha256_file
+from .files import hub_root, is_offline, sha256_file
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,6 @@ def detect_format(path: Path) -> WeightFormat:
 
 
 def imported_root() -> Path:
-    from .hub import hub_root
-
     return hub_root() / "imported"
 
 
@@ -170,11 +168,8 @@ def import_weights(source: str | os.PathLike, format: str | None = None, out: st
     options = {**(entry.options if entry else {}), **options}
     files = _source_files(source)
     target = Path(out) if out is not None else imported_root() / fmt.name / _digest(files, fmt.name, options)
-    from .hub import check_checkpoint_dir
-
-    if out is None and (target / "config.json").is_file():
-        check_checkpoint_dir(target)
-        return target
+    if out is None and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target  # converted before (written whole, then renamed into place)
     model = fmt.convert(source, **options)
     card = _card(fmt, entry, source)
     provenance = {"imported_from": {"format": fmt.name, "options": options, "id": entry.id if entry else None,
@@ -216,8 +211,6 @@ def resolve_official(entry: OfficialWeights, revision: str | None = None) -> Pat
                               f"{', '.join(entry.files) or 'the release'} and run `fmzoo import FILE --format {entry.format} "
                               f"--id {entry.id}`, then load the directory it prints")
     from huggingface_hub import snapshot_download
-
-    from .hub import is_offline
 
     try:
         folder = snapshot_download(entry.hf_repo, revision=revision or entry.revision,
