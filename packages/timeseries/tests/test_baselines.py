@@ -1,6 +1,6 @@
 import torch
-from fmzoo.timeseries.evaluation import evaluate_dlinear, evaluate_repeat_last
 from fmzoo.timeseries.models.baselines import DLinearLS, moving_average, repeat_last
+from fmzoo.timeseries.tasks.evaluation import evaluate_dlinear, evaluate_repeat_last
 
 
 def test_repeat_last_and_moving_average():

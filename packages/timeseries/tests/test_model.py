@@ -109,3 +109,22 @@ def test_save_load_roundtrip_and_corruption(tmp_path, tiny_gpht):
     w.write_bytes(w.read_bytes()[:-100])
     with pytest.raises(CheckpointError):
         GPHT.from_pretrained(tmp_path / "ck")
+
+
+def test_token_states_and_differentiable_rollout(tiny_gpht):
+    m = tiny_gpht()
+    x = torch.randn(3, 96)
+    feats = m.token_states(x)
+    assert feats.shape == (3, 3 * 16)  # last-token state of each of the 3 stages
+    # coarse to fine; the last stage's state is what its head maps to the forecast of the next token
+    states = []
+    torch.testing.assert_close(m._hierarchy(x, states), m(x))
+    torch.testing.assert_close(feats, torch.cat(states, dim=-1))
+    mean, std = x.mean(1, keepdim=True), torch.sqrt(x.var(1, keepdim=True, unbiased=False) + m.eps)
+    torch.testing.assert_close(sum(s.head(h) for s, h in zip(m.stages, states, strict=True)) * std + mean, m(x)[:, -24:])
+    with pytest.raises(InputSpecError, match="univariate"):
+        m.token_states(torch.randn(2, 96, 2))
+    out = m.rollout(x, 30)
+    torch.testing.assert_close(out, m.generate(x, 30))
+    out.pow(2).mean().backward()
+    assert m.stages[0].embed.weight.grad is not None and m.stages[0].embed.weight.grad.abs().sum() > 0

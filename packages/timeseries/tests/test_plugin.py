@@ -2,7 +2,8 @@ import json
 
 import fmzoo.core as core
 import torch
-from fmzoo.core.registry import load_recipe, load_table, pretrain_fn, table_runner
+from fmzoo.core.pretrain import run_pretraining
+from fmzoo.core.registry import load_recipe, load_table, table_runner
 
 
 def test_plugin_registers_everything():
@@ -25,7 +26,7 @@ def test_pretrain_function_writes_a_loadable_checkpoint(tmp_path):
     recipe["data"]["datasets"] = ["illness", "exchange_rate"]
     recipe["train"].update(max_steps=3, batch_size=16, warmup_steps=1)
     recipe["evaluate"] = {"datasets": ["illness"], "horizons": [48], "max_windows": 4}
-    ckpt = pretrain_fn("gpht")(recipe, tmp_path / "run", {"progress": False})
+    ckpt = run_pretraining(recipe, tmp_path / "run", {"progress": False})
     prov = json.loads((ckpt / "provenance.json").read_text())
     assert prov["metrics"]["steps"] == 3 and "illness/48/mse" in prov["metrics"]
     assert {f["path"].split("/")[-1] for f in prov["data_files"]} == {"national_illness.csv", "exchange_rate.csv"}

@@ -10,6 +10,7 @@ def plugin() -> Plugin:
         name="timeseries",
         models={"GPHT": "fmzoo.timeseries.models.gpht:GPHT"},
         pretrain={"gpht": "fmzoo.timeseries.methods.gpht:pretrain"},
+        downstream={"GPHT": "fmzoo.timeseries.tasks.downstream:GPHTHooks"},
         table_runners={"gpht-etth1": "fmzoo.timeseries.reproduce:run_etth1",
                        "gpht-zeroshot": "fmzoo.timeseries.reproduce:run_zeroshot"},
         datasets={"ETTh1": "fmzoo.timeseries.data.ltsf:load_etth1", "ETTh2": "fmzoo.timeseries.data.ltsf:load_etth2",

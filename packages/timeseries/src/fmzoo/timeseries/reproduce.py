@@ -2,7 +2,9 @@
 
 Quick mode loads the shipped checkpoints, evaluates an evenly spaced subset of test windows and fine-tunes
 heads briefly (about 2 minutes on 2 CPU cores). Full mode pretrains from the committed recipes, fine-tunes
-longer and evaluates every test window (tens of minutes to hours on CPU).
+longer and evaluates every test window (tens of minutes to hours on CPU). Smoke mode (``fmzoo reproduce TABLE
+--smoke``) is the quick protocol on a sliver: 4 test windows per horizon, 2 head fine-tuning steps and a DLinear fit
+on every 64th train window, seconds long; its rows have the quick rows' shape and mean nothing.
 """
 from __future__ import annotations
 
@@ -11,17 +13,19 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from fmzoo.core import load_recipe
+from fmzoo.core.pretrain import run_pretraining
 from fmzoo.core.reproduce import make_row
+from fmzoo.core.runtime import seed_everything
 from fmzoo.timeseries.data.ltsf import load_ltsf
-from fmzoo.timeseries.evaluation import evaluate_dlinear, evaluate_gpht, evaluate_repeat_last
-from fmzoo.timeseries.methods.gpht import finetune_heads, pretrain
+from fmzoo.timeseries.methods.gpht import finetune_heads
 from fmzoo.timeseries.models.gpht import GPHT
+from fmzoo.timeseries.tasks.evaluation import evaluate_dlinear, evaluate_gpht, evaluate_repeat_last
 
 HORIZONS = (96, 192, 336, 720)
 QUICK_WINDOWS = 256
 QUICK_FT_STEPS, FULL_FT_STEPS = 150, 800
+SMOKE_WINDOWS, SMOKE_FT_STEPS, SMOKE_FIT_STRIDE = 4, 2, 64
 
 
 def _rows(table: dict, model: str, init: str, res: dict, seed: int, note: str = "") -> list[dict]:
@@ -45,28 +49,37 @@ def _checkpoint(name: str, quick: bool, out_dir: Path, init_from: Path | None = 
     recipe = load_recipe(name)
     if init_from is not None:
         recipe["init_from"] = str(init_from)
-    ckpt = pretrain(recipe, Path(out_dir) / "runs" / name, {"progress": False})
+    ckpt = run_pretraining(recipe, Path(out_dir) / "runs" / name, {"progress": False})
     return GPHT.from_pretrained(ckpt), ckpt
 
 
-def _heads_finetuned(model: GPHT, dataset: str, quick: bool, seed: int, percent: float = 100.0) -> tuple[GPHT, dict]:
+def _heads_finetuned(model: GPHT, dataset: str, quick: bool, seed: int, percent: float = 100.0,
+                     smoke: bool = False) -> tuple[GPHT, dict]:
     ft = copy.deepcopy(model)
-    info = finetune_heads(ft, dataset, steps=QUICK_FT_STEPS if quick else FULL_FT_STEPS, batch_size=64, lr=1e-4,
-                          seed=seed, percent=percent)
+    steps = SMOKE_FT_STEPS if smoke else QUICK_FT_STEPS if quick else FULL_FT_STEPS
+    info = finetune_heads(ft, dataset, steps=steps, batch_size=64, lr=1e-4, seed=seed, percent=percent)
     return ft, info
 
 
-def run_etth1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    seed = 0
-    torch.manual_seed(seed)
+def _windows(quick: bool, smoke: bool) -> tuple[int | None, str]:
+    """Test windows per horizon (None: all) and the note that says so."""
+    if smoke:
+        return SMOKE_WINDOWS, f"smoke: {SMOKE_WINDOWS} evenly spaced test windows/horizon (numbers mean nothing)"
     mw = QUICK_WINDOWS if quick else None
+    return mw, f"{'quick: ' + str(mw) + ' evenly spaced test windows/horizon' if quick else 'all test windows'}"
+
+
+def run_etth1(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
+    quick = quick or smoke
+    seed = 0
+    seed_everything(seed)
+    mw, sub = _windows(quick, smoke)
     data = load_ltsf("ETTh1")
-    sub = f"{'quick: ' + str(mw) + ' evenly spaced test windows/horizon' if quick else 'all test windows'}"
     timings = {}
     t = time.perf_counter()
     mixed, mixed_path = _checkpoint("gpht-mixed", quick, out_dir)
     res_zero = evaluate_gpht(mixed, data, HORIZONS, max_windows=mw)
-    heads, info = _heads_finetuned(mixed, "ETTh1", quick, seed)
+    heads, info = _heads_finetuned(mixed, "ETTh1", quick, seed, smoke=smoke)
     res_heads = evaluate_gpht(heads, data, HORIZONS, max_windows=mw)
     timings["gpht-mixed (zero-ft + heads-ft)"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -79,7 +92,7 @@ def run_etth1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     timings["gpht-etth1-scratch"] = time.perf_counter() - t
     t = time.perf_counter()
     res_last = evaluate_repeat_last(data, HORIZONS, max_windows=mw)
-    res_lin = evaluate_dlinear(data, HORIZONS, max_windows=mw, fit_stride=2 if quick else 1)
+    res_lin = evaluate_dlinear(data, HORIZONS, max_windows=mw, fit_stride=SMOKE_FIT_STRIDE if smoke else 2 if quick else 1)
     timings["baselines"] = time.perf_counter() - t
     rows = []
     rows += _rows(table, "GPHT", "pretrained", res_ft, seed,
@@ -97,22 +110,20 @@ def run_etth1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     return rows
 
 
-
-
-def run_zeroshot(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_zeroshot(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     """ETTh2 held out: zero-shot vs few-shot (10%) vs fine-tuned heads vs from scratch, plus repeat-last."""
+    quick = quick or smoke
     seed = 0
-    torch.manual_seed(seed)
-    mw = QUICK_WINDOWS if quick else None
+    seed_everything(seed)
+    mw, sub = _windows(quick, smoke)
     data = load_ltsf("ETTh2")
-    sub = f"{'quick: ' + str(mw) + ' evenly spaced test windows/horizon' if quick else 'all test windows'}"
     base, _ = _checkpoint("gpht-mixed-no-etth2", quick, out_dir)
     rows = _rows(table, "GPHT-zeroshot", "pretrained", evaluate_gpht(base, data, HORIZONS, max_windows=mw), seed,
                  f"gpht-mixed-no-etth2, never saw ETTh2; {sub}")
-    few, info = _heads_finetuned(base, "ETTh2", quick, seed, percent=10.0)
+    few, info = _heads_finetuned(base, "ETTh2", quick, seed, percent=10.0, smoke=smoke)
     rows += _rows(table, "GPHT-fewshot10", "pretrained", evaluate_gpht(few, data, HORIZONS, max_windows=mw), seed,
                   f"heads fine-tuned {info['steps']} steps x 64 on the first 10% of ETTh2 train windows; {sub}")
-    ft, info = _heads_finetuned(base, "ETTh2", quick, seed)
+    ft, info = _heads_finetuned(base, "ETTh2", quick, seed, smoke=smoke)
     rows += _rows(table, "GPHT-finetuned", "pretrained", evaluate_gpht(ft, data, HORIZONS, max_windows=mw), seed,
                   f"heads fine-tuned {info['steps']} steps x 64 on ETTh2 train; {sub}")
     scratch, _ = _checkpoint("gpht-etth2-scratch", quick, out_dir)

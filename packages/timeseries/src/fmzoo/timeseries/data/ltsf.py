@@ -9,6 +9,7 @@ rows only; metrics are computed on these normalized values.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,21 +72,49 @@ def load_ltsf(name: str, root: str | Path | None = None, context_len: int = 336)
     path = Path(root or data_root()) / rel
     if not path.is_file():
         raise FileNotFoundError(f"{name}: expected the CSV at {path} (set FMZOO_DATA to the shared data folder)")
-    df = pd.read_csv(path)
+    return load_csv(path, kind=kind, context_len=context_len, name=name)
+
+
+def load_csv(path: str | Path, kind: str = "custom", context_len: int = 336, name: str | None = None) -> LTSFData:
+    """A time-series CSV in the Autoformer layout: a ``date`` column and one or more numeric columns, one row per
+    time step in time order. Split by ``kind`` (``custom``: chronological 70% / 10% / 20%), standardized with the
+    train rows' statistics. Used for the benchmarks and for a user's own file (``fmzoo evaluate --data``)."""
+    path = Path(path)
+    if kind not in ("ett_hour", "ett_minute", "custom"):
+        raise ValueError(f"unknown split kind {kind!r}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputSpecError(f"{path}: could not be read as a CSV ({exc}); expected a 'date' column plus numeric "
+                             "columns") from None
     if "date" not in df.columns:
         raise InputSpecError(f"{path}: expected a 'date' column, got columns {list(df.columns)}")
     # Autoformer layout: the target 'OT' is moved to the last column
     cols = [c for c in df.columns if c not in ("date", "OT")] + (["OT"] if "OT" in df.columns else [])
+    if not cols:
+        raise InputSpecError(f"{path}: expected one or more numeric value columns beside 'date', got none")
+    non_numeric = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if non_numeric:
+        raise InputSpecError(f"{path}: value columns must be numeric; non-numeric columns: {non_numeric}")
     values = df[cols].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         raise InputSpecError(f"{path}: the file contains NaN or non-numeric values")
+    try:
+        dates = pd.DatetimeIndex(pd.to_datetime(df["date"]))
+    except (ValueError, TypeError) as exc:
+        raise InputSpecError(f"{path}: the 'date' column could not be parsed as timestamps: {exc}") from None
+    if dates.hasnans or not (dates[1:] > dates[:-1]).all():
+        raise InputSpecError(f"{path}: the 'date' column must hold strictly increasing timestamps (one row per time "
+                             "step, oldest first, no gaps marked by NaT, no duplicates)")
     borders = split_borders(len(df), kind, context_len)
     tr0, tr1 = borders["train"]
+    if tr1 - tr0 < 2:
+        raise InputSpecError(f"{path}: {len(df)} rows leave {tr1 - tr0} training rows; too short")
     mean = values[tr0:tr1].mean(axis=0)
     std = values[tr0:tr1].std(axis=0)  # population std, as sklearn's StandardScaler
     std = np.where(std == 0, 1.0, std)
     scaled = (values - mean) / std
-    return LTSFData(name=name, path=path, columns=cols, dates=pd.DatetimeIndex(pd.to_datetime(df["date"])),
+    return LTSFData(name=name or path.stem, path=path, columns=cols, dates=dates,
                     values=values.astype(np.float32), scaled=scaled.astype(np.float32),
                     mean=mean.astype(np.float32), std=std.astype(np.float32), borders=borders,
                     context_len=context_len)
@@ -111,6 +140,30 @@ def eval_windows(data: LTSFData, split: str, horizon: int, context_len: int | No
     idx = starts[:, None] + np.arange(L + horizon)[None, :]
     w = torch.from_numpy(seg[idx])  # [W, L+H, C]
     return w[:, :L], w[:, L:]
+
+
+def forecast_metrics(pred: torch.Tensor, true: torch.Tensor) -> dict:
+    d = pred.double() - true.double()
+    return {"mse": float((d ** 2).mean()), "mae": float(d.abs().mean())}
+
+
+def as_data(dataset: str | LTSFData, context_len: int) -> LTSFData:
+    return dataset if isinstance(dataset, LTSFData) else load_ltsf(dataset, context_len=context_len)
+
+
+@torch.no_grad()
+def evaluate_fn(predict, dataset: str | LTSFData, horizons, context_len: int = 336, max_windows: int | None = None,
+                batch_windows: int = 64) -> dict:
+    """predict(context [B, L, C], horizon) -> [B, H, C]; returns {H: {mse, mae, windows, seconds}}."""
+    data = as_data(dataset, context_len)
+    out = {}
+    for h in horizons:
+        ctx, fut = eval_windows(data, "test", int(h), context_len, max_windows=max_windows)
+        t0 = time.perf_counter()
+        preds = [predict(ctx[i:i + batch_windows], int(h)) for i in range(0, len(ctx), batch_windows)]
+        pred = torch.cat(preds)
+        out[int(h)] = {**forecast_metrics(pred, fut), "windows": len(ctx), "seconds": time.perf_counter() - t0}
+    return out
 
 
 class MixtureWindows(torch.utils.data.Dataset):

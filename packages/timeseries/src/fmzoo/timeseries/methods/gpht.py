@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 from fmzoo.core import publish_run
-from fmzoo.core.training import SSLTask, fit, per_device_batch, seed_everything, training_seconds
-from fmzoo.timeseries.data.ltsf import MixtureWindows
+from fmzoo.core.runtime import generator
+from fmzoo.core.training import SSLTask, fit, per_device_batch, training_seconds
+from fmzoo.timeseries.data.ltsf import MixtureWindows, evaluate_fn
 from fmzoo.timeseries.models.gpht import GPHT
 from torch.utils.data import DataLoader
 
@@ -59,8 +60,7 @@ def validation_loss(model: GPHT, datasets: list[str], max_windows: int = 512, se
     out = {}
     for name in datasets:
         ds = MixtureWindows([name], context_len=model.context_len, token_len=model.token_len, split="val")
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(ds), generator=g)[:max_windows]
+        idx = torch.randperm(len(ds), generator=generator(seed))[:max_windows]
         batch = torch.stack([ds[int(i)] for i in idx])
         out[name] = float(model.next_token_loss(batch))
     return out
@@ -113,18 +113,16 @@ def pretrain_loader(ds, tr: dict, seed: int, trainer_kwargs: dict) -> tuple[Data
     holds this process's share, and the steps per epoch come from the dataset and the global batch (under DDP
     Lightning swaps in a DistributedSampler, so the per-process loader's len() is not the step count)."""
     bs = int(tr.get("batch_size", 1024))
-    gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(ds, batch_size=per_device_batch(bs, trainer_kwargs), shuffle=True, drop_last=True,
-                        num_workers=0, generator=gen)
+                        num_workers=0, generator=generator(seed))
     return loader, bs, len(ds) // bs  # drop_last: full global batches only
 
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Pretrain GPHT on the recipe's dataset mixture; returns run_dir/'checkpoint'."""
+    """Pretrain GPHT on the recipe's dataset mixture; returns run_dir/'checkpoint'. Called through
+    ``fmzoo.core.pretrain.run_pretraining``, which seeds the process (recipe ``seed``) and sets its threads."""
     run_dir = Path(run_dir)
     seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     model = build_model(recipe)
     data_cfg = recipe["data"]
     ds = MixtureWindows(data_cfg["datasets"], context_len=model.context_len, token_len=model.token_len,
@@ -171,11 +169,10 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     evaluation = recipe.get("evaluate")
     results = []
     if evaluation:
-        from fmzoo.timeseries.evaluation import evaluate_gpht
-
-        for name in evaluation.get("datasets", []):
-            res = evaluate_gpht(model, name, evaluation.get("horizons", [96, 192, 336, 720]),
-                                max_windows=evaluation.get("max_windows"))
+        model.eval()
+        for name in evaluation.get("datasets", []):  # the LTSF test protocol (tasks/evaluation.evaluate_gpht)
+            res = evaluate_fn(lambda c, h: model.generate(c, h), name, evaluation.get("horizons", [96, 192, 336, 720]),
+                              model.context_len, evaluation.get("max_windows"))
             for h, r in res.items():
                 metrics[f"{name}/{h}/mse"] = r["mse"]
                 metrics[f"{name}/{h}/mae"] = r["mae"]
@@ -198,7 +195,7 @@ def finetune_heads(model: GPHT, dataset: str, steps: int = 200, batch_size: int 
     heads_only=True freezes everything but the stages' forecast heads, as the official code does when it
     loads a pretrained model; heads_only=False trains every weight (used for from-scratch training).
     """
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     ds = MixtureWindows([dataset], context_len=model.context_len, token_len=model.token_len, percent=percent)
     params = [p for n, p in model.named_parameters() if (not heads_only) or ".head." in n]
     opt = torch.optim.Adam(params, lr=lr)

@@ -95,8 +95,8 @@ class GPHTStage(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, token_len)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [N, L] (L a multiple of token_len) -> [N, L]; block t holds the forecast of token t+1."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, L] (L a multiple of token_len) -> token states [N, L / token_len, d_model] (before the head)."""
         n, length = x.shape
         z = F.max_pool1d(x.unsqueeze(1), self.rate).squeeze(1) if self.rate > 1 else x
         tokens = z.reshape(n, length // self.token_len, self.patch)
@@ -104,8 +104,11 @@ class GPHTStage(nn.Module):
         h = self.dropout(h + sinusoidal_positions(h.shape[1], self.d_model, h.device, h.dtype))
         for layer in self.layers:
             h = layer(h)
-        h = self.norm(h)
-        return self.head(h).reshape(n, length)
+        return self.norm(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, L] (L a multiple of token_len) -> [N, L]; block t holds the forecast of token t+1."""
+        return self.head(self.encode(x)).reshape(x.shape)
 
 
 class GPHT(nn.Module, HubMixin):
@@ -146,26 +149,44 @@ class GPHT(nn.Module, HubMixin):
         if not torch.isfinite(x).all():
             raise InputSpecError("the input contains NaN or infinite values")
 
+    def _hierarchy(self, x: torch.Tensor, states: list | None = None) -> torch.Tensor:
+        """Instance-normalize x [N, L], run the stages on the residuals, return the summed forecast [N, L] in x's
+        units; with ``states`` (a list) each stage's last-token state [N, d_model] is appended to it."""
+        mean = x.mean(dim=1, keepdim=True)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
+        z = (x - mean) / std
+        total = torch.zeros_like(z)
+        for stage in self.stages:
+            h = stage.encode(z)
+            if states is not None:
+                states.append(h[:, -1])
+            out = stage.head(h).reshape(z.shape)
+            total = total + out
+            # forecasts of token t+1 are written at block t; shift one token right to align with the input
+            shifted = F.pad(out[:, : -self.token_len], (self.token_len, 0))
+            z = z - shifted
+        return total * std + mean
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         multivariate = x.dim() == 3
         if multivariate:
             b, length, c = x.shape
             x = x.permute(0, 2, 1).reshape(b * c, length)
-        mean = x.mean(dim=1, keepdim=True)
-        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
-        z = (x - mean) / std
-        total = torch.zeros_like(z)
-        for stage in self.stages:
-            out = stage(z)
-            total = total + out
-            # forecasts of token t+1 are written at block t; shift one token right to align with the input
-            shifted = F.pad(out[:, : -self.token_len], (self.token_len, 0))
-            z = z - shifted
-        y = total * std + mean
+        y = self._hierarchy(x)
         if multivariate:
             y = y.reshape(b, c, length).permute(0, 2, 1)
         return y
+
+    def token_states(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled representation of univariate series x [N, L]: the last token's state of every stage, concatenated
+        coarse to fine -> [N, len(pooling) * d_model] (differentiable)."""
+        self._check(x)
+        if x.dim() != 2:
+            raise InputSpecError(f"token_states expects univariate series [batch, time], got {tuple(x.shape)}")
+        states: list[torch.Tensor] = []
+        self._hierarchy(x, states)
+        return torch.cat(states, dim=-1)
 
     def next_token_loss(self, window: torch.Tensor) -> torch.Tensor:
         """MSE of next-token prediction on windows [N, L + token_len] (or [B, L + token_len, C])."""
@@ -176,6 +197,11 @@ class GPHT(nn.Module, HubMixin):
     @torch.no_grad()
     def generate(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         """Autoregressive forecast of ``horizon`` steps from the last ``context_len`` steps of x."""
+        return self.rollout(x, horizon)
+
+    def rollout(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
+        """``generate`` with gradients: the autoregressive forecast as a differentiable function of the weights
+        (what forecasting fine-tuning trains through)."""
         if int(horizon) <= 0:
             raise InputSpecError(f"horizon must be a positive integer, got {horizon}")
         if x.dim() not in (2, 3) or x.shape[1] < self.context_len:
@@ -206,7 +232,7 @@ class GPHT(nn.Module, HubMixin):
         self.eval()
         try:
             if isinstance(data, pd.DataFrame):
-                from fmzoo.timeseries.dataframe import forecast_dataframe
+                from fmzoo.timeseries.spec import forecast_dataframe
                 return forecast_dataframe(self, data, horizon, timestamp_col=timestamp_col)
             if isinstance(data, np.ndarray):
                 if not np.issubdtype(data.dtype, np.number):
