@@ -110,3 +110,14 @@ def test_cli_user_errors_are_one_line(digits_checkpoint, capsys):
     assert re.search("no such file", capsys.readouterr().err)
     assert main(["finetune", str(digits_checkpoint), "--fraction", "0", "--no-progress"]) == 2
     assert "fraction must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_options_are_checked_and_applied(digits_checkpoint, capsys, monkeypatch):
+    import sys
+
+    hooks_cls = sys.modules["fmzoo_fake_domain"].DigitsHooks
+    monkeypatch.setattr(hooks_cls, "options", ("eval_batch_size",), raising=False)
+    assert main(["evaluate", str(digits_checkpoint), "--option", "eval_batch_size=7", "--per-class", "3",
+                 "--no-progress"]) == 0
+    assert main(["evaluate", str(digits_checkpoint), "--option", "horizon=3", "--no-progress"]) == 2
+    assert "has no option 'horizon'; options: eval_batch_size" in capsys.readouterr().err

@@ -279,6 +279,14 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     if args.target and not args.data:
         raise UsageError("--target names the label column of your own --data; give --data PATH too")
     hooks.target = args.target
+    hooks.checkpoint_dir = resolve_checkpoint(args.model)
+    options = {}
+    for assignment in args.option or []:
+        key, sep, raw = assignment.partition("=")
+        if not sep:
+            raise UsageError(f"--option expects NAME=VALUE, got {assignment!r}")
+        options[key] = yaml_value(raw)
+    hooks.configure(options)
     task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
     budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
@@ -384,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--data", metavar="PATH", help="your own labelled data in the domain's everyday format "
                        "(see the package README: CSV, FASTA + labels, WAV folder, NIfTI pairs, image folder, ...)")
         s.add_argument("--target", metavar="NAME", help="with --data: the column (or field) holding the labels")
+        s.add_argument("--option", action="append", metavar="NAME=VALUE",
+                       help="a setting of the domain's task (e.g. horizon=192 for forecasting; the package README lists them)")
         s.add_argument("--seeds", type=int, nargs="+", default=[0],
                        help="seeds: each draws its own labelled subset and initialisation (default 0)")
         budget = s.add_mutually_exclusive_group()

@@ -137,6 +137,16 @@ class DownstreamHooks:
     datasets: tuple[str, ...] = ()  # names accepted by --dataset; the first is the default
     data_format: str = ""  # what --data PATH expects, in words (shown by --help and in errors)
     target: str | None = None  # --target NAME: the label column of the user's --data (set by the CLI before load)
+    options: tuple[str, ...] = ()  # attributes a user may set with --option NAME=VALUE (e.g. a forecast horizon)
+    checkpoint_dir = None  # the checkpoint's directory (its provenance.json names the data it was pretrained on)
+
+    def configure(self, options: dict) -> None:
+        """Apply ``--option NAME=VALUE`` settings; a name not in ``options`` is an error naming the allowed ones."""
+        for name, value in options.items():
+            if name not in self.options:
+                allowed = ", ".join(self.options) or "none"
+                raise InputSpecError(f"{type(self).__name__} has no option {name!r}; options: {allowed}")
+            setattr(self, name, value)
     # fine-tuning defaults (the CLI's --epochs/--lr/--batch-size override them)
     epochs: int = 10
     lr: float = 1e-4  # encoder and head, fine-tuned end to end
