@@ -120,3 +120,12 @@ def test_card_metadata_has_metric_ids_and_a_model_index(tmp_path):
     assert data.base_model == "org/base" and data.pipeline_tag == "feature-extraction"
     (result,) = data.eval_results
     assert (result.metric_type, result.metric_value, result.dataset_type) == ("accuracy", 0.91, "digits")
+
+
+def test_per_seed_seeds_each_call():
+    import torch
+
+    from fmzoo.core.reproduce import per_seed
+
+    a = per_seed([3, 4, 3], lambda s: torch.rand(2))
+    assert torch.equal(a[0], a[2]) and not torch.equal(a[0], a[1])

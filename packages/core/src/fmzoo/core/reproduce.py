@@ -23,6 +23,18 @@ def _paper_row(table: dict, model: str, init: str, metric: str | None = None) ->
     return {}
 
 
+def per_seed(seeds, fn) -> list:
+    """``[fn(seed) for seed in seeds]``, each call after ``seed_everything(seed)``: how a table runner repeats a
+    protocol over seeds (the core seeds; a runner never calls torch.manual_seed itself)."""
+    from .runtime import seed_everything
+
+    out = []
+    for seed in seeds:
+        seed_everything(int(seed))
+        out.append(fn(seed))
+    return out
+
+
 def make_row(table: dict, model: str, init: str, values, seeds, note: str = "", metric: str | None = None,
              higher_is_better: bool | None = None, **extra) -> dict:
     """One result row: our mean ± std over seeds beside the paper's value for the same model+init."""
