@@ -121,3 +121,24 @@ def test_options_are_checked_and_applied(digits_checkpoint, capsys, monkeypatch)
                  "--no-progress"]) == 0
     assert main(["evaluate", str(digits_checkpoint), "--option", "horizon=3", "--no-progress"]) == 2
     assert "has no option 'horizon'; options: eval_batch_size" in capsys.readouterr().err
+
+
+def test_training_by_steps_and_the_schedule_ends_at_zero(digits_checkpoint, monkeypatch):
+    from fmzoo.core.downstream import _batch_starts, train_network
+
+    assert _batch_starts(5, 2) == [0, 2]  # the trailing batch of one is dropped, and never counted in the schedule
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, None)
+    lrs = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    losses = train_network(hooks, hooks.network(model, task, freeze=False), model, task,
+                           task.train.take(np.arange(100)), 0, epochs=1, lr=1e-3, batch_size=32, weight_decay=0.0, steps=7)
+    assert len(lrs) == 7 and len(losses) == 2  # 4 batches a pass (32, 32, 32, 4): two passes for 7 steps
+    assert lrs[0] == 1e-3 and lrs[-1] < 1e-4  # cosine over exactly the steps taken

@@ -290,7 +290,8 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
     budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
-                 lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress)
+                 lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
+                 steps=args.steps)
     result = {"model": str(args.model), "architecture": config["architecture"], **result}
     print(format_result(result))
     if args.out:
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         budget.add_argument("--n-labelled", type=int, help="label budget: N labelled examples (any task)")
         s.add_argument("--scratch", action="store_true", help="also run the same protocol from a random initialisation")
         s.add_argument("--epochs", type=int, help="training epochs (fine-tuning; frozen segmentation/forecasting heads)")
+        s.add_argument("--steps", type=int, help="training length in optimiser steps (instead of --epochs)")
         s.add_argument("--lr", type=float, help="learning rate (default: the domain's)")
         s.add_argument("--batch-size", type=int, help="batch size (default: the domain's)")
         s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")

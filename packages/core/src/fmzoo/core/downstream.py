@@ -147,8 +147,10 @@ class DownstreamHooks:
                 allowed = ", ".join(self.options) or "none"
                 raise InputSpecError(f"{type(self).__name__} has no option {name!r}; options: {allowed}")
             setattr(self, name, value)
-    # fine-tuning defaults (the CLI's --epochs/--lr/--batch-size override them)
+    # fine-tuning defaults (the CLI's --epochs/--steps/--lr/--batch-size override them); ``steps`` (optimiser steps,
+    # whatever the number of labelled examples) takes precedence over ``epochs`` when set
     epochs: int = 10
+    steps: int | None = None
     lr: float = 1e-4  # encoder and head, fine-tuned end to end
     frozen_lr: float = 1e-3  # head only, encoder frozen (segmentation / forecasting evaluate)
     weight_decay: float = 0.01
@@ -317,41 +319,52 @@ def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False):
     return torch.cat(out)
 
 
+def _batch_starts(n: int, batch_size: int) -> list[int]:
+    """Start of every batch of an epoch; a trailing batch of one is dropped (it breaks batch statistics)."""
+    return [i for i in range(0, n, batch_size) if min(batch_size, n - i) >= 2 or n < 2]
+
+
 def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, seed: int, epochs: int, lr: float,
-                  batch_size: int, weight_decay: float, progress: bool = False):
-    """AdamW + cosine over ``epochs`` on ``train``; batches shuffled by a generator seeded with ``seed``."""
+                  batch_size: int, weight_decay: float, progress: bool = False, steps: int | None = None):
+    """AdamW + cosine (to 0 at the last step) on ``train``: ``epochs`` passes, or exactly ``steps`` optimiser steps
+    when given (as many passes as that takes); batches shuffled by a generator seeded with ``seed``. Returns the mean
+    training loss of each pass."""
     import torch
+    from torch.nn.modules.lazy import LazyModuleMixin
 
     n = len(train)
-    # a lazy head gets its shape from one forward before the optimiser sees its parameters
-    with torch.no_grad():
-        net.eval()
-        net(hooks.collate(model, take(train.items, np.arange(min(2, n)))))
+    if any(isinstance(m, LazyModuleMixin) for m in net.modules()):
+        with torch.no_grad():  # a lazy head gets its shape from one forward before the optimiser sees it
+            net.eval()
+            net(hooks.collate(model, take(train.items, np.arange(min(2, n)))))
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the network has no trainable parameters")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    per_epoch = len(_batch_starts(n, batch_size))
+    total_steps = int(steps) if steps else epochs * per_epoch
+    passes = math.ceil(total_steps / per_epoch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     gen = generator(seed)
-    losses = []
-    bar = _progress(range(epochs), f"training (seed {seed})", progress)
+    losses, done = [], 0
+    bar = _progress(range(passes), f"training (seed {seed})", progress)
     for _ in bar:
         net.train()
         perm = torch.randperm(n, generator=gen).numpy()
-        total = 0.0
-        for i in range(0, n, batch_size):
+        total, seen = 0.0, 0
+        for i in _batch_starts(n, batch_size):
+            if done == total_steps:
+                break
             idx = perm[i: i + batch_size]
-            if len(idx) < 2 and n >= 2:  # a batch of one breaks batch statistics; it is only ever the remainder
-                continue
             batch = train.take(idx)
             opt.zero_grad(set_to_none=True)
             loss = hooks.loss(task, net(hooks.collate(model, batch.items)), hooks.collate_targets(task, batch.targets))
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
-        losses.append(total / n)
+            done += 1
+            total, seen = total + loss.item() * len(idx), seen + len(idx)
+        losses.append(total / max(seen, 1))
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"the training loss became {losses[-1]} (seed {seed}); try a lower --lr")
         if hasattr(bar, "set_postfix"):
@@ -378,7 +391,7 @@ def _summary(values: list[dict], seeds: list[int], n_labelled: list[int]) -> dic
 
 def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[int] = (0,), budget: Budget | None = None,
         scratch: bool = False, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-        threads: int | None = None, knn: bool = True, progress: bool = False) -> dict:
+        threads: int | None = None, knn: bool = True, progress: bool = False, steps: int | None = None) -> dict:
     """``mode`` "evaluate" (frozen features) or "finetune" (end to end) over ``seeds``; returns the result dict
     (rows per init and protocol, the trivial baseline, warnings) that ``format_result`` prints."""
     if mode not in ("evaluate", "finetune"):
@@ -387,10 +400,11 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
     if not seeds:
         raise InputSpecError("give at least one seed")
     budget = budget or Budget()
+    steps = None if epochs and not steps else (steps or hooks.steps)  # --epochs alone overrides the hooks' steps
     epochs = int(epochs or hooks.epochs)
     batch_size = int(batch_size or hooks.batch_size)
-    if epochs < 1 or batch_size < 1:
-        raise InputSpecError(f"epochs and batch size must be positive, got {epochs} and {batch_size}")
+    if epochs < 1 or batch_size < 1 or (steps is not None and steps < 1):
+        raise InputSpecError(f"epochs, steps and batch size must be positive, got {epochs}, {steps} and {batch_size}")
     frozen_features = mode == "evaluate" and task.kind in ("classification", "regression")
     inits = {"pretrained": model}
     if scratch:
@@ -427,18 +441,19 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
                 net = hooks.network(copy.deepcopy(backbone), task, freeze=freeze)
                 curves.append(train_network(hooks, net, backbone, task, task.train.take(draws[s]), s, epochs,
                                             lr or (hooks.frozen_lr if freeze else hooks.lr), batch_size,
-                                            hooks.weight_decay, progress))
+                                            hooks.weight_decay, progress, steps=steps))
                 values.append(hooks.score(task, predict(hooks, net, backbone, task.test.items, progress),
                                           task.test.targets))
-        protocol = (f"frozen encoder, head trained ({epochs} epochs)" if freeze
-                    else f"fine-tuned end to end ({epochs} epochs)")
+        length = f"{steps} steps" if steps else f"{epochs} epochs"
+        protocol = f"frozen encoder, head trained ({length})" if freeze else f"fine-tuned end to end ({length})"
         rows.append({"init": init, "protocol": protocol, "final_train_loss": [c[-1] for c in curves],
                      **_summary(values, seeds, [len(draws[s]) for s in seeds])})
     result = {
         "mode": mode, "task": task.name, "kind": task.kind, "source": task.source, "metric": task.metric,
         "higher_is_better": METRIC_DIRECTION[task.metric], "budget": budget.describe(),
         "train_examples": len(task.train), "test_examples": len(task.test), "rows": rows,
-        "settings": {"epochs": epochs, "batch_size": batch_size, "threads": threads} if not frozen_features else {},
+        "settings": ({"steps": steps} if steps else {"epochs": epochs}) | {"batch_size": batch_size, "threads": threads}
+        if not frozen_features else {},
         "notes": task.notes, "warnings": [],
     }
     if baseline_values:
