@@ -1,7 +1,7 @@
 """fmzoo-medical: VoCo and Volume Fusion self-supervised 3D pretraining on MONAI's SwinUNETR,
 input specs for CT/MR volumes, few-label segmentation fine-tuning, and import of released VoCo weights."""
 
-from .io import (
+from .spec import (
     CT_SPEC_VOCO_PAPER,
     MR_SPEC_HIPPOCAMPUS,
     Volume,
@@ -23,7 +23,7 @@ def __getattr__(name):
 
         return getattr(swin, name)
     if name == "import_voco_state_dict":
-        from .voco_import import import_voco_state_dict
+        from .weights import import_voco_state_dict
 
         return import_voco_state_dict
     raise AttributeError(name)

@@ -17,6 +17,11 @@ def plugin() -> Plugin:
             "voco": "fmzoo.medical.methods.voco:pretrain",
             "volume_fusion": "fmzoo.medical.methods.volume_fusion:pretrain",
         },
+        downstream={
+            "VoCo": "fmzoo.medical.tasks.downstream:VoCoHooks",
+            "VolumeFusionNet": "fmzoo.medical.tasks.downstream:VolumeFusionHooks",
+            "SwinUNETRSegmenter": "fmzoo.medical.tasks.downstream:SegmenterHooks",
+        },
         table_runners={"medical-hippocampus": "fmzoo.medical.reproduce:run_hippocampus"},
         datasets={"msd_hippocampus": "fmzoo.medical.data.hippocampus:load_hippocampus"},
         recipes_dir=HERE / "recipes",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import MR_SPEC_HIPPOCAMPUS, InputSpecError, preprocess, read_nifti
+from ..spec import MR_SPEC_HIPPOCAMPUS, InputSpecError, preprocess, read_nifti
 
 CLASSES = {0: "background", 1: "anterior", 2: "posterior"}
 FOLDER = ("medical3d", "msd_hippocampus")

@@ -10,17 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..io import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti
-
-
-def start_pretraining(recipe: dict) -> tuple[int, list[np.ndarray], list[Path]]:
-    """``(seed, volumes, files)``: the recipe's thread count and seed applied, then its unlabelled volumes read."""
-    from fmzoo.core.training import seed_everything
-
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    return (seed, *pretraining_volumes(recipe))
+from ..spec import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti, resize  # noqa: F401  (resize: used by the methods)
 
 
 def optim_schedule(recipe: dict, lr: float, weight_decay: float) -> dict:
@@ -70,13 +60,6 @@ def foreground_crop(x: np.ndarray, threshold: float) -> np.ndarray:
         return x
     idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
     return x[idx[0][0]: idx[0][-1] + 1, idx[1][0]: idx[1][-1] + 1, idx[2][0]: idx[2][-1] + 1]
-
-
-def resize(x: torch.Tensor, size) -> torch.Tensor:
-    """(C, X, Y, Z) -> (C, *size), trilinear with align_corners=True (MONAI Resized 'bilinear' in 3D)."""
-    if tuple(x.shape[1:]) == tuple(size):
-        return x
-    return F.interpolate(x[None], size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)[0]
 
 
 def centre_pad_or_crop(x: torch.Tensor, size) -> torch.Tensor:

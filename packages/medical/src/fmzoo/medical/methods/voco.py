@@ -223,7 +223,9 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from ..models.swin import VoCo
     from . import common
 
-    seed, volumes, files = common.start_pretraining(recipe)
+    # seed and threads: set by fmzoo.core.pretrain.run_pretraining around this function
+    seed = int(recipe.get("seed", 0))
+    volumes, files = common.pretraining_volumes(recipe)
     geom = VoCoGeometry.from_dict(recipe["geometry"])
     ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
                      foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)

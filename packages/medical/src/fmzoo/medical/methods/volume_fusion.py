@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..models.losses import dice_ce_loss
 from .common import RandomVolumeSamples, resize
 
 
@@ -117,18 +117,6 @@ class VolumeFusionDataset(RandomVolumeSamples):
         return torch.from_numpy(x)[None], torch.from_numpy(y)
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, w_dice: float = 0.5, w_ce: float = 0.5) -> dict:
-    """Soft Dice (mean over classes, batch-pooled) + cross-entropy."""
-    ce = F.cross_entropy(logits, target)
-    prob = logits.softmax(1)
-    onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(prob.dtype)
-    dims = (0, 2, 3, 4)
-    inter = (prob * onehot).sum(dims)
-    denom = prob.sum(dims) + onehot.sum(dims)
-    dice = 1 - ((2 * inter + 1e-5) / (denom + 1e-5)).mean()
-    return {"loss": w_dice * dice + w_ce * ce, "dice_loss": dice, "ce": ce}
-
-
 def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
     from fmzoo.core.training import SSLTask
 
@@ -149,7 +137,9 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from ..models.swin import VolumeFusionNet
     from . import common
 
-    seed, volumes, files = common.start_pretraining(recipe)
+    # seed and threads: set by fmzoo.core.pretrain.run_pretraining around this function
+    seed = int(recipe.get("seed", 0))
+    volumes, files = common.pretraining_volumes(recipe)
     vf = recipe.get("fusion", {})
     model = VolumeFusionNet(**recipe["model"], input_spec=recipe.get("input_spec"))
     ds = VolumeFusionDataset(volumes, recipe["patch_size"], num_classes=model.init_args["num_classes"],

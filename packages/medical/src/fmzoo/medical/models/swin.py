@@ -2,7 +2,7 @@
 
 All three keep MONAI's ``SwinUNETR`` parameter names (``swinViT.*``, ``encoder1.*`` ... ``encoder10.*``,
 ``decoder5.*`` ... ``decoder1.*``, ``out.*``), so weights move between them, and from the released
-VoCo checkpoints (see ``fmzoo.medical.voco_import``), by name.
+VoCo checkpoints (see ``fmzoo.medical.weights``), by name.
 
 Paper configuration (VoCo, Luffy03/VoCo ``models/voco_head.py``): feature_size 48, window 7, patch 2,
 depths (2, 2, 2, 2), heads (3, 6, 12, 24), ``use_v2=True``, projection head 1152 -> 2048 -> 2048 -> 2048.
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..io import MR_SPEC_HIPPOCAMPUS, check_network_input
+from ..spec import MR_SPEC_HIPPOCAMPUS, check_network_input
 
 ENCODER_PREFIXES = ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.", "encoder10.")
 
@@ -147,10 +147,17 @@ class SwinUNETRSegmenter(nn.Module, HubMixin):
 
     @torch.no_grad()
     def predict(self, x, overlap: float = 0.5, sw_batch_size: int = 4):
-        from ..tasks.segmentation import sliding_window_logits
-
         check_network_input(x, self.input_spec, sliding=True)
         return sliding_window_logits(self.net, x, self.input_spec["roi_size"], overlap, sw_batch_size).argmax(1)
+
+
+def sliding_window_logits(net, x: torch.Tensor, roi_size, overlap: float = 0.5, sw_batch_size: int = 4) -> torch.Tensor:
+    """MONAI sliding-window inference (Gaussian blending) of a whole volume batch (B, C, X, Y, Z) of any size."""
+    from monai.inferers import sliding_window_inference
+
+    out = sliding_window_inference(x, roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, predictor=net,
+                                   overlap=overlap, mode="gaussian")
+    return out.as_tensor() if hasattr(out, "as_tensor") else out
 
 
 def load_into_swinunetr(net: nn.Module, state_dict: dict, require_prefixes=ENCODER_PREFIXES) -> dict:

@@ -6,8 +6,10 @@ volumes (zero-padded to the ROI), flips along x (p = 0.5) and VoCo's fine-tuning
 augmentation (scale +-10 % p = 0.1, shift +-0.1 p = 0.5), Dice + cross-entropy, AdamW (lr 1e-3,
 weight decay 1e-5, cosine decay), a fixed number of steps; evaluation by MONAI sliding-window
 inference (ROI 32x64x32, overlap 0.5) on whole test volumes and the Dice of every foreground class.
-The loop is plain PyTorch: the core's FinetuneTask covers classification/regression heads, not
-dense segmentation.
+This is the paper table's protocol (``fmzoo reproduce medical-hippocampus``, a fixed number of steps); the
+core's ``fmzoo finetune`` / ``fmzoo evaluate`` run the hooks of ``tasks/downstream.py`` with the core's loop.
+Seeds: the caller seeds the process (``fmzoo.core.runtime``; the table runner does, once per cell) before
+``few_label_run``, whose ``seed`` draws the labelled volumes and the patches.
 """
 
 from __future__ import annotations
@@ -17,15 +19,9 @@ import time
 import numpy as np
 import torch
 
-from ..methods.volume_fusion import dice_ce_loss
-
-
-def sliding_window_logits(net, x: torch.Tensor, roi_size, overlap: float = 0.5, sw_batch_size: int = 4) -> torch.Tensor:
-    from monai.inferers import sliding_window_inference
-
-    out = sliding_window_inference(x, roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, predictor=net,
-                                   overlap=overlap, mode="gaussian")
-    return out.as_tensor() if hasattr(out, "as_tensor") else out
+from ..models.losses import dice_ce_loss
+from ..models.swin import sliding_window_logits
+from ..spec import resize
 
 
 def dice_per_class(pred: np.ndarray, label: np.ndarray, classes=(1, 2)) -> dict[int, float]:
@@ -60,8 +56,6 @@ def sample_patch(x: np.ndarray, y: np.ndarray, roi, rng: np.random.Generator, au
 
 def resample_image(x: np.ndarray, size) -> np.ndarray:
     """Resize an image volume to ``size`` the way the VoCo pretraining does (trilinear, align_corners=True)."""
-    from ..methods.common import resize
-
     return resize(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], size)[0].numpy()
 
 
@@ -74,8 +68,6 @@ def resample_label(y: np.ndarray, size, num_classes: int = 3) -> np.ndarray:
 
 def resample_logits(logits: torch.Tensor, size) -> torch.Tensor:
     """(B, C, X, Y, Z) -> (B, C, *size), with the same resize as the images."""
-    from ..methods.common import resize
-
     return torch.stack([resize(x, size) for x in logits])
 
 
@@ -94,12 +86,12 @@ def make_segmenter(init, out_channels: int = 3, arch: dict | None = None):
 def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 64, 32), steps: int = 100,
              batch_size: int = 2, lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, log=None,
              encoder_lr_scale: float = 1.0):
-    """Fine-tune ``net`` on random patches of the labelled volumes (AdamW, cosine schedule, Dice + CE).
+    """Fine-tune ``net`` on random patches of the labelled volumes (AdamW, cosine schedule, Dice + CE); ``seed``
+    seeds the patch sampler (nothing here draws from torch's global generator).
     ``encoder_lr_scale``: the Swin encoder (``net.swinViT``, the part a pretrained init transfers) learns at
     ``lr * encoder_lr_scale``, the rest at ``lr``."""
     if not images:
         raise ValueError("fine-tuning needs at least one labelled volume")
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net.train()
     opt = torch.optim.AdamW(_param_groups(net, lr, encoder_lr_scale), lr=lr, weight_decay=weight_decay)
@@ -157,7 +149,8 @@ def evaluate(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
 
 def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], steps: int, roi=(32, 64, 32),
                   batch_size: int = 2, lr: float = 1e-3, resample_to=None, log=None, encoder_lr_scale: float = 1.0) -> dict:
-    """One cell of the table: pick ``budget`` labelled volumes (seeded), fine-tune, evaluate on test_cases.
+    """One cell of the table: pick ``budget`` labelled volumes (seeded), fine-tune, evaluate on test_cases. The
+    segmenter's fresh layers draw from torch's global generator: seed it first (the runner does, per cell).
 
     ``resample_to``: fine-tune on volumes resized to this size (and predict on resized test volumes, Dice on
     the original grid), e.g. VoCo's pretraining volume size, so the network sees anatomy at the scale it was
@@ -169,7 +162,6 @@ def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], st
     if resample_to:
         tr = [(resample_image(a, resample_to), resample_label(b, resample_to)) for a, b in tr]
     te = [data["load"](c) for c in test_cases]
-    torch.manual_seed(seed)
     net = make_segmenter(init, out_channels=3)
     fit = finetune(net, [a for a, _ in tr], [b for _, b in tr], roi, steps, batch_size, lr, seed=seed, log=log,
                    encoder_lr_scale=encoder_lr_scale)

@@ -97,7 +97,7 @@ def load_safetensors_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{str(path)!r} is a pickled torch file; fmzoo does not unpickle untrusted files. Convert it once where "
             "you trust it: torch.load(..., weights_only=True) then safetensors.torch.save_file (see "
-            "fmzoo.medical.voco_import)"
+            "fmzoo.medical.weights)"
         )
     try:
         return load_file(str(path))
@@ -112,8 +112,8 @@ def import_voco_file(path: str | Path, **kwargs):
 def to_fmzoo_voco(obj, feature_size: int = 48, window_size: int = 7, proj_hidden: int = 2048, proj_out: int = 2048,
                   input_spec: dict | None = None):
     """A fmzoo ``VoCo`` (publishable with save_pretrained) carrying a released checkpoint's encoder."""
-    from .io import CT_SPEC_VOCO_PAPER
     from .models.swin import VoCo
+    from .spec import CT_SPEC_VOCO_PAPER
 
     net, report = import_voco_state_dict(obj, out_channels=2, feature_size=feature_size, window_size=window_size)
     model = VoCo(feature_size=feature_size, window_size=window_size, proj_hidden=proj_hidden, proj_out=proj_out,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from fmzoo.core import CheckpointError
 from fmzoo.medical.models.swin import ENCODER_PREFIXES, build_swinunetr
-from fmzoo.medical.voco_import import (
+from fmzoo.medical.weights import (
     import_voco_file,
     import_voco_state_dict,
     strip_prefixes,

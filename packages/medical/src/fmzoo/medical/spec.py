@@ -28,14 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-try:  # the core may be absent while it is being written; fall back to a local ValueError subclass
-    from fmzoo.core import InputSpecError
-except Exception:  # pragma: no cover
-
-    class InputSpecError(ValueError):
-        pass
-
+from fmzoo.core import InputSpecError
 
 MR_SPEC_HIPPOCAMPUS = {
     "modality": "MR",
@@ -229,6 +222,16 @@ def resample(vol: Volume, spacing, mode: str = "trilinear") -> Volume:
     aff = vol.affine.copy()
     aff[:3, :3] = aff[:3, :3] / cur * tgt
     return Volume(y[0, 0].numpy(), aff, vol.source, vol.has_spatial_info, dict(vol.meta))
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """(C, X, Y, Z) -> (C, *size), trilinear with align_corners=True (MONAI Resized 'bilinear' in 3D): how VoCo's
+    pretraining resizes volumes and crops, and how the fine-tuning protocol resizes to the pretraining scale."""
+    import torch.nn.functional as F
+
+    if tuple(x.shape[1:]) == tuple(size):
+        return x
+    return F.interpolate(x[None], size=tuple(int(s) for s in size), mode="trilinear", align_corners=True)[0]
 
 
 def check_modality(arr: np.ndarray, modality: str, where: str = "volume") -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from fmzoo.core import InputSpecError
-from fmzoo.medical.io import (
+from fmzoo.medical.spec import (
     CT_SPEC_VOCO_PAPER,
     MR_SPEC_HIPPOCAMPUS,
     check_network_input,
