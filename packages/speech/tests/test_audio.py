@@ -8,7 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 from fmzoo.core.errors import InputSpecError
-from fmzoo.speech.audio import (
+from fmzoo.speech.data.fsdd import fsdd_dir, list_fsdd
+from fmzoo.speech.spec import (
     AudioSpec,
     ResampleWarning,
     deltas,
@@ -18,7 +19,6 @@ from fmzoo.speech.audio import (
     resample,
     validate_waveform,
 )
-from fmzoo.speech.data.fsdd import fsdd_dir, list_fsdd
 
 
 def _sine(freq, sr, seconds=0.5, amp=0.5):

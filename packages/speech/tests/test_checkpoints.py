@@ -8,9 +8,9 @@ import pytest
 import torch
 from fmzoo.core import from_pretrained
 from fmzoo.core.errors import InputSpecError
-from fmzoo.speech.audio import ResampleWarning, load_audio
 from fmzoo.speech.data.fsdd import fsdd_dir
 from fmzoo.speech.plugin import plugin
+from fmzoo.speech.spec import ResampleWarning, load_audio
 
 NAMES = ["tera-small", "wav2vec2-small"]
 

@@ -5,8 +5,7 @@ import json
 import pytest
 import yaml
 from fmzoo.core import load_recipe
-from fmzoo.speech.methods import tera as tera_method
-from fmzoo.speech.methods import wav2vec2 as w2v_method
+from fmzoo.core.pretrain import run_pretraining
 from fmzoo.speech.plugin import plugin
 
 TINY_W2V = dict(conv_dim=[16, 16, 16, 16, 16, 16, 16], hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -17,16 +16,16 @@ TINY_W2V = dict(conv_dim=[16, 16, 16, 16, 16, 16, 16], hidden_size=32, num_hidde
 @pytest.mark.parametrize("method", ["wav2vec2", "tera"])
 def test_pretrain_writes_a_checkpoint_with_provenance(tmp_path, method):
     if method == "wav2vec2":
-        recipe = {"name": "t", "method": "wav2vec2", "seed": 0, "model": TINY_W2V, "epochs": 1, "batch_size": 2,
-                  "data": {"segment_seconds": 0.5, "segments_per_epoch": 4, "limit": 40}}
-        fn, cls = w2v_method.pretrain, "Wav2Vec2"
+        recipe = {"name": "t", "method": "wav2vec2", "seed": 0, "threads": 1, "model": TINY_W2V, "epochs": 1,
+                  "batch_size": 2, "data": {"segment_seconds": 0.5, "segments_per_epoch": 4, "limit": 40}}
+        cls = "Wav2Vec2"
     else:
-        recipe = {"name": "t", "method": "tera", "seed": 0, "epochs": 1, "batch_size": 2,
+        recipe = {"name": "t", "method": "tera", "seed": 0, "threads": 1, "epochs": 1, "batch_size": 2,
                   "model": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                             "intermediate_size": 64, "cmvn": "global"},
                   "data": {"segment_seconds": 0.5, "segments_per_epoch": 4, "limit": 40}}
-        fn, cls = tera_method.pretrain, "TERA"
-    ckpt = fn(recipe, tmp_path / "run", {"progress": False})
+        cls = "TERA"
+    ckpt = run_pretraining(recipe, tmp_path / "run", {"progress": False})  # seeds and sets threads, as `fmzoo pretrain`
     cfg = json.loads((ckpt / "config.json").read_text())
     prov = json.loads((ckpt / "provenance.json").read_text())
     assert cfg["architecture"] == cls and prov["metrics"]["steps"] == 2

@@ -2,13 +2,12 @@
 
 import warnings
 
-import pytest
 import torch
-from fmzoo.speech.audio import ResampleWarning
 from fmzoo.speech.data.fsdd import load_fsdd
 from fmzoo.speech.models.tera import TERA
 from fmzoo.speech.models.wav2vec2 import Wav2Vec2
-from fmzoo.speech.tasks.probe import finetune, layer_means, logmel_means, train_probe
+from fmzoo.speech.spec import ResampleWarning
+from fmzoo.speech.tasks.probe import layer_means, logmel_means, train_probe
 
 W2V_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                 conv_dim=[16, 16, 16, 16], conv_stride=[5, 2, 2, 2], conv_kernel=[10, 3, 3, 3],
@@ -45,36 +44,25 @@ def test_weighted_sum_finds_the_informative_layer():
 
 
 def test_logmel_baseline_on_real_clips():
-    tr, dtr, str_, _ = _clips("train", 600)
+    tr, dtr, str_, _ = _clips("train", 300)  # 300 of the 2700 training clips: digit 0.85, speaker 0.99 (2026-12-07)
     te, dte, ste, _ = _clips("test", 300)
     a, b = logmel_means(tr), logmel_means(te)
-    assert a.shape == (600, 1, 80)
+    assert a.shape == (300, 1, 80)
     digit = train_probe(a, dtr, b, dte, 10, seed=0)["accuracy"]
     speaker = train_probe(a, str_, b, ste, 6, seed=0)["accuracy"]
     assert digit > 0.6 and speaker > 0.85, (digit, speaker)  # chance: 0.10 and 0.17
 
 
-def test_finetune_updates_a_copy_of_the_upstream():
-    tr, _, spk, _ = _clips("train", 24)
-    torch.manual_seed(0)
-    up = TERA(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    before = {k: v.clone() for k, v in up.state_dict().items()}
-    r = finetune(up, tr, spk, tr[:8], spk[:8], 6, epochs=1, batch_size=8)
-    assert 0.0 <= r["accuracy"] <= 1.0
-    assert all(torch.equal(before[k], v) for k, v in up.state_dict().items())  # the given upstream is untouched
-    tuned = r["model"].upstream.state_dict()
-    assert any(not torch.equal(before[k], tuned[k]) for k in before if before[k].is_floating_point())
+def test_probe_init_from_its_own_generator_matches_the_seeded_global_stream():
+    """train_probe seeds its head with its own generator: the same numbers as torch.manual_seed(seed) gave (so the
+    speech-fsdd rows did not move)."""
+    from fmzoo.core import runtime
+    from fmzoo.speech.tasks.probe import WeightedSumProbe
 
-
-def test_cli_entry_finetune_and_evaluate_with_a_label_budget():
-    from fmzoo.speech.tasks.fsdd import cli_entry
-
-    torch.manual_seed(0)
-    up = TERA(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    r = cli_entry(up, {"mode": "finetune", "dataset": "fsdd-speaker", "per_class": 2, "max_epochs": 1, "seeds": [0]})
-    assert r["train_clips"] == 12 and r["test_clips"] == 300 and 0.0 <= r["accuracy"]["mean"] <= 1.0
-    w2v = Wav2Vec2(**W2V_TINY)
-    r = cli_entry(w2v, {"mode": "finetune", "dataset": "fsdd-digit", "per_class": 1, "max_epochs": 1, "seeds": [0]})
-    assert r["train_clips"] == 10
-    with pytest.raises(ValueError, match="unknown speech dataset"):
-        cli_entry(up, {"mode": "evaluate", "dataset": "librispeech"})
+    torch.manual_seed(3)
+    ref = WeightedSumProbe(4, 16, 6)
+    torch.manual_seed(123)  # whatever the global stream holds
+    own = WeightedSumProbe(4, 16, 6, generator=runtime.generator(3))
+    assert torch.equal(ref.linear.weight, own.linear.weight) and torch.equal(ref.linear.bias, own.linear.bias)
+    other = WeightedSumProbe(4, 16, 6, generator=runtime.generator(4))
+    assert not torch.equal(ref.linear.weight, other.linear.weight)

@@ -50,7 +50,7 @@ def test_corpus_is_built_at_fsdd_rate_resumes_and_checks_its_files(tmp_path):
     assert kept.stat().st_mtime_ns == mtime
     assert json.loads((out / "manifest.json").read_text())["utterances"] == doc["utterances"]  # same audio again
 
-    from fmzoo.speech.audio import load_audio
+    from fmzoo.speech.spec import load_audio
     assert torch.equal(load_corpus(out, {"sample_rate": 16000})[1], load_audio(kept, {"sample_rate": 16000}))
 
     # a resume with other engine versions than the build started with is refused (mixed corpus)

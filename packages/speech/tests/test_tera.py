@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 from fmzoo.core.errors import InputSpecError
-from fmzoo.speech.audio import load_audio
 from fmzoo.speech.data.fsdd import fsdd_dir
 from fmzoo.speech.models.tera import TERA, tera_alteration
+from fmzoo.speech.spec import load_audio
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 

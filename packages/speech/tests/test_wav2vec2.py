@@ -8,6 +8,7 @@ import torch
 import transformers  # the reference implementation (fmzoo-speech[test])
 from fmzoo.core.errors import CheckpointError, InputSpecError
 from fmzoo.speech.models.wav2vec2 import Wav2Vec2, compute_span_mask, sample_negative_indices
+from fmzoo.speech.weights import from_hf
 from safetensors.torch import load_file, save_file
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining, Wav2Vec2Model
 
@@ -95,11 +96,15 @@ def test_padded_clip_equals_the_clip_alone(variant):
     assert d < 1e-5
 
 
-def test_hf_checkpoint_loads_unchanged_and_saves_back(tmp_path):
+def test_hf_checkpoint_loads_unchanged_and_saves_back(tmp_path, tmp_hub):
     torch.manual_seed(0)
     hf = Wav2Vec2ForPreTraining(Wav2Vec2Config(**TINY)).eval()
     hf.save_pretrained(tmp_path / "hf")
-    ours = Wav2Vec2.from_pretrained(tmp_path / "hf")  # HF directory recognised by its config.json
+    ours = Wav2Vec2.from_pretrained(tmp_path / "hf")  # HF directory recognised by its config.json, converted once
+    (converted,) = (tmp_hub / "imported" / "transformers-wav2vec2").iterdir()
+    prov = json.loads((converted / "provenance.json").read_text())
+    assert prov["imported_from"]["format"] == "transformers-wav2vec2"
+    assert {f["name"] for f in prov["imported_from"]["files"]} >= {"config.json", "model.safetensors"}
     x = torch.randn(2, 2000)
     with torch.no_grad():
         ref = hf.wav2vec2(x).last_hidden_state
@@ -138,23 +143,23 @@ def test_legacy_weight_norm_keys_and_bare_model(tmp_path):
     (tmp_path / "old").mkdir()
     save_file(legacy, str(tmp_path / "old" / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "old" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
-    ours = Wav2Vec2.from_hf(tmp_path / "old").eval()
+    ours = from_hf(tmp_path / "old").eval()
     x = torch.randn(1, 2000)
     with torch.no_grad():
         assert float((ours(x, compute_loss=False)["last_hidden_state"] - hf.wav2vec2(x).last_hidden_state).abs().max()) < 1e-6
     bare = Wav2Vec2Model(Wav2Vec2Config(**TINY)).eval()
     bare.save_pretrained(tmp_path / "bare")
     with pytest.raises(CheckpointError, match="missing"):
-        Wav2Vec2.from_hf(tmp_path / "bare")
+        from_hf(tmp_path / "bare")
     with pytest.warns(UserWarning, match="no pretraining head"):
-        b2 = Wav2Vec2.from_hf(tmp_path / "bare", allow_missing_head=True).eval()
+        b2 = from_hf(tmp_path / "bare", allow_missing_head=True).eval()
     with torch.no_grad():
         assert float((b2(x, compute_loss=False)["last_hidden_state"] - bare(x).last_hidden_state).abs().max()) < 1e-6
     (tmp_path / "pickle").mkdir()
     (tmp_path / "pickle" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
     (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(CheckpointError, match="pickle checkpoints are refused"):
-        Wav2Vec2.from_hf(tmp_path / "pickle")
+        from_hf(tmp_path / "pickle")
 
 
 def test_span_mask_follows_the_paper():
@@ -193,8 +198,8 @@ def test_training_step_learns_and_input_checks():
     opt = torch.optim.Adam(m.parameters(), 2e-3)
     import warnings
 
-    from fmzoo.speech.audio import load_audio
     from fmzoo.speech.data.fsdd import fsdd_dir
+    from fmzoo.speech.spec import load_audio
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -14,6 +14,8 @@ def plugin() -> Plugin:
         pretrain={"wav2vec2": "fmzoo.speech.methods.wav2vec2:pretrain", "tera": "fmzoo.speech.methods.tera:pretrain"},
         table_runners={"speech-fsdd": "fmzoo.speech.reproduce:run_fsdd"},
         datasets={"fsdd": "fmzoo.speech.data.fsdd:load_fsdd"},
-        finetune={"Wav2Vec2": "fmzoo.speech.tasks.fsdd:cli_entry", "TERA": "fmzoo.speech.tasks.fsdd:cli_entry"},
+        downstream={"Wav2Vec2": "fmzoo.speech.tasks.downstream:SpeechHooks",
+                    "TERA": "fmzoo.speech.tasks.downstream:SpeechHooks"},
+        weight_formats={"transformers-wav2vec2": "fmzoo.speech.weights:TransformersWav2Vec2"},
         recipes_dir=HERE / "recipes", tables_dir=HERE / "tables", checkpoints_dir=HERE / "checkpoints",
     )

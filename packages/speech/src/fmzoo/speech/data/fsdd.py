@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import torch
 from fmzoo.core import data_root
 from fmzoo.core.errors import InputSpecError
 
-from ..audio import AudioSpec, ResampleWarning, load_audio
+from ..spec import AudioSpec, ResampleWarning, load_audio
 
-__all__ = ["FSDDItem", "fsdd_dir", "list_fsdd", "load_fsdd", "SPEAKERS", "segment_stream", "SegmentDataset", "manifest_entry"]
+__all__ = ["FSDDItem", "fsdd_dir", "list_fsdd", "load_fsdd", "load_items", "ClipList", "fsdd_clips", "SPEAKERS",
+           "segment_stream", "SegmentDataset", "manifest_entry"]
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
 
@@ -71,6 +73,11 @@ def load_fsdd(split: str = "all", spec: AudioSpec | dict | None = None, root=Non
     items = list_fsdd(split, root)
     if limit is not None:
         items = items[:: max(1, len(items) // limit)][:limit]
+    return load_items(items, spec)
+
+
+def load_items(items: list[FSDDItem], spec: AudioSpec | dict | None = None):
+    """``load_fsdd`` for a given list of items: (waveforms, digit labels, speaker ids, items)."""
     wavs = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResampleWarning)
@@ -82,6 +89,36 @@ def load_fsdd(split: str = "all", spec: AudioSpec | dict | None = None, root=Non
     digits = torch.tensor([it.digit for it in items])
     speakers = torch.tensor([it.speaker_id for it in items])
     return wavs, digits, speakers, items
+
+
+class ClipList(Sequence):
+    """Waveforms of audio files, each read (and checked, resampled) on first access and kept: a task over
+    FSDD's 3000 clips reads only the clips a run touches (``fmzoo finetune`` with a label budget reads its
+    labelled subset and the test split). Resampling warnings are not repeated per clip."""
+
+    def __init__(self, paths: list[Path], spec: AudioSpec | dict | None = None):
+        self.paths, self.spec, self._cache = list(paths), spec, {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        if i not in self._cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResampleWarning)
+                self._cache[i] = load_audio(self.paths[i], self.spec)
+        return self._cache[i]
+
+
+def fsdd_clips(split: str, spec: AudioSpec | dict | None = None, root=None) -> tuple[ClipList, list[FSDDItem]]:
+    """A split's clips ordered by length (file size: FSDD's WAVs are all 16-bit mono PCM; so that batches of
+    neighbours pad little), read lazily (:class:`ClipList`), and their items (labels)."""
+    items = list_fsdd(split, root)
+    items = sorted(items, key=lambda it: (it.path.stat().st_size, it.path.name))
+    return ClipList([it.path for it in items], spec), items
 
 
 def segment_stream(wavs: list[torch.Tensor], seg_samples: int, n_segments: int, seed: int = 0,

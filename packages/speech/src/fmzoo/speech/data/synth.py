@@ -33,7 +33,7 @@ import torch
 from fmzoo.core import sha256_file
 from fmzoo.core.hub import atomic_write_text
 
-from ..audio import AudioSpec, ResampleWarning, resample, validate_waveform
+from ..spec import AudioSpec, ResampleWarning, resample, validate_waveform
 
 __all__ = ["SynthConfig", "Utterance", "plan_corpus", "build_corpus", "load_corpus", "corpus_manifest_entry",
            "ESPEAK_ACCENTS", "ESPEAK_VARIANTS", "FLITE_VOICES"]

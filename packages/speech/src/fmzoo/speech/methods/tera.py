@@ -9,8 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import torch
-from fmzoo.core.training import SSLTask, seed_everything
+from fmzoo.core.training import SSLTask
 
 from ..models.tera import TERA
 from ._common import pretraining_audio, run_and_publish, segment_loader
@@ -34,10 +33,9 @@ class TERATask(SSLTask):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
-    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``)."""
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``). Seed and CPU threads are
+    set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
     seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    torch.set_num_threads(int(recipe.get("threads", 1)))
     model = TERA(**recipe["model"])
     audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
     if model.feat_cfg["cmvn"] == "global":

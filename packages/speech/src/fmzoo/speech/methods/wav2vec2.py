@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from fmzoo.core.training import SSLTask, global_mean_divisor, seed_everything
+from fmzoo.core.training import SSLTask, global_mean_divisor
 
 from ..models.wav2vec2 import Wav2Vec2
 from ._common import pretraining_audio, run_and_publish, segment_loader
@@ -51,10 +51,8 @@ class Wav2Vec2Task(SSLTask):
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
-    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``)."""
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    torch.set_num_threads(int(recipe.get("threads", 1)))
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``). Seed and CPU threads are
+    set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
     model = Wav2Vec2(**recipe["model"])
     audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
     sr = model.input_spec["sample_rate"]

@@ -22,8 +22,9 @@ import torch
 import torch.nn as nn
 from fmzoo.core import HubMixin
 from fmzoo.core.errors import InputSpecError
+from fmzoo.core.runtime import generator
 
-from ..audio import AudioSpec, cmvn, deltas, log_mel, validate_waveform
+from ..spec import AudioSpec, cmvn, deltas, log_mel, validate_waveform
 
 __all__ = ["TERA", "tera_alteration"]
 
@@ -191,8 +192,11 @@ def tera_alteration(
     rng: random.Random | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TERA's stochastic alteration policy. Returns (altered copy, bool label [B, T, D] of altered entries)."""
+    # the policy's own random streams (model-internal, not pipeline seeding): ``rng`` draws the per-utterance
+    # choices and seeds the torch generator of the block positions and noise, so a task that owns ``rng``
+    # (methods/tera.TERATask, one per DDP rank) gets alterations independent of the global torch stream
     rng = rng or random.Random(int(torch.randint(0, 2**31 - 1, ()).item()))
-    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    g = generator(rng.randrange(2**31))
     x = feats.clone()
     b, t, d = feats.shape
     label = torch.zeros(b, t, d, dtype=torch.bool)

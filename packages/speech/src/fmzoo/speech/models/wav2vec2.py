@@ -2,8 +2,9 @@
 
 Parameter names, config keys and numerics follow ``transformers``' Wav2Vec2 so that a Hugging Face
 checkpoint (``config.json`` + ``model.safetensors``, e.g. ``facebook/wav2vec2-base``) loads unchanged
-(:meth:`Wav2Vec2.from_hf`) and ours save back in that format (:meth:`Wav2Vec2.save_hf`). Written from the
-paper and the published config semantics; tested against ``transformers`` with identical random weights.
+(``fmzoo.speech.weights``; ``from_pretrained`` of such a folder converts it once) and ours save back in that
+format (:meth:`Wav2Vec2.save_hf`). Written from the paper and the published config semantics; tested against
+``transformers`` with identical random weights.
 
 Parts (paper section 2):
 - feature encoder: 7 temporal convolutions (kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2 -> 20 ms hop,
@@ -23,17 +24,16 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fmzoo.core import HubMixin, resolve_checkpoint
-from fmzoo.core.errors import CheckpointError, InputSpecError
-from safetensors.torch import load_file, save_file
+from fmzoo.core import HubMixin
+from fmzoo.core.errors import InputSpecError
+from safetensors.torch import save_file
 
-from ..audio import AudioSpec, validate_waveform
+from ..spec import AudioSpec, validate_waveform
 
 __all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS"]
 
@@ -548,20 +548,6 @@ class Wav2Vec2(nn.Module, HubMixin):
         fmzoo checkpoint directory also loads with ``transformers.Wav2Vec2ForPreTraining.from_pretrained``."""
         return {**self.hf_config(), **super().get_config()}
 
-    @classmethod
-    def from_pretrained(cls, id_or_path, revision: str | None = None, **overrides):
-        """An fmzoo checkpoint (id or path), or a transformers Wav2Vec2 checkpoint (a directory, or a Hugging
-        Face Hub id such as ``facebook/wav2vec2-base`` when networking is on) with config.json +
-        model.safetensors: the latter is recognised by its config and loaded by :meth:`from_hf`."""
-        path = resolve_checkpoint(id_or_path, revision)
-        try:
-            cfg = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {e}") from None
-        if "architecture" not in cfg and cfg.get("model_type") == "wav2vec2":
-            return cls.from_hf(path, **overrides).eval()
-        return super().from_pretrained(path, revision=None, **overrides)
-
     def hf_config(self) -> dict:
         cfg = {k: self.config[k] for k in HF_CONFIG_DEFAULTS}
         cfg.update(model_type="wav2vec2", architectures=["Wav2Vec2ForPreTraining"],
@@ -578,68 +564,6 @@ class Wav2Vec2(nn.Module, HubMixin):
         (directory / "config.json").write_text(json.dumps(self.hf_config(), indent=2))
         save_file(self.hf_state_dict(), str(directory / "model.safetensors"), metadata={"format": "pt"})
         return directory
-
-    @staticmethod
-    def _rename_hf_keys(sd: dict) -> dict:
-        out = {}
-        for k, v in sd.items():
-            k2 = k
-            if k.endswith("pos_conv_embed.conv.weight_g"):
-                k2 = k[: -len("weight_g")] + "parametrizations.weight.original0"
-            elif k.endswith("pos_conv_embed.conv.weight_v"):
-                k2 = k[: -len("weight_v")] + "parametrizations.weight.original1"
-            out[k2] = v
-        if not any(k.startswith("wav2vec2.") for k in out):  # a bare Wav2Vec2Model checkpoint
-            out = {(k if k.split(".")[0] in ("quantizer", "project_hid", "project_q") else "wav2vec2." + k): v
-                   for k, v in out.items()}
-        return out
-
-    @classmethod
-    def from_hf(cls, directory: str | Path, *, allow_missing_head: bool = False,
-                ignore_prefixes: tuple[str, ...] = (), **spec) -> Wav2Vec2:
-        """Load a transformers Wav2Vec2 checkpoint directory (config.json + model.safetensors) unchanged.
-
-        ``facebook/wav2vec2-base``-style checkpoints (with quantizer) load strictly. A checkpoint without the
-        pretraining head (``Wav2Vec2Model``/``ForCTC``) needs ``allow_missing_head=True`` (the head is then
-        freshly initialised) and ``ignore_prefixes=("lm_head",)`` for its task head. Safetensors only."""
-        directory = Path(directory)
-        cfg_path, w_path = directory / "config.json", directory / "model.safetensors"
-        if not cfg_path.is_file():
-            raise CheckpointError(f"{directory}: no config.json")
-        if not w_path.is_file():
-            raise CheckpointError(f"{directory}: no model.safetensors (pickle checkpoints are refused; convert to safetensors)")
-        hf = json.loads(cfg_path.read_text())
-        if hf.get("model_type") not in (None, "wav2vec2"):
-            raise CheckpointError(f"{directory}: model_type {hf.get('model_type')!r} is not 'wav2vec2'")
-        if hf.get("add_adapter"):
-            raise CheckpointError(f"{directory}: Wav2Vec2 adapters (add_adapter=true) are not supported")
-        kwargs = {k: hf[k] for k in HF_CONFIG_DEFAULTS if k in hf}
-        # transformers' own defaults for keys absent from an older config.json
-        for k, v in dict(mask_time_prob=0.05, layerdrop=0.1, activation_dropout=0.1, feat_proj_dropout=0.0,
-                         feat_quantizer_dropout=0.0).items():
-            kwargs.setdefault(k, v)
-        model = cls(**spec, **kwargs)
-        try:
-            sd = load_file(str(w_path))
-        except Exception as e:
-            raise CheckpointError(f"{w_path}: unreadable safetensors ({e})") from e
-        sd = cls._rename_hf_keys(sd)
-        sd = {k: v for k, v in sd.items() if not any(k.startswith(p) for p in ignore_prefixes)}
-        own = model.state_dict()
-        missing = [k for k in own if k not in sd]
-        unexpected = [k for k in sd if k not in own]
-        head = ("quantizer.", "project_hid.", "project_q.")
-        if allow_missing_head:
-            missing = [k for k in missing if not k.startswith(head)]
-        if missing or unexpected:
-            raise CheckpointError(f"{directory}: state dict mismatch; missing {missing[:8]}, unexpected {unexpected[:8]}")
-        bad = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-        if bad:
-            raise CheckpointError(f"{directory}: shape mismatch for {bad[:5]}")
-        if allow_missing_head and any(k.startswith(head) for k in own if k not in sd):
-            warnings.warn("checkpoint has no pretraining head; quantizer/project_* are freshly initialised", stacklevel=2)
-        model.load_state_dict(sd, strict=False)
-        return model
 
 
 def batch_waveforms(wavs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,25 +1,26 @@
 """SUPERB-style downstream protocol: frozen upstream, a learnable softmax-weighted sum of its layers,
-mean pooling over time and a linear classifier (SUPERB's KS and SID heads), plus full fine-tuning.
+mean pooling over time and a linear classifier (SUPERB's KS and SID heads): the speech-fsdd table's probe.
 
 Because the weighted sum and mean pooling are both linear, pooling each layer first and then learning
 the layer weights on the pooled [N, L, D] tensor is exactly the SUPERB probe, and lets the frozen upstream
-run once per clip.
+run once per clip. Fine-tuning (``fmzoo finetune``) is the core's loop on ``tasks/downstream.py``'s hooks.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fmzoo.core import runtime
 
-from ..audio import log_mel
 from ..models.tera import TERA
 from ..models.wav2vec2 import Wav2Vec2, batch_waveforms
+from ..spec import log_mel
 
-__all__ = ["layer_means", "logmel_means", "WeightedSumProbe", "train_probe", "SpeechClassifier", "finetune"]
+__all__ = ["layer_means", "logmel_means", "WeightedSumProbe", "train_probe"]
 
 
 def _normalize(w: torch.Tensor) -> torch.Tensor:
@@ -66,10 +67,18 @@ def logmel_means(wavs: list[torch.Tensor], sample_rate: int = 16000, n_mels: int
 
 
 class WeightedSumProbe(nn.Module):
-    def __init__(self, num_layers: int, dim: int, num_classes: int):
+    """Softmax-weighted sum of the layers of pooled features ``[N, L, D]`` (weights start uniform), then linear.
+    ``generator``: initialise the linear layer from it (the numbers the global stream seeded alike would give
+    for the same seed) instead of the global stream."""
+
+    def __init__(self, num_layers: int, dim: int, num_classes: int, generator: torch.Generator | None = None):
         super().__init__()
         self.layer_weights = nn.Parameter(torch.zeros(num_layers))
         self.linear = nn.Linear(dim, num_classes)
+        if generator is not None:  # nn.Linear.reset_parameters, drawn from ``generator``
+            nn.init.kaiming_uniform_(self.linear.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(dim) if dim > 0 else 0.0
+            nn.init.uniform_(self.linear.bias, -bound, bound, generator=generator)
 
     def forward(self, pooled):  # [N, L, D]
         w = torch.softmax(self.layer_weights, 0)
@@ -79,12 +88,12 @@ class WeightedSumProbe(nn.Module):
 def train_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0, steps: int = 300,
                 lr: float = 1e-2, weight_decay: float = 1e-4) -> dict:
     """Train the weighted-sum + linear probe (full batch Adam) on pooled features; features are
-    standardised per (layer, dim) with training statistics. Returns test accuracy and the layer weights."""
-    torch.manual_seed(seed)
+    standardised per (layer, dim) with training statistics; ``seed`` initialises the linear layer (its own
+    generator). Returns test accuracy and the layer weights."""
     mu = train_x.mean(0, keepdim=True)
     sd = train_x.std(0, keepdim=True) + 1e-6
     xtr, xte = (train_x - mu) / sd, (test_x - mu) / sd
-    probe = WeightedSumProbe(train_x.shape[1], train_x.shape[2], num_classes)
+    probe = WeightedSumProbe(train_x.shape[1], train_x.shape[2], num_classes, generator=runtime.generator(seed))
     opt = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         opt.zero_grad()
@@ -95,58 +104,3 @@ def train_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 
         train_acc = (probe(xtr).argmax(-1) == train_y).float().mean().item()
     return {"accuracy": acc, "train_accuracy": train_acc,
             "layer_weights": torch.softmax(probe.layer_weights.detach(), 0).tolist()}
-
-
-class SpeechClassifier(nn.Module):
-    """Upstream + weighted layer sum + mean pooling + linear, for fine-tuning (upstream trainable)."""
-
-    def __init__(self, upstream: nn.Module, num_classes: int):
-        super().__init__()
-        self.upstream = upstream
-        self.probe = WeightedSumProbe(upstream.num_layers, upstream.hidden_size, num_classes)
-
-    def forward(self, wavs: list[torch.Tensor]):
-        m = self.upstream
-        if isinstance(m, Wav2Vec2):
-            x, am = batch_waveforms([_normalize(w) for w in wavs])
-            t = int(m.feature_lengths(torch.tensor(x.shape[1])))
-            no_mask = torch.zeros(len(wavs), t, dtype=torch.bool)  # no span masking while fine-tuning short clips
-            out = m(x, attention_mask=am if len(wavs) > 1 else None, mask_time_indices=no_mask, compute_loss=False)
-            hs, lengths = out["hidden_states"], out["feature_lengths"]
-        else:
-            feats = [m.featurize(w) for w in wavs]
-            lengths = torch.tensor([f.shape[0] for f in feats])
-            x = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
-            for j, f in enumerate(feats):
-                x[j, : f.shape[0]] = f
-            hs = m(x, lengths, predict=False)["hidden_states"]
-        h = torch.stack(hs, 1)
-        t = h.shape[2]
-        lengths = torch.full((len(wavs),), t) if lengths is None else lengths
-        msk = (torch.arange(t)[None] < lengths[:, None]).float()
-        pooled = (h * msk[:, None, :, None]).sum(2) / msk.sum(1).clamp(min=1)[:, None, None]
-        return self.probe(pooled)
-
-
-def finetune(upstream: nn.Module, train_wavs, train_y, test_wavs, test_y, num_classes: int, epochs: int = 3,
-             batch_size: int = 16, lr: float = 1e-4, seed: int = 0) -> dict:
-    """Fine-tune upstream + probe end to end (AdamW); returns test accuracy."""
-    torch.manual_seed(seed)
-    model = SpeechClassifier(copy.deepcopy(upstream), num_classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(train_wavs), generator=g).tolist()
-        for s in range(0, len(perm), batch_size):
-            idx = perm[s : s + batch_size]
-            opt.zero_grad()
-            F.cross_entropy(model([train_wavs[i] for i in idx]), train_y[idx]).backward()
-            opt.step()
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for s in range(0, len(test_wavs), batch_size):
-            logits = model(test_wavs[s : s + batch_size])
-            correct += int((logits.argmax(-1) == test_y[s : s + batch_size]).sum())
-    return {"accuracy": correct / len(test_wavs), "model": model}
