@@ -142,3 +142,34 @@ def test_training_by_steps_and_the_schedule_ends_at_zero(digits_checkpoint, monk
                            task.train.take(np.arange(100)), 0, epochs=1, lr=1e-3, batch_size=32, weight_decay=0.0, steps=7)
     assert len(lrs) == 7 and len(losses) == 2  # 4 batches a pass (32, 32, 32, 4): two passes for 7 steps
     assert lrs[0] == 1e-3 and lrs[-1] < 1e-4  # cosine over exactly the steps taken
+
+
+def test_evaluate_embeds_only_the_labelled_examples(digits_checkpoint, monkeypatch):
+    import fmzoo.core.downstream as ds
+
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, None)
+    seen = []
+    real = ds.embed
+    monkeypatch.setattr(ds, "embed", lambda h, m, items, *a, **k: (seen.append(len(items)), real(h, m, items, *a, **k))[1])
+    result = run("evaluate", model, hooks, task, seeds=[0, 1], budget=Budget(per_class=3), knn=False)
+    assert seen[0] <= 60 and seen[1] == len(task.test)  # two seeds x 30 labels, not the 1200 training digits
+    assert result["rows"][0]["metrics"]["accuracy"]["mean"] > 0.3
+
+
+def test_head_learning_rate_group(digits_checkpoint, monkeypatch):
+    from fmzoo.core.downstream import train_network
+
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    monkeypatch.setattr(type(hooks), "head_lr", 1e-2, raising=False)
+    task = hooks.load(model, None, None)
+    seen = []
+    real_step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step",
+                        lambda self, *a, **k: (seen.append([g["initial_lr"] for g in self.param_groups]),
+                                               real_step(self, *a, **k))[1])
+    train_network(hooks, hooks.network(model, task, freeze=False), model, task, task.train.take(np.arange(64)), 0,
+                  epochs=1, lr=1e-4, batch_size=32, weight_decay=0.0)
+    assert seen[0] == [1e-4, 1e-2]

@@ -104,6 +104,12 @@ def take(items, idx):
     return [items[int(i)] for i in idx]
 
 
+def encoder_head(encoder, features, head, freeze: bool):
+    """``head(features(encoder, inputs))`` as one module; with ``freeze`` the encoder has no gradients and stays in eval
+    mode while the head trains. What ``DownstreamHooks.network`` returns by default; domains reuse it."""
+    return _encoder_head_class()(encoder, features, head, freeze)
+
+
 def _encoder_head_class():
     from torch import nn
 
@@ -153,6 +159,8 @@ class DownstreamHooks:
     steps: int | None = None
     lr: float = 1e-4  # encoder and head, fine-tuned end to end
     frozen_lr: float = 1e-3  # head only, encoder frozen (segmentation / forecasting evaluate)
+    head_lr: float | None = None  # fine-tuning: the fresh head's own rate (None: the same as the encoder's)
+    threads: int | None = None  # CPU threads when --threads is not given (1 where a kernel's sum order varies)
     weight_decay: float = 0.01
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -186,7 +194,7 @@ class DownstreamHooks:
         """Encoder + a fresh task head. Default: a linear head on ``features``."""
         from torch import nn
 
-        return _encoder_head_class()(model, self.features, nn.LazyLinear(task.n_outputs), freeze)
+        return encoder_head(model, self.features, nn.LazyLinear(task.n_outputs), freeze)
 
     # -- objective ----------------------------------------------------------------------------------
     def loss(self, task: Task, outputs, targets):
@@ -340,7 +348,14 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the network has no trainable parameters")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    head = getattr(net, "head", None)
+    if hooks.head_lr is not None and isinstance(head, torch.nn.Module) and not getattr(net, "freeze", False):
+        head_ids = {id(p) for p in head.parameters()}
+        groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": lr},
+                  {"params": [p for p in params if id(p) in head_ids], "lr": hooks.head_lr}]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     per_epoch = len(_batch_starts(n, batch_size))
     total_steps = int(steps) if steps else epochs * per_epoch
     passes = math.ceil(total_steps / per_epoch)
@@ -401,6 +416,7 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
         raise InputSpecError("give at least one seed")
     budget = budget or Budget()
     steps = None if epochs and not steps else (steps or hooks.steps)  # --epochs alone overrides the hooks' steps
+    threads = threads or hooks.threads
     epochs = int(epochs or hooks.epochs)
     batch_size = int(batch_size or hooks.batch_size)
     if epochs < 1 or batch_size < 1 or (steps is not None and steps < 1):
@@ -418,8 +434,11 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
             baseline_values.append(b)
     for init, backbone in inits.items():
         if frozen_features:
+            drawn = np.unique(np.concatenate([draws[s] for s in seeds]))  # only the examples some seed labels
             with seeded(0, threads):
-                tr = embed(hooks, backbone, task.train.items, progress, f"embedding train ({init})")
+                part = embed(hooks, backbone, take(task.train.items, drawn), progress, f"embedding train ({init})")
+                tr = np.zeros((len(task.train), part.shape[1]), dtype=part.dtype)
+                tr[drawn] = part
                 te = embed(hooks, backbone, task.test.items, progress, f"embedding test ({init})")
             protocols = {"linear probe": []}
             if knn and task.kind == "classification":
@@ -471,6 +490,8 @@ def _below_baseline(result: dict) -> list[str]:
         return []
     out = []
     for row in result["rows"]:
+        if metric not in row["metrics"]:  # e.g. kNN gives no ROC-AUC
+            continue
         for seed, value, ref in zip(row["seeds"], row["metrics"][metric]["values"], base["values"], strict=True):
             if (value <= ref) if higher else (value >= ref):
                 out.append(f"{row['init']} / {row['protocol']}, seed {seed}: {metric} {value:.4f} does not beat the "
@@ -493,7 +514,7 @@ def format_result(result: dict) -> str:
     if result.get("source"):
         lines.append(f"data: {result['source']}")
     header = ["init", "protocol", metric, *others[:2]]
-    body = [[r["init"], r["protocol"], _fmt(r["metrics"][metric]),
+    body = [[r["init"], r["protocol"], _fmt(r["metrics"][metric]) if metric in r["metrics"] else "-",
              *(_fmt(r["metrics"][k]) if k in r["metrics"] else "-" for k in others[:2])] for r in result["rows"]]
     if "baseline" in result:
         b = result["baseline"]["metrics"]
