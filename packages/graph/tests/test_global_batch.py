@@ -15,7 +15,8 @@ def test_mol_pretrain_loader_splits_the_global_batch_and_keeps_the_step_count():
 
 
 def test_node_graph_pretraining_refuses_several_processes(data_root, tmp_path):
-    from fmzoo.graph.methods.graphmae import pretrain
+    from fmzoo.core.pretrain import run_pretraining
 
     with pytest.raises(ValueError, match="one process"):
-        pretrain({"dataset": "cora", "train": {"max_epoch": 2}}, tmp_path, {"devices": 2, "strategy": "ddp"})
+        run_pretraining({"method": "graphmae", "dataset": "cora", "train": {"max_epoch": 2}}, tmp_path,
+                        {"devices": 2, "strategy": "ddp"})

@@ -41,9 +41,10 @@ def test_graph_level_graphmae_learns(data_root):
 def test_mutag_recipe_records_training(data_root, tmp_path):
     import json
 
-    from fmzoo.graph.methods.graphmae_graph import pretrain
+    from fmzoo.core.pretrain import run_pretraining
 
-    ckpt = pretrain({"seed": 0, "model": {"num_hidden": 8, "num_layers": 2}}, tmp_path, {"max_epochs": 2})
+    recipe = {"method": "graphmae-graph", "seed": 0, "threads": 1, "model": {"num_hidden": 8, "num_layers": 2}}
+    ckpt = run_pretraining(recipe, tmp_path, {"max_epochs": 2})
     training = json.loads((ckpt / "provenance.json").read_text())["training"]
     assert training["steps"] == 2 * 3 and training["resumed"] is False  # 188 graphs in batches of 64, 2 epochs
     assert training["parts"] == [{"from_step": 0, "to_step": 6, "seconds": training["seconds"]}]

@@ -1,4 +1,5 @@
 import json
+import math
 
 import fmzoo.core as core
 from fmzoo.core.reproduce import reproduce
@@ -27,12 +28,31 @@ def test_reproduce_cora_quick(tmp_path, data_root):
     assert rows["pretrained"]["ours"] > rows["scratch"]["ours"] + 3
 
 
-def test_moleculenet_runner_quick_small(tmp_path, data_root):
-    from fmzoo.graph.reproduce import run_moleculenet
+def smoke(name, tmp_path):
+    res = reproduce(name, smoke=True, out_dir=tmp_path, echo=lambda *a: None)
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert data["setting"] == "smoke" and data["rows"] == res["rows"]
+    for r in res["rows"]:
+        assert r["seeds"] == [0] and len(r["values"]) == 1 and all(math.isfinite(v) for v in r["values"])
+    return {(r["model"], r["init"]): r for r in res["rows"]}
 
-    table = core.load_table("graphmae-moleculenet") | {"datasets": ["bace"], "seeds": [0], "budget": 50}
-    rows = run_moleculenet(table, True, tmp_path)
-    by = {(r["model"], r["init"]): r for r in rows}
-    assert by[("GraphMAE-GIN bace", "pretrained")]["paper"] == 0.831
-    for r in rows:
-        assert 0.0 <= r["ours"] <= 1.0
+
+def test_cora_smoke(tmp_path, data_root):
+    rows = smoke("graphmae-cora", tmp_path)
+    assert set(rows) == {("GraphMAE", "pretrained"), ("GAT (random init)", "scratch")}
+    assert rows[("GraphMAE", "pretrained")]["paper"] == 84.2 and len(rows[("GraphMAE", "pretrained")]["final_epoch_acc"]) == 1
+
+
+def test_moleculenet_smoke(tmp_path, data_root):
+    rows = smoke("graphmae-moleculenet", tmp_path)
+    assert set(rows) == {("GIN bbbp", "scratch"), ("GraphMAE-GIN bbbp", "pretrained"),
+                         ("mean over 1 datasets", "scratch"), ("mean over 1 datasets", "pretrained")}
+    assert rows[("GraphMAE-GIN bbbp", "pretrained")]["paper"] == 0.720
+    for r in rows.values():
+        assert 0.0 <= r["ours"] <= 1.0 and r["metric"] == "roc_auc"
+
+
+def test_mutag_smoke(tmp_path, data_root):
+    rows = smoke("graphmae-mutag", tmp_path)
+    assert set(rows) == {("GraphMAE", "pretrained"), ("GIN (random init)", "scratch")}
+    assert all(0 <= r["ours"] <= 100 for r in rows.values())

@@ -24,6 +24,11 @@ def plugin() -> Plugin:
             "graphmae-moleculenet": "fmzoo.graph.reproduce:run_moleculenet",
             "graphmae-mutag": "fmzoo.graph.reproduce:run_mutag",
         },
+        downstream={
+            "GraphMAE": "fmzoo.graph.tasks.downstream:NodeHooks",
+            "MolGIN": "fmzoo.graph.tasks.downstream:MoleculeHooks",
+            "GraphMAEGIN": "fmzoo.graph.tasks.downstream:GraphHooks",
+        },
         datasets={
             "cora": "fmzoo.graph.data.planetoid:load_cora",
             "mutag": "fmzoo.graph.data.tu:load_mutag",

@@ -1,4 +1,6 @@
-"""Table runners for ``fmzoo reproduce`` (graph domain)."""
+"""Table runners for ``fmzoo reproduce`` (graph domain). ``reproduce`` sets the table's threads around a runner;
+a runner seeds each seed's draws with ``fmzoo.core.runtime.seed_everything``. ``smoke=True``: the quick protocol
+on a sliver (seconds; the rows have the table's shape and mean nothing)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +8,14 @@ from pathlib import Path
 
 import torch
 from fmzoo.core.reproduce import make_row
+from fmzoo.core.runtime import seed_everything
+
+SMOKE_PROBE_EPOCHS = 30  # graphmae-cora smoke: one probe seed, 30 probe epochs (the table: 3 seeds x 300)
+SMOKE_MOLECULES = 300  # graphmae-moleculenet smoke: the first set (BBBP), its first 300 molecules, one seed
+SMOKE_GRAPHS = 100  # graphmae-mutag smoke: the first MUTAG graphs
 
 
-def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_cora(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     """graphmae-cora: quick = shipped checkpoint + 3 probe seeds; full = 3 pretraining seeds x 1500 epochs."""
     from fmzoo.core import load_recipe
 
@@ -20,8 +27,9 @@ def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     g = load_cora()
     recipe = load_recipe("graphmae-cora")
     probe = recipe["probe"]
-    pk = dict(lr=float(probe["lr"]), weight_decay=float(probe["weight_decay"]), epochs=int(probe["epochs"]))
-    seeds = [0, 1, 2]
+    pk = dict(lr=float(probe["lr"]), weight_decay=float(probe["weight_decay"]),
+              epochs=SMOKE_PROBE_EPOCHS if smoke else int(probe["epochs"]))
+    seeds = [0] if smoke else [0, 1, 2]
     rows = []
     if quick:
         model = GraphMAE.from_pretrained("fmzoo/graphmae-cora")
@@ -45,7 +53,7 @@ def run_cora(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     # scratch baseline: the same encoder at random init, same probe
     svals = []
     for s in seeds:
-        torch.manual_seed(s)
+        seed_everything(s)
         model = build_model(g.num_features, recipe["model"]).eval()
         with torch.no_grad():
             emb = model.embed(g.x, g.edge_index)
@@ -60,14 +68,14 @@ def _same_recipe(a: dict, b: dict) -> bool:
 
 
 def _pretrain_seed(args):
+    """One full-protocol seed in its own process: ``run_pretraining`` sets the recipe's threads (1) and seed."""
     recipe, seed, run_dir = args
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    torch.set_num_threads(1)
-    from .methods.graphmae import pretrain
+    from fmzoo.core.pretrain import run_pretraining
 
-    pretrain({**recipe, "seed": seed}, Path(run_dir), {"progress": False})
+    run_pretraining({**recipe, "seed": seed}, Path(run_dir), {"progress": False})
 
 
 def _cora_full_runs(recipe: dict, seeds: list[int], out_dir: Path) -> list[dict]:
@@ -97,7 +105,7 @@ def _cora_full_runs(recipe: dict, seeds: list[int], out_dir: Path) -> list[dict]
     return out
 
 
-def run_moleculenet(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_moleculenet(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     """graphmae-moleculenet: scratch vs pretrained MolGIN at a small label budget on scaffold splits."""
     import numpy as np
 
@@ -109,6 +117,8 @@ def run_moleculenet(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     budget = int(table.get("budget", 100))
     seeds = list(table.get("seeds", [0, 1, 2]))
     ft_epochs = int(table.get("finetune_epochs", 100))
+    if smoke:
+        names, seeds, budget = names[:1], seeds[:1], min(budget, 50)
     pretrained = MolGIN.from_pretrained("fmzoo/graphmae-mol-gin")
     state = {k: v.clone() for k, v in pretrained.state_dict().items()}
     cfg = pretrained.init_args
@@ -116,18 +126,19 @@ def run_moleculenet(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     how = "frozen encoder + logistic regression" if quick else f"fine-tuned (official recipe, {ft_epochs} epochs)"
     log = []
     for name in names:
-        ds = load_moleculenet(name)
+        ds = load_moleculenet(name, max_rows=SMOKE_MOLECULES if smoke else None)
         per = {"scratch": [], "pretrained": []}
         pre_cache: dict = {}  # frozen pretrained embeddings are the same for every seed
         for init in ("scratch", "pretrained"):
             for s in seeds:
-                torch.manual_seed(1000 + s)
+                seed_everything(1000 + s)
                 enc = MolGIN(**cfg)
                 if init == "pretrained":
                     enc.load_state_dict(state)
                 if quick:
                     r = frozen_probe(enc, ds, budget, s, cache=pre_cache if init == "pretrained" else None)
                 else:
+                    seed_everything(s)  # the head's initialisation and the dropout masks
                     r = finetune(enc, ds, budget, s, epochs=ft_epochs)
                 per[init].append(r["roc_auc"])
                 log.append({"dataset": name, "init": init, "seed": s, **r})
@@ -144,7 +155,7 @@ def run_moleculenet(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     return rows
 
 
-def run_mutag(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_mutag(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     from fmzoo.core import load_recipe
 
     from .data.tu import load_mutag
@@ -152,6 +163,8 @@ def run_mutag(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     from .models.graphmae_graph import GraphMAEGIN
 
     graphs = load_mutag()
+    if smoke:
+        graphs = graphs[:SMOKE_GRAPHS]
     recipe = load_recipe("graphmae-mutag")
     tr = recipe["train"]
     rows = []
@@ -165,7 +178,7 @@ def run_mutag(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         seeds = [0, 1, 2, 3, 4]
         vals = []
         for s in seeds:
-            torch.manual_seed(s)
+            seed_everything(s)
             model = GraphMAEGIN(graphs[0]["x"].shape[1], **recipe["model"])
             pretrain_graphs(model, graphs, int(tr["max_epoch"]), float(tr["lr"]), float(tr["weight_decay"]),
                             int(tr["batch_size"]))
@@ -173,7 +186,7 @@ def run_mutag(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         rows.append(make_row(table, "GraphMAE", "pretrained", vals, seeds, note="full protocol, 5 pretraining seeds"))
     svals = []
     for s in seeds:
-        torch.manual_seed(s)
+        seed_everything(s)
         model = GraphMAEGIN(graphs[0]["x"].shape[1], **recipe["model"]).eval()
         svals.append(100 * svm_eval(*graph_embeddings(model, graphs))[0])
     rows.append(make_row(table, "GIN (random init)", "scratch", svals, seeds, note="random init, same SVM protocol"))

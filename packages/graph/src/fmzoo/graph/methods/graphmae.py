@@ -97,14 +97,12 @@ class _RepeatGraph(torch.utils.data.Dataset):
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae``) for node graphs; returns ``run_dir/checkpoint``."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, seed_everything, training_seconds, world_size
+    from fmzoo.core.training import fit, training_seconds, world_size
 
     from ..data.planetoid import load_planetoid, planetoid_root
 
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
+    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads
     data = recipe.get("dataset", "cora")
     g = load_planetoid({"cora": "Cora", "citeseer": "CiteSeer"}[data.lower()])
     cfg = recipe.get("model", {})

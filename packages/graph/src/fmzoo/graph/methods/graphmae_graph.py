@@ -65,13 +65,11 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae-graph``): MUTAG pretraining (plain loop: 60 steps in total, seconds
     on a CPU, so ``--resume`` starts it again); provenance ``training`` has the shape of the Lightning paths'."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import one_part_record, seed_everything
+    from fmzoo.core.training import one_part_record
 
     from ..data.tu import load_mutag, tu_dir
 
-    torch.set_num_threads(int(recipe.get("threads", 1)))
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
+    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads (1)
     graphs = load_mutag()
     cfg = {**MUTAG_CFG, **recipe.get("model", {})}
     tr = recipe.get("train", {})

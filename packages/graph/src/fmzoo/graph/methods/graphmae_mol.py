@@ -70,21 +70,20 @@ def pretrain_loader(graphs, batch_size: int, trainer_kwargs: dict) -> tuple[torc
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     """Recipe entry point (``method: graphmae-mol``); returns ``run_dir/checkpoint`` (the MolGIN encoder)."""
     from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, seed_everything, training_seconds
+    from fmzoo.core.runtime import generator
+    from fmzoo.core.training import fit, training_seconds
 
     from ..data.molecules import MOLECULENET, moleculenet_dir
 
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
+    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads
     data = recipe.get("data", {})
     sources = list(data.get("sources", ["hiv", "toxcast", "lipophilicity", "esol", "freesolv"]))
     exclude = list(data.get("exclude", ["bbbp", "bace", "clintox", "tox21", "sider"]))
     t0 = time.time()
     smiles = pretraining_smiles(exclude=exclude, sources=sources)
     if data.get("max_molecules"):
-        g = torch.Generator().manual_seed(seed)
+        g = generator(seed)
         keep = torch.randperm(len(smiles), generator=g)[: int(data["max_molecules"])].sort().values.tolist()
         smiles = [smiles[i] for i in keep]
     graphs, _ = featurize(smiles, strict=False)

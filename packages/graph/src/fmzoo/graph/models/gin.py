@@ -3,7 +3,7 @@ ICLR 2020) — the encoder of GraphMAE's transfer-learning experiments — and G
 
 Parameter names follow the official code (``x_embedding1/2``, ``gnns.<i>.mlp.{0,2}``,
 ``gnns.<i>.edge_embedding1/2``, ``batch_norms.<i>``), so the released GraphMAE chem checkpoint
-(``chem/init_weights/pretrained.pth``: a ``GNN`` state dict) maps 1:1 (see ``fmzoo.graph.convert``).
+(``chem/init_weights/pretrained.pth``: a ``GNN`` state dict) maps 1:1 (see ``fmzoo.graph.weights``).
 
 Message passing in pure PyTorch (``index_add_``): ``h_i' = MLP(sum_{j in N(i) + i} (h_j + e_ji))`` with a
 self loop of bond type 4; batch norm; ReLU on all but the last layer; dropout; JK "last".
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fmzoo.core import HubMixin, InputSpecError
+from fmzoo.core import HubMixin
 
 from ..data.molecules import (
     MASK_ATOM,
@@ -23,6 +23,7 @@ from ..data.molecules import (
     NUM_CHIRALITY,
     SELF_LOOP_BOND,
 )
+from ..spec import validate_mol_batch
 
 
 class GINConv(nn.Module):
@@ -44,26 +45,6 @@ class GINConv(nn.Module):
         msg = x[src] + self.edge_embedding1(btype) + self.edge_embedding2(bdir)
         agg = torch.zeros_like(x).index_add_(0, dst, msg)
         return self.mlp(agg)
-
-
-def validate_mol_batch(x, edge_index, edge_attr):
-    if x.dim() != 2 or x.shape[1] != 2 or x.dtype != torch.long:
-        raise InputSpecError(f"molecule atoms must be a long tensor [num_atoms, 2] (atom type, chirality), got "
-                             f"{tuple(x.shape)} {x.dtype}")
-    if x.shape[0] == 0:
-        raise InputSpecError("molecule batch has no atoms")
-    if int(x[:, 0].min()) < 0 or int(x[:, 0].max()) >= NUM_ATOM_TYPE or int(x[:, 1].min()) < 0 \
-            or int(x[:, 1].max()) >= NUM_CHIRALITY:
-        raise InputSpecError(f"atom features out of range: atom type must be in [0, {NUM_ATOM_TYPE}), chirality in "
-                             f"[0, {NUM_CHIRALITY})")
-    if edge_index.dim() != 2 or edge_index.shape[0] != 2 or edge_attr.shape != (edge_index.shape[1], 2):
-        raise InputSpecError(f"edge_index must be [2, E] and edge_attr [E, 2], got {tuple(edge_index.shape)} and "
-                             f"{tuple(edge_attr.shape)}")
-    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.shape[0]):
-        raise InputSpecError(f"edge_index refers to atom {int(edge_index.max())} but there are {x.shape[0]} atoms")
-    if edge_attr.numel() and (int(edge_attr[:, 0].max()) >= NUM_BOND_TYPE or int(edge_attr[:, 1].max()) >= NUM_BOND_DIR
-                              or int(edge_attr.min()) < 0):
-        raise InputSpecError("bond features out of range (bond type in [0, 6), direction in [0, 3))")
 
 
 class MolGIN(nn.Module, HubMixin):

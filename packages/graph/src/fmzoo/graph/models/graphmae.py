@@ -33,9 +33,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fmzoo.core import HubMixin, InputSpecError
+from fmzoo.core import HubMixin
 
 from ..ops import csr_tensor, spmm
+from ..spec import validate_graph
 from .gat import GAT, GraphIndex
 
 
@@ -44,36 +45,6 @@ def sce_loss(x: torch.Tensor, y: torch.Tensor, alpha: float = 3.0) -> torch.Tens
     x = F.normalize(x, p=2, dim=-1)
     y = F.normalize(y, p=2, dim=-1)
     return (1 - (x * y).sum(dim=-1)).pow(alpha).mean()
-
-
-def validate_graph(x: torch.Tensor, edge_index: torch.Tensor, in_dim: int | None, what: str = "graph",
-                   require_edges: bool = True) -> None:
-    """Raise InputSpecError for node features / edges a model cannot take."""
-    if not torch.is_tensor(x) or x.dim() != 2:
-        raise InputSpecError(f"{what}: node features must be a 2-D tensor [num_nodes, num_features], got "
-                             f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
-    if in_dim is not None and x.shape[1] != in_dim:
-        raise InputSpecError(f"{what}: the checkpoint expects {in_dim} node features (input_spec num_features), "
-                             f"got {x.shape[1]}")
-    if not torch.is_floating_point(x):
-        raise InputSpecError(f"{what}: node features must be floating point, got {x.dtype}")
-    if x.is_sparse or x.layout != torch.strided:
-        bad = (~torch.isfinite(x.coalesce().values() if x.is_sparse else x.values())).any()
-    else:
-        bad = (~torch.isfinite(x)).any()
-    if bool(bad):
-        raise InputSpecError(f"{what}: node features contain NaN or infinite values")
-    if not torch.is_tensor(edge_index) or edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise InputSpecError(f"{what}: edge_index must be a [2, num_edges] tensor, got "
-                             f"{tuple(edge_index.shape) if torch.is_tensor(edge_index) else type(edge_index).__name__}")
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise InputSpecError(f"{what}: edge_index must be integer, got {edge_index.dtype}")
-    n = x.shape[0]
-    if require_edges and (edge_index[0] != edge_index[1]).sum() == 0:
-        raise InputSpecError(f"{what}: the graph has no edges (besides self loops); GraphMAE's GAT needs neighbours")
-    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
-        raise InputSpecError(f"{what}: edge_index refers to node {int(edge_index.max())} (or a negative id) but "
-                             f"there are {n} nodes")
 
 
 class PreparedGraph:

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fmzoo.core import HubMixin
 
-from .graphmae import sce_loss, validate_graph
+from ..spec import validate_graph
+from .graphmae import sce_loss
 from .layers import create_activation, create_norm
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+from fmzoo.core.runtime import generator
 
 from ..data.molecules import MolDataset, collate, scaffold_split
 from ..models.gin import MolGIN
@@ -89,14 +90,15 @@ class GraphPredictor(nn.Module):
 
 def finetune(encoder: MolGIN, ds: MolDataset, budget: int | None, seed: int, epochs: int = 100, lr: float = 1e-3,
              batch_size: int = 32, dropout: float = 0.5) -> dict:
-    torch.manual_seed(seed)
+    """The caller seeds the process (``fmzoo.core.runtime.seed_everything(seed)``: the head's initialisation and the
+    dropout masks); the batch order is drawn from ``generator(seed)``."""
     train, _, test = split_and_budget(ds, budget, seed)
     encoder.drop_ratio = dropout
     model = GraphPredictor(encoder, ds.y.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=0.0)
     crit = nn.BCEWithLogitsLoss(reduction="none")
     y = ds.y
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     for _ in range(epochs):
         model.train()
         perm = train[torch.randperm(len(train), generator=g).numpy()]

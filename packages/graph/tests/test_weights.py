@@ -2,15 +2,15 @@
 import pytest
 import torch
 from fmzoo.core import CheckpointError
-from fmzoo.graph.convert import (
+from fmzoo.graph.models.gat import GraphIndex
+from fmzoo.graph.models.gin import MolGIN
+from fmzoo.graph.models.graphmae import GraphMAE
+from fmzoo.graph.weights import (
     convert_official_chem_gin,
     convert_official_graphmae,
     load_official_chem_gin,
     load_official_graphmae,
 )
-from fmzoo.graph.models.gat import GraphIndex
-from fmzoo.graph.models.gin import MolGIN
-from fmzoo.graph.models.graphmae import GraphMAE
 
 
 def official_chem_state(num_layer=2, d=8, prefix=""):
