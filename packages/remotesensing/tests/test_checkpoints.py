@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from fmzoo.core import InputSpecError, from_pretrained, shipped_checkpoints
-from fmzoo.remotesensing.bands import S2_L1C_ORDER
 from fmzoo.remotesensing.data.eopatch import load_eopatch
 from fmzoo.remotesensing.data.eurosat import load_eurosat_rgb
 from fmzoo.remotesensing.data.geotiff import read_geotiff, write_geotiff
 from fmzoo.remotesensing.models.backbones import SoftConResNet
+from fmzoo.remotesensing.spec import S2_L1C_ORDER
 from fmzoo.remotesensing.tasks.probe import knn_accuracy
 
 SOFTCON, RGB = "fmzoo/softcon-resnet-small", "fmzoo/rgb-resnet-small-eurosat"

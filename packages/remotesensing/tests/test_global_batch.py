@@ -14,9 +14,9 @@ def test_pretrain_loader_splits_the_global_batch():
 
 
 def test_ranks_draw_their_own_views():
-    from fmzoo.remotesensing.bands import S2_L1C_ORDER
     from fmzoo.remotesensing.methods.softcon import SoftConTask
     from fmzoo.remotesensing.models.backbones import SoftConResNet
+    from fmzoo.remotesensing.spec import S2_L1C_ORDER
 
     def draws(rank):
         model = SoftConResNet(S2_L1C_ORDER, channels=[8, 8, 16, 16], stem_width=8, input_size=32)
@@ -32,9 +32,9 @@ def test_ranks_draw_their_own_views():
 def test_in_batch_pairs_span_the_global_batch(monkeypatch):
     """Under DDP the soft contrastive loss scores every process's rows (core.gather_global_batch, whose
     exactness is tested in core): here, that ssl_loss hands it both projections and the labels."""
-    from fmzoo.remotesensing.bands import S2_L1C_ORDER
     from fmzoo.remotesensing.methods import softcon
     from fmzoo.remotesensing.models.backbones import SoftConResNet
+    from fmzoo.remotesensing.spec import S2_L1C_ORDER
 
     seen = []
 

@@ -2,9 +2,9 @@ import json
 
 import torch
 from fmzoo.core import from_pretrained, load_recipe
-from fmzoo.remotesensing.bands import S2_L1C_ORDER
-from fmzoo.remotesensing.methods.softcon import pretrain
+from fmzoo.core.pretrain import run_pretraining
 from fmzoo.remotesensing.models.backbones import SoftConResNet
+from fmzoo.remotesensing.spec import S2_L1C_ORDER
 
 TINY = {"arch": "SoftConResNet", "block": "basic", "layers": [1, 1, 1, 1], "channels": [8, 8, 16, 16],
         "stem_width": 8, "input_size": 32}
@@ -22,14 +22,14 @@ def test_two_stage_recipe_runs_on_real_data(tmp_path, rs_root, isolated_hub):
     # stage 0: label-free RGB pretraining on (a few) EuroSAT images
     rgb = _recipe("tiny-rgb", {"name": "eurosat_rgb", "limit": 16}, model={**TINY, "bands": ["B04", "B03", "B02"]},
                   loss={"targets": "identity"})
-    ck_rgb = pretrain(rgb, tmp_path / "rgb", {"progress": False})
+    ck_rgb = run_pretraining(rgb, tmp_path / "rgb", {"progress": False})
     base = from_pretrained(ck_rgb)
     assert base.input_spec["products"]["rgb8"]["bands"] == ["B04", "B03", "B02"]
     # stage 1: widen to 13 bands and continue with soft targets from the LULC multi-labels
     ms = _recipe("tiny-ms", {"name": "eopatch_s2", "crop": 32, "length": 16},
                  model={**TINY, "bands": S2_L1C_ORDER}, init={"from": str(ck_rgb), "widen_scheme": "copy_random"},
                  loss={"targets": "multilabel", "label_similarity": "jaccard"})
-    ck = pretrain(ms, tmp_path / "ms", {"progress": False})
+    ck = run_pretraining(ms, tmp_path / "ms", {"progress": False})
     model = from_pretrained(ck)
     assert isinstance(model, SoftConResNet) and model.bands == S2_L1C_ORDER
     spec = model.input_spec

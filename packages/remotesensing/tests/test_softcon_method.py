@@ -2,7 +2,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fmzoo.core import InputSpecError
-from fmzoo.remotesensing.bands import S2_L1C_ORDER
 from fmzoo.remotesensing.methods.softcon import (
     SoftConTask,
     label_similarity,
@@ -13,6 +12,7 @@ from fmzoo.remotesensing.methods.softcon import (
 )
 from fmzoo.remotesensing.models.backbones import SoftConResNet, SoftConViT
 from fmzoo.remotesensing.models.widen import widen_input_weight
+from fmzoo.remotesensing.spec import S2_L1C_ORDER
 
 
 def test_identity_targets_equal_symmetric_infonce():

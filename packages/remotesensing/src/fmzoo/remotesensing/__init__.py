@@ -4,11 +4,10 @@
   (:func:`fmzoo.remotesensing.models.widen.widen_input_weight`).
 - ``methods.softcon``: the soft contrastive loss (targets = cross-scene similarity of multi-label
   land-cover vectors), Siamese masking and the pretraining recipe.
-- ``preprocessing``: the input spec (bands, input size, per-band normalization) that travels with a
+- ``spec``: band names and the input spec (bands, input size, per-band normalization) that travels with a
   checkpoint and is enforced or converted as declared.
 """
 
-from .bands import S2_BANDS, canonical_band
-from .preprocessing import Preprocessor
+from .spec import S2_BANDS, Preprocessor, canonical_band
 
 __all__ = ["S2_BANDS", "canonical_band", "Preprocessor"]

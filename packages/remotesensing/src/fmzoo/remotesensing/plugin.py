@@ -23,9 +23,9 @@ def plugin() -> Plugin:
             "eurosat_rgb_5class": "fmzoo.remotesensing.data.eurosat:load_eurosat_rgb",
             "eolearn_testeopatch": "fmzoo.remotesensing.data.eopatch:load_eopatch",
         },
-        finetune={
-            "SoftConResNet": "fmzoo.remotesensing.tasks.cli:run",
-            "SoftConViT": "fmzoo.remotesensing.tasks.cli:run",
+        downstream={
+            "SoftConResNet": "fmzoo.remotesensing.tasks.downstream:SoftConResNetHooks",
+            "SoftConViT": "fmzoo.remotesensing.tasks.downstream:SoftConViTHooks",
         },
         recipes_dir=HERE / "recipes",
         tables_dir=HERE / "tables",

@@ -2,7 +2,9 @@
 
 Both evaluate on the EuroSAT RGB **5-class subset** (Forest, Industrial, Pasture, Residential, River;
 train split 10,400 / test = the source's val split 2,600), not the 10-class benchmark the papers use.
-Quick mode uses the shipped checkpoints and stratified subsets; full mode uses every image.
+Quick mode uses the shipped checkpoints and stratified subsets; full mode uses every image; smoke mode
+(``fmzoo reproduce TABLE --smoke``) runs the quick protocol on a sliver of the images (and, in softcon-eurosat,
+1 fine-tuning epoch), seconds long, rows of the same shape that mean nothing.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from fmzoo.core.reproduce import make_row
+from fmzoo.core.runtime import seed_everything
 
 from .data.eurosat import load_eurosat_rgb
 from .tasks.probe import few_label_finetune, knn_accuracy, linear_probe_accuracy
@@ -27,14 +29,20 @@ def _load(model_id: str):
     return from_pretrained(model_id)
 
 
-def _scratch_like(model, seed: int):
-    torch.manual_seed(seed)
+def _scratch_like(model):
+    """Random weights from the global stream (the caller seeds it), the same preprocessing."""
     fresh = type(model)(**model.init_args)
     fresh.input_spec = model.input_spec  # same preprocessing, random weights
     return fresh.eval()
 
 
-def _data(quick: bool, seed: int = 0):
+SMOKE_IMAGES = (100, 50)  # train / test images of a smoke run
+
+
+def _data(quick: bool, seed: int = 0, smoke: bool = False):
+    if smoke:
+        return (load_eurosat_rgb("train", limit=SMOKE_IMAGES[0], seed=seed),
+                load_eurosat_rgb("test", limit=SMOKE_IMAGES[1], seed=seed))
     if quick:
         return load_eurosat_rgb("train", limit=1000, seed=seed), load_eurosat_rgb("test", limit=500, seed=seed)
     return load_eurosat_rgb("train"), load_eurosat_rgb("test")
@@ -49,15 +57,18 @@ def _label(size: str, norm: str, input_size: int) -> str:
     return f"{s}, {n}"
 
 
-def run_preprocessing(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    train, test = _data(quick)
+def run_preprocessing(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
+    quick = quick or smoke
+    train, test = _data(quick, smoke=smoke)
     rows = []
     softcon = _load(SOFTCON_ID)
     size_px = int(softcon.input_spec["input_size"])
     models = [("softcon-resnet-small", softcon, "pretrained")]
     if not quick:
-        models += [("rgb-resnet-small-eurosat", _load(RGB_ID), "pretrained"),
-                   ("softcon-resnet-small architecture", _scratch_like(softcon, 0), "scratch")]
+        rgb = _load(RGB_ID)
+        seed_everything(0)  # the random-init baseline's weights
+        models += [("rgb-resnet-small-eurosat", rgb, "pretrained"),
+                   ("softcon-resnet-small architecture", _scratch_like(softcon), "scratch")]
     for name, model, init in models:
         for size, norm in SETTINGS:
             t0 = time.perf_counter()
@@ -72,11 +83,12 @@ def run_preprocessing(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     return rows
 
 
-def run_softcon_eurosat(table: dict, quick: bool, out_dir: Path) -> list[dict]:
-    train, test = _data(quick)
+def run_softcon_eurosat(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
+    quick = quick or smoke
+    train, test = _data(quick, smoke=smoke)
     lp_seeds = [0] if quick else [0, 1, 2]
     ft_seeds = [0, 1] if quick else [0, 1, 2]
-    ft_epochs = 15 if quick else 40
+    ft_epochs = 1 if smoke else 15 if quick else 40
     per_class = 10
     softcon = _load(SOFTCON_ID)
     rows = []
@@ -89,15 +101,25 @@ def run_softcon_eurosat(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         lp = [linear_probe_accuracy(model, train, test, seed=s) for s in lp_seeds]
         rows.append(make_row(table, model=f"{name} | linear probe", init="pretrained", values=lp, seeds=lp_seeds,
                              note=lp_note, metric="linear_probe_accuracy"))
-    lp_scratch = [linear_probe_accuracy(_scratch_like(softcon, s), train, test, seed=s) for s in lp_seeds]
+    lp_scratch = []
+    for s in lp_seeds:
+        seed_everything(s)
+        lp_scratch.append(linear_probe_accuracy(_scratch_like(softcon), train, test, seed=s))
     rows.append(make_row(table, model="softcon-resnet-small | linear probe", init="scratch", values=lp_scratch,
                          seeds=lp_seeds, note=lp_note + "; random init (seed = init seed)", metric="linear_probe_accuracy"))
     for name, model in pretrained:
-        ft = [few_label_finetune(model, train, test, per_class=per_class, seed=s, epochs=ft_epochs) for s in ft_seeds]
+        ft = []
+        for s in ft_seeds:
+            seed_everything(s)
+            ft.append(few_label_finetune(model, train, test, per_class=per_class, seed=s, epochs=ft_epochs))
         rows.append(make_row(table, model=f"{name} | {per_class}-label fine-tune", init="pretrained", values=ft,
                              seeds=ft_seeds, note=ft_note, metric="finetune_accuracy"))
-    ft_scratch = [few_label_finetune(_scratch_like(softcon, s), train, test, per_class=per_class, seed=s, epochs=ft_epochs)
-                  for s in ft_seeds]
+    ft_scratch = []
+    for s in ft_seeds:
+        seed_everything(s)  # the random weights (seed = init seed) ...
+        scratch = _scratch_like(softcon)
+        seed_everything(s)  # ... then the fine-tuning from the same seed, as for the pretrained rows
+        ft_scratch.append(few_label_finetune(scratch, train, test, per_class=per_class, seed=s, epochs=ft_epochs))
     rows.append(make_row(table, model=f"softcon-resnet-small | {per_class}-label fine-tune", init="scratch",
                          values=ft_scratch, seeds=ft_seeds, note=ft_note + "; random init", metric="finetune_accuracy"))
     return rows

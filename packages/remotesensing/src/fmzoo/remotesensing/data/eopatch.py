@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from fmzoo.core import InputSpecError, data_root
 
-from ..bands import S2_L1C_ORDER
+from ..spec import S2_L1C_ORDER
 
 FOLDER = "remote_sensing/eolearn_testeopatch"
 BANDS = list(S2_L1C_ORDER)  # REFERENCE_SCENES band order: B01..B08, B8A, B09..B12

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fmzoo.core import InputSpecError, data_root
 
-from ..bands import RGB_BANDS
+from ..spec import RGB_BANDS
 
 FOLDER = "remote_sensing/eurosat_rgb_5class"
 CLASSES = ["Forest", "Industrial", "Pasture", "Residential", "River"]
@@ -52,20 +52,30 @@ def decode_rgb(path: Path) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _index(root: str, split: str) -> tuple[tuple[Path, ...], np.ndarray]:
     files = _files(Path(root), split)
-    imgs = np.stack([decode_rgb(f) for f, _ in files])
+    return tuple(f for f, _ in files), np.array([y for _, y in files], dtype=np.int64)
+
+
+def _decode(files) -> np.ndarray:
+    imgs = np.stack([decode_rgb(f) for f in files])
     if imgs.shape[1:] != (3, 64, 64):
         raise InputSpecError(f"EuroSAT images should be 3x64x64, got {imgs.shape[1:]}")
-    return imgs, np.array([y for _, y in files], dtype=np.int64)
+    return imgs
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    files, y = _index(root, split)
+    return _decode(files), y
 
 
 def load_eurosat_rgb(split: str = "train", root: str | Path | None = None, limit: int | None = None,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, 3, 64, 64) in B04/B03/B02 order and int labels; ``limit`` draws a stratified
-    random subset of that size (seeded)."""
+    random subset of that size (seeded; only those images are decoded)."""
     root = Path(root) if root is not None else data_root()
-    x, y = _load(str(root), split)
+    files, y = _index(str(root), split)
     if limit is not None and limit < len(y):
         rng = np.random.default_rng(seed)
         counts = np.bincount(y, minlength=len(CLASSES))
@@ -75,8 +85,8 @@ def load_eurosat_rgb(split: str = "train", root: str | Path | None = None, limit
             k[c] += 1
         idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), k[c], replace=False)
                                       for c in range(len(CLASSES))]))
-        return x[idx], y[idx]
-    return x, y
+        return _decode([files[i] for i in idx]), y[idx]
+    return _load(str(root), split)
 
 
 def eurosat_split_digest(root: str | Path | None = None, split: str = "train") -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from fmzoo.core import InputSpecError
 
-from ..bands import canonical_bands
+from ..spec import canonical_bands
 
 
 def read_geotiff(path: str | Path, bands: Sequence[str] | None = None, window=None) -> dict:

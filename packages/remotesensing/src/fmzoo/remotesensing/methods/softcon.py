@@ -28,14 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core.training import (
-    SSLTask,
-    fit,
-    gather_global_batch,
-    per_device_batch,
-    seed_everything,
-    training_seconds,
-)
+from fmzoo.core import runtime
+from fmzoo.core.training import SSLTask, fit, gather_global_batch, per_device_batch, training_seconds
 from torch import nn
 
 # --------------------------------------------------------------------------- the loss
@@ -145,13 +139,13 @@ class SoftConTask(SSLTask):
                                        nn.Linear(proj_hidden, proj_dim))
         self.cfg = dict(temperature=temperature, form=form, label_sim=label_sim, mask_ratio=mask_ratio,
                         mask_patch=mask_patch, view_size=view_size, view_scale=tuple(view_scale), jitter=jitter)
-        self.seed, self.gen = seed, torch.Generator().manual_seed(seed)
+        self.seed, self.gen = seed, runtime.generator(seed)  # the method's own stream of views and masks
         self.token_masking = hasattr(model, "patch_size")
         if view_size % (model.patch_size if self.token_masking else mask_patch):
             raise ValueError(f"view_size {view_size} must be a multiple of the mask patch size")
 
     def seed_own_generators(self, rank: int) -> None:
-        self.gen.manual_seed(self.seed + rank)
+        self.gen = runtime.generator(self.seed + rank)
 
     def encode_pair(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
@@ -270,22 +264,21 @@ def pretrain_loader(ds, batch_size: int, seed: int, trainer_kwargs: dict) -> tor
     """This process's loader: ``batch_size`` is the recipe's global batch, each of the run's processes loads
     its share (the optimizer steps, ``images_per_second`` and any step schedule count global batches)."""
     return torch.utils.data.DataLoader(ds, batch_size=per_device_batch(batch_size, trainer_kwargs), shuffle=True,
-                                       drop_last=True, num_workers=0, generator=torch.Generator().manual_seed(seed))
+                                       drop_last=True, num_workers=0, generator=runtime.generator(seed))
 
 
 def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Run a SoftCon recipe; writes run_dir/checkpoint (config, safetensors, card, provenance)."""
+    """Run a SoftCon recipe; writes run_dir/checkpoint (config, safetensors, card, provenance). Called through
+    ``fmzoo.core.pretrain.run_pretraining``, which seeds (recipe ``seed``) and sets the threads (recipe ``threads``)."""
     from fmzoo.core import data_root, publish_run
     from fmzoo.core.hub import sha256_file
 
     from ..data.eopatch import EOPatchMultiLabelCrops, load_eopatch
     from ..data.eurosat import eurosat_split_digest, load_eurosat_rgb
-    from ..preprocessing import add_product, band_stats
+    from ..spec import add_product, band_stats
 
     run_dir = Path(run_dir)
     seed = int(recipe.get("seed", 0))
-    seed_everything(seed)
-    torch.set_num_threads(int(recipe.get("threads", torch.get_num_threads())))
     model, base = build_model(recipe)
     dcfg = recipe["data"]
     root = data_root()

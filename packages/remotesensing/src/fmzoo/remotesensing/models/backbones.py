@@ -14,8 +14,7 @@ import torch
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
-from ..bands import RGB_BANDS, canonical_bands
-from ..preprocessing import Preprocessor, make_input_spec
+from ..spec import RGB_BANDS, Preprocessor, canonical_bands, make_input_spec
 from .widen import widen_input_weight
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from fmzoo.core.runtime import generator
 
-from ..bands import S2_BANDS, canonical_bands
+from ..spec import S2_BANDS, canonical_bands
 
 SCHEMES = ("copy_random", "repeat", "nearest")
 
@@ -35,7 +36,7 @@ def widen_input_weight(weight: torch.Tensor, src_bands: Sequence[str], dst_bands
     w = weight.detach().float()
     out = torch.empty(w.shape[0], len(dst), *w.shape[2:], dtype=w.dtype)
     if scheme == "copy_random":
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)  # the fresh kernels' own stream: widening never touches the global one
         std = float(w.std())
         for j, b in enumerate(dst):
             if b in src:

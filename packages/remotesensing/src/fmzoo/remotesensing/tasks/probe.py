@@ -1,5 +1,7 @@
-"""Downstream protocols on frozen or fine-tuned backbones: features under a given preprocessing,
-kNN / linear probe (fmzoo.core.evaluation) and few-label fine-tuning (fmzoo.core FinetuneTask)."""
+"""The paper tables' protocols (``reproduce.py``: rs-preprocessing, softcon-eurosat) on frozen or fine-tuned
+backbones: features under one of Corley et al.'s four preprocessing settings, kNN / linear probe
+(fmzoo.core.evaluation) and few-label fine-tuning with flips (fmzoo.core FinetuneTask). ``fmzoo evaluate`` /
+``fmzoo finetune`` use the core's protocols instead (``tasks.downstream``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fmzoo.core.evaluation import knn_probe, label_budget, linear_probe
+from fmzoo.core.runtime import generator
 from torch import nn
 
 SIZES = ("native", "resized")
@@ -73,7 +76,7 @@ def linear_probe_accuracy(model, train, test, seed: int = 0) -> float:
 class _Flips(torch.utils.data.Dataset):
     def __init__(self, x, y, seed=0):
         self.x, self.y = x, torch.as_tensor(y)
-        self.g = torch.Generator().manual_seed(seed)
+        self.g = generator(seed)
 
     def __len__(self):
         return len(self.y)
@@ -90,20 +93,21 @@ class _Flips(torch.utils.data.Dataset):
 def few_label_finetune(model, train, test, per_class: int = 10, seed: int = 0, epochs: int = 30,
                        lr: float = 1e-3, batch_size: int = 25, num_classes: int = 5) -> float:
     """Fine-tune the whole backbone + a linear head on ``per_class`` labels per class (core FinetuneTask,
-    AdamW), with the checkpoint's own preprocessing; returns test accuracy (%)."""
+    AdamW), with the checkpoint's own preprocessing; returns test accuracy (%). The caller seeds the process
+    (``fmzoo.core.runtime.seed_everything(seed)``, as the table runners do per seed): the head's initialisation
+    draws from the global stream; the labelled subset, the flips and the shuffling draw from ``seed``."""
     import copy
 
-    from fmzoo.core.training import FinetuneTask, fit, seed_everything
+    from fmzoo.core.training import FinetuneTask, fit
 
     (xtr, ytr), (xte, yte) = train, test
     idx = label_budget(ytr, per_class=per_class, seed=seed)
-    seed_everything(seed)
     backbone = copy.deepcopy(model).train()
     head = nn.Linear(backbone.num_features, num_classes)
     task = FinetuneTask(backbone, head, task="classification", lr=lr, weight_decay=1e-4)
     xs = backbone.preprocess(torch.from_numpy(xtr[idx]), product="rgb8")
     loader = torch.utils.data.DataLoader(_Flips(xs, ytr[idx], seed), batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(seed))
+                                         generator=generator(seed))
     with tempfile.TemporaryDirectory(prefix="fmzoo-rs-ft-") as tmp:
         fit(task, loader, tmp, max_epochs=epochs, progress=False, log_every_n_steps=50)
     task.eval()

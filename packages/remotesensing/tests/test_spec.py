@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import torch
 from fmzoo.core import InputSpecError
-from fmzoo.remotesensing.bands import S2_L1C_ORDER, canonical_band, canonical_bands
-from fmzoo.remotesensing.preprocessing import Preprocessor, add_product, make_input_spec
+from fmzoo.remotesensing.spec import (
+    S2_L1C_ORDER,
+    Preprocessor,
+    add_product,
+    canonical_band,
+    canonical_bands,
+    make_input_spec,
+)
 
 
 def test_band_names_and_aliases():
