@@ -173,3 +173,20 @@ def test_head_learning_rate_group(digits_checkpoint, monkeypatch):
     train_network(hooks, hooks.network(model, task, freeze=False), model, task, task.train.take(np.arange(64)), 0,
                   epochs=1, lr=1e-4, batch_size=32, weight_decay=0.0)
     assert seen[0] == [1e-4, 1e-2]
+
+
+def test_augment_applies_to_training_batches_only(digits_checkpoint, monkeypatch):
+    from fmzoo.core.downstream import predict, train_network
+
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, None)
+    calls = []
+    monkeypatch.setattr(type(hooks), "augment",
+                        lambda self, m, x, gen: (calls.append(len(x)), x.flip(-1))[1], raising=False)
+    net = hooks.network(model, task, freeze=False)
+    train_network(hooks, net, model, task, task.train.take(np.arange(64)), 0, epochs=1, lr=1e-3, batch_size=32,
+                  weight_decay=0.0)
+    assert calls == [32, 32]
+    predict(hooks, net, model, task.test.items[:10])
+    assert calls == [32, 32]

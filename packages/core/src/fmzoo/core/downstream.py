@@ -176,6 +176,11 @@ class DownstreamHooks:
         return torch.as_tensor(np.stack([np.asarray(i) for i in items]) if isinstance(items, list) else np.asarray(items),
                                dtype=torch.float32)
 
+    def augment(self, model, inputs, gen):
+        """Training-time augmentation of a collated batch (``gen``: the run's seeded torch generator); none by
+        default. Applied by the fine-tuning loop only, never to evaluation or frozen-feature batches."""
+        return inputs
+
     def collate_targets(self, task: Task, targets):
         import torch
 
@@ -373,7 +378,8 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
             idx = perm[i: i + batch_size]
             batch = train.take(idx)
             opt.zero_grad(set_to_none=True)
-            loss = hooks.loss(task, net(hooks.collate(model, batch.items)), hooks.collate_targets(task, batch.targets))
+            inputs = hooks.augment(model, hooks.collate(model, batch.items), gen)
+            loss = hooks.loss(task, net(inputs), hooks.collate_targets(task, batch.targets))
             loss.backward()
             opt.step()
             sched.step()
@@ -513,6 +519,8 @@ def format_result(result: dict) -> str:
              f"train {result['train_examples']}, test {result['test_examples']})"]
     if result.get("source"):
         lines.append(f"data: {result['source']}")
+    if result.get("notes"):
+        lines.append(f"notes: {result['notes']}")
     header = ["init", "protocol", metric, *others[:2]]
     body = [[r["init"], r["protocol"], _fmt(r["metrics"][metric]) if metric in r["metrics"] else "-",
              *(_fmt(r["metrics"][k]) if k in r["metrics"] else "-" for k in others[:2])] for r in result["rows"]]
