@@ -18,7 +18,7 @@ if [[ -f shared/apt-packages.txt ]] && command -v apt-get >/dev/null; then
       || echo "[setup] warning: apt-get failed for:" $missing "(install them by hand; see shared/apt-packages.txt)"
   fi
 fi
-stamp_src=$(cat shared/constraints.txt shared/requirements-dev.txt packages/*/pyproject.toml | sha256sum | cut -c1-16)
+stamp_src=$(cat shared/constraints.txt shared/requirements-dev.txt shared/requirements-nodeps.txt packages/*/pyproject.toml | sha256sum | cut -c1-16)
 if [[ -x .venv/bin/python && -f .venv/.fmzoo-stamp && "$(cat .venv/.fmzoo-stamp)" == "$stamp_src" ]]; then
   exit 0
 fi
@@ -38,6 +38,10 @@ if ! .venv/bin/python -m pip install -q -c shared/constraints.txt -r shared/requ
          "free now under $(pwd): $(df -Ph . | awk 'NR==2 {print $4}')"
   fi
   echo "[setup] pip install failed (full log: .venv/setup.log)"; exit 1
+fi
+if ! .venv/bin/python -m pip install -q --no-deps -c shared/constraints.txt -r shared/requirements-nodeps.txt \
+    >> .venv/setup.log 2>&1; then
+  tail -20 .venv/setup.log; echo "[setup] pip install --no-deps of shared/requirements-nodeps.txt failed"; exit 1
 fi
 .venv/bin/python -c "import torch, fmzoo.core; print('[setup] torch', torch.__version__)"
 echo "$stamp_src" > .venv/.fmzoo-stamp

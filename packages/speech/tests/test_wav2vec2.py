@@ -157,8 +157,8 @@ def test_legacy_weight_norm_keys_and_bare_model(tmp_path):
         assert float((b2(x, compute_loss=False)["last_hidden_state"] - bare(x).last_hidden_state).abs().max()) < 1e-6
     (tmp_path / "pickle").mkdir()
     (tmp_path / "pickle" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
-    (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04")
-    with pytest.raises(CheckpointError, match="pickle checkpoints are refused"):
+    (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04")  # read with weights_only: a broken file
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint|does not unpickle"):
         from_hf(tmp_path / "pickle")
 
 

@@ -16,6 +16,9 @@ def plugin() -> Plugin:
         datasets={"fsdd": "fmzoo.speech.data.fsdd:load_fsdd"},
         downstream={"Wav2Vec2": "fmzoo.speech.tasks.downstream:SpeechHooks",
                     "TERA": "fmzoo.speech.tasks.downstream:SpeechHooks"},
-        weight_formats={"transformers-wav2vec2": "fmzoo.speech.weights:TransformersWav2Vec2"},
+        weight_formats={"transformers-wav2vec2": "fmzoo.speech.weights:TransformersWav2Vec2",
+                        "fairseq-wav2vec2": "fmzoo.speech.weights:FairseqWav2Vec2",
+                        "s3prl-tera": "fmzoo.speech.weights:S3PRLTera"},
+        official="fmzoo.speech.weights:OFFICIAL",
         recipes_dir=HERE / "recipes", tables_dir=HERE / "tables", checkpoints_dir=HERE / "checkpoints",
     )

@@ -27,6 +27,7 @@ __all__ = [
     "log_mel",
     "deltas",
     "cmvn",
+    "s3prl_log_mel",
 ]
 
 
@@ -217,6 +218,49 @@ def log_mel(
     mel = torch.matmul(power.transpose(1, 2), fb)  # [B, frames, mels]
     out = torch.log(mel + eps)
     return out[0] if squeeze else out
+
+
+def s3prl_log_mel(
+    wav: torch.Tensor,
+    sample_rate: int = 16000,
+    n_mels: int = 80,
+    win_ms: float = 25.0,
+    hop_ms: float = 10.0,
+    n_freq: int = 201,
+    target_level: float | None = -25.0,
+    cmvn: bool = True,
+    eps: float = 1e-10,
+) -> torch.Tensor:
+    """s3prl's on-the-fly log-mel input of its TERA / Mockingjay upstreams (``OnlinePreprocessor`` with
+    ``feat_type: mel, log: True, delta: 0``), computed without torchaudio: ``[samples]`` -> ``[frames, n_mels]``.
+
+    The waveform is scaled to ``target_level`` dB RMS (``x * 10**(level/20) / (rms + 1e-10)``); power STFT with
+    n_fft = 2 (n_freq - 1), a periodic Hann window of ``win_ms``, hop ``hop_ms``, centred frames with reflect
+    padding; HTK mel filters without area normalisation over 0 .. sample_rate // 2 (torchaudio's ``MelScale``);
+    ``log(mel + 1e-10)``; then per-utterance CMVN with the unbiased standard deviation, ``(f - mean) / (std + 1e-10)``.
+    """
+    x = wav.float()
+    if target_level is not None:
+        rms = x.pow(2).mean().pow(0.5)
+        x = x * (10 ** (target_level / 20)) / (rms + 1e-10)
+    win = int(round(win_ms * sample_rate / 1000))
+    hop = int(round(hop_ms * sample_rate / 1000))
+    n_fft = (n_freq - 1) * 2
+    if x.shape[-1] <= n_fft // 2:  # reflect padding needs more samples than half a window
+        raise InputSpecError(f"audio too short for s3prl's centred {n_fft}-point STFT: {x.shape[-1]} samples "
+                             f"<= {n_fft // 2}")
+    key = ("s3prl", n_fft, win, n_mels, sample_rate)
+    if key not in _FB_CACHE:
+        fb = mel_filterbank(n_fft, n_mels, sample_rate, 0.0, float(sample_rate // 2))
+        _FB_CACHE[key] = (fb, torch.hann_window(win))
+    fb, window = _FB_CACHE[key]
+    spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=win, window=window, center=True,
+                      pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+    power = spec.abs().pow(2)  # [freq, frames]
+    feat = torch.log(torch.matmul(power.transpose(-1, -2), fb) + eps)  # [frames, mels]
+    if cmvn:
+        feat = (feat - feat.mean(dim=-2, keepdim=True)) / (feat.std(dim=-2, keepdim=True) + eps)
+    return feat
 
 
 def cmvn(feat: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -24,18 +24,20 @@ from fmzoo.core import HubMixin
 from fmzoo.core.errors import InputSpecError
 from fmzoo.core.runtime import generator
 
-from ..spec import AudioSpec, cmvn, deltas, log_mel, validate_waveform
+from ..spec import AudioSpec, cmvn, deltas, log_mel, s3prl_log_mel, validate_waveform
 
 __all__ = ["TERA", "tera_alteration"]
 
 
-def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
-    pos = torch.arange(n, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(n, dim)
+def sinusoidal_positions(n: int, dim: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Sinusoidal position table [n, dim], computed in ``dtype`` and returned as float32 (float64 is s3prl's
+    numpy table: angles of positions up to 1500 lose ~1e-4 rad in float32)."""
+    pos = torch.arange(n, dtype=dtype)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=dtype) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(n, dim, dtype=dtype)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
-    return pe
+    return pe.float()
 
 
 class TERA(nn.Module, HubMixin):
@@ -59,6 +61,8 @@ class TERA(nn.Module, HubMixin):
         delta_order: int = 0,
         cmvn: str = "utterance",
         resample: bool = True,
+        frontend: str = "fmzoo",
+        target_level: float | None = None,
     ):
         super().__init__()
         if input_dim != n_mels * (delta_order + 1):
@@ -66,13 +70,20 @@ class TERA(nn.Module, HubMixin):
         self.input_dim, self.hidden_size_, self.max_positions = input_dim, hidden_size, max_positions
         if cmvn not in ("utterance", "global", "none"):
             raise ValueError(f"cmvn must be 'utterance', 'global' or 'none', got {cmvn!r}")
+        if frontend not in ("fmzoo", "s3prl"):
+            raise ValueError(f"frontend must be 'fmzoo' or 's3prl', got {frontend!r}")
+        if frontend == "s3prl" and (delta_order or cmvn == "global"):
+            raise ValueError("the s3prl frontend supports delta_order=0 and cmvn 'utterance' or 'none' only")
         self.feat_cfg = dict(sample_rate=sample_rate, n_mels=n_mels, win_ms=win_ms, hop_ms=hop_ms,
                              delta_order=delta_order, cmvn=cmvn)
+        if frontend == "s3prl":  # s3prl's OnlinePreprocessor (released TERA checkpoints): spec.s3prl_log_mel
+            self.feat_cfg.update(frontend="s3prl", target_level=target_level)
         # global CMVN statistics (training-set mean/std per channel), saved with the weights
         self.register_buffer("cmvn_mean", torch.zeros(input_dim))
         self.register_buffer("cmvn_std", torch.ones(input_dim))
         self.spec_transform = nn.Linear(input_dim, hidden_size)
-        self.register_buffer("pos_enc", sinusoidal_positions(max_positions, hidden_size), persistent=False)
+        pos_dtype = torch.float64 if frontend == "s3prl" else torch.float32  # float32: the shipped checkpoints
+        self.register_buffer("pos_enc", sinusoidal_positions(max_positions, hidden_size, pos_dtype), persistent=False)
         self.input_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.input_dropout = nn.Dropout(hidden_dropout)
         self.layers = nn.ModuleList([
@@ -111,6 +122,9 @@ class TERA(nn.Module, HubMixin):
     def featurize(self, wav: torch.Tensor) -> torch.Tensor:
         """Normalised waveform [S] at the spec's rate -> features [frames, input_dim]."""
         c = self.feat_cfg
+        if c.get("frontend") == "s3prl":
+            return s3prl_log_mel(wav, c["sample_rate"], c["n_mels"], c["win_ms"], c["hop_ms"],
+                                 target_level=c["target_level"], cmvn=c["cmvn"] == "utterance")
         f = log_mel(wav, c["sample_rate"], c["n_mels"], c["win_ms"], c["hop_ms"])
         if c["delta_order"]:
             f = deltas(f, c["delta_order"])

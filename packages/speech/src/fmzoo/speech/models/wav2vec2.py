@@ -392,10 +392,12 @@ class Wav2Vec2(nn.Module, HubMixin):
     """wav2vec 2.0 with its pretraining head, parameter-for-parameter ``transformers.Wav2Vec2ForPreTraining``.
 
     Keyword arguments are transformers ``Wav2Vec2Config`` keys (see ``HF_CONFIG_DEFAULTS``: paper BASE),
-    plus the input spec (``sample_rate``, ``resample``) enforced by :meth:`prepare`.
+    plus the input spec (``sample_rate``, ``resample``, ``do_normalize``: whether the waveform is normalised to zero
+    mean / unit variance per utterance, as the release's ``Wav2Vec2FeatureExtractor`` / fairseq ``normalize``
+    says) enforced by :meth:`prepare` and used by :meth:`normalize`.
     """
 
-    def __init__(self, sample_rate: int = 16000, resample: bool = True, **config):
+    def __init__(self, sample_rate: int = 16000, resample: bool = True, do_normalize: bool = True, **config):
         super().__init__()
         unknown = set(config) - set(HF_CONFIG_DEFAULTS)
         if unknown:
@@ -413,9 +415,12 @@ class Wav2Vec2(nn.Module, HubMixin):
         self.project_q = nn.Linear(c["codevector_dim"], c["proj_codevector_dim"])
         self.feature_grad_mult = 1.0  # the paper scales feature-encoder gradients by 0.1 (set by the method)
         rf = self.receptive_field
+        self.do_normalize = bool(do_normalize)
         self.input_spec = {
             **AudioSpec(sample_rate=sample_rate, resample=resample, min_seconds=rf / sample_rate).to_dict(),
-            "features": "raw waveform, zero mean / unit variance per utterance (Wav2Vec2FeatureExtractor do_normalize)",
+            "do_normalize": self.do_normalize,
+            "features": ("raw waveform, zero mean / unit variance per utterance (Wav2Vec2FeatureExtractor do_normalize)"
+                         if self.do_normalize else "raw waveform in [-1, 1], not normalised (do_normalize false)"),
         }
         self._init_convs()
 
@@ -447,8 +452,16 @@ class Wav2Vec2(nn.Module, HubMixin):
     # ------------------------------------------------------------------------------------------- input
     def prepare(self, wav, sample_rate: int, *, resample_ok: bool | None = None) -> torch.Tensor:
         """Validate one waveform against the input spec (rate, mono, NaN, clipping, length), resample if
-        allowed, and normalise it to zero mean / unit variance (as Wav2Vec2FeatureExtractor does)."""
-        x = validate_waveform(wav, sample_rate, self.input_spec, resample_ok=resample_ok)
+        allowed, and normalise it to zero mean / unit variance when the spec says so (as Wav2Vec2FeatureExtractor
+        with ``do_normalize`` does)."""
+        return self.normalize(validate_waveform(wav, sample_rate, self.input_spec, resample_ok=resample_ok))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The release's waveform normalisation of one validated clip: zero mean / unit variance (eps 1e-7, as
+        transformers' feature extractor) with ``do_normalize``, else the waveform unchanged."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if not self.do_normalize:
+            return x
         return (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)
 
     # ------------------------------------------------------------------------------------------- forward

@@ -37,9 +37,6 @@ __all__ = ["SpeechHooks", "collate_waveforms", "pooled_layers", "SpeechClassifie
 FSDD_TASKS = {"fsdd-speaker": ("speaker", SPEAKERS), "fsdd-digit": ("digit", [str(d) for d in range(10)])}
 
 
-def _normalize(w: torch.Tensor) -> torch.Tensor:
-    return (w - w.mean()) / torch.sqrt(w.var(unbiased=False) + 1e-7)
-
 
 def collate_waveforms(model: nn.Module, wavs) -> dict:
     """Variable-length waveforms -> the encoder's padded batch. wav2vec 2.0: per-utterance normalised audio
@@ -47,7 +44,7 @@ def collate_waveforms(model: nn.Module, wavs) -> dict:
     frames ``features`` [B, T, 80] and ``lengths`` [B]."""
     wavs = list(wavs)
     if isinstance(model, Wav2Vec2):
-        x, am = batch_waveforms([_normalize(torch.as_tensor(w, dtype=torch.float32)) for w in wavs])
+        x, am = batch_waveforms([model.normalize(torch.as_tensor(w, dtype=torch.float32)) for w in wavs])
         return {"input_values": x, "attention_mask": am if len(wavs) > 1 else None}
     if isinstance(model, TERA):
         feats = [model.featurize(torch.as_tensor(w, dtype=torch.float32)) for w in wavs]

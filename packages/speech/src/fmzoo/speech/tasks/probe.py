@@ -23,10 +23,6 @@ from ..spec import log_mel
 __all__ = ["layer_means", "logmel_means", "WeightedSumProbe", "train_probe"]
 
 
-def _normalize(w: torch.Tensor) -> torch.Tensor:
-    return (w - w.mean()) / torch.sqrt(w.var(unbiased=False) + 1e-7)
-
-
 @torch.no_grad()
 def layer_means(model: nn.Module, wavs: list[torch.Tensor], batch_size: int = 32) -> torch.Tensor:
     """Per-layer time-averaged hidden states, ``[N, num_layers, hidden]``, for 16 kHz waveforms.
@@ -39,7 +35,7 @@ def layer_means(model: nn.Module, wavs: list[torch.Tensor], batch_size: int = 32
     for s in range(0, len(wavs), batch_size):
         idx = order[s : s + batch_size]
         if isinstance(model, Wav2Vec2):
-            x, am = batch_waveforms([_normalize(wavs[i]) for i in idx])
+            x, am = batch_waveforms([model.normalize(wavs[i]) for i in idx])
             hs, lengths = model.encode(x, am if len(idx) > 1 else None)
         elif isinstance(model, TERA):
             feats = [model.featurize(wavs[i]) for i in idx]
