@@ -37,4 +37,6 @@ def plugin() -> Plugin:
         recipes_dir=HERE / "recipes",
         tables_dir=HERE / "tables",
         checkpoints_dir=HERE / "checkpoints",
+        weight_formats={"graphmae-chem-gin": "fmzoo.graph.weights:ChemGINRelease"},
+        official="fmzoo.graph.weights:OFFICIAL",
     )

@@ -96,6 +96,14 @@ def smiles_to_graph(smiles: str, row: int | None = None) -> dict:
         raise InputSpecError(f"{where}SMILES {smiles!r}: {e}") from None
 
 
+def smiles_to_data(smiles: str):
+    """One SMILES -> ``torch_geometric.data.Data`` (x, edge_index, edge_attr), the official
+    ``mol_to_graph_data_obj_simple`` layout."""
+    from ..pyg import to_data
+
+    return to_data(smiles_to_graph(smiles))
+
+
 def featurize(smiles, strict: bool = True, with_scaffold: bool = False):
     """Graphs of a list of SMILES; returns (graphs, kept row indices[, scaffolds]). strict: a bad row raises."""
     Chem = _rdkit()
@@ -135,6 +143,18 @@ class MolDataset:
 
     def __len__(self):
         return len(self.graphs)
+
+    def to_pyg(self) -> list:
+        """One ``torch_geometric.data.Data`` per molecule: x, edge_index, edge_attr, y [1, tasks] (NaN = missing),
+        smiles."""
+        from ..pyg import to_data
+
+        out = []
+        for g, y, s in zip(self.graphs, self.y, self.smiles, strict=True):
+            d = to_data(g)
+            d.y, d.smiles = y[None], s
+            out.append(d)
+        return out
 
 
 def moleculenet_dir(root: Path | None = None) -> Path:

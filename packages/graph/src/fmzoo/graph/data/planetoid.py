@@ -93,6 +93,14 @@ class NodeGraph:
     def num_classes(self) -> int:
         return int(self.y.max()) + 1
 
+    def to_pyg(self):
+        """The graph as a ``torch_geometric.data.Data`` (x, edge_index, y, train/val/test masks), the same tensors
+        as PyG's ``Planetoid(name, split="public", transform=NormalizeFeatures())[0]``."""
+        from torch_geometric.data import Data
+
+        return Data(x=self.x, edge_index=self.edge_index, y=self.y, train_mask=self.train_mask,
+                    val_mask=self.val_mask, test_mask=self.test_mask)
+
 
 def planetoid_root(root: Path | None = None, name: str = "Cora") -> Path:
     if root is None:
@@ -161,9 +169,11 @@ def load_planetoid(name: str = "Cora", root: Path | None = None, normalize_featu
     return NodeGraph(xt.contiguous(), ei, yt, train, val, test, name=name)
 
 
-def load_cora(root: Path | None = None) -> NodeGraph:
-    """Cora, public Planetoid split, row-normalised features (2708 nodes, 1433 features, 7 classes)."""
-    return load_planetoid("Cora", root)
+def load_cora(root: Path | None = None, as_data: bool = False):
+    """Cora, public Planetoid split, row-normalised features (2708 nodes, 1433 features, 7 classes): a ``NodeGraph``,
+    or with ``as_data=True`` a ``torch_geometric.data.Data``."""
+    g = load_planetoid("Cora", root)
+    return g.to_pyg() if as_data else g
 
 
 def graph_with_self_loops(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:

@@ -33,7 +33,8 @@ def _ints(path: Path, cols: int | None = None) -> np.ndarray:
     return a.reshape(-1, cols) if cols else a.reshape(-1)
 
 
-def load_tu(name: str = "MUTAG", root: Path | None = None) -> list[dict]:
+def load_tu(name: str = "MUTAG", root: Path | None = None, as_data: bool = False) -> list:
+    """One dict per graph, or with ``as_data=True`` one ``torch_geometric.data.Data`` (x, edge_index, y [1])."""
     d = tu_dir(name, root)
     A = _ints(d / f"{name}_A.txt", 2) - 1
     gi = _ints(d / f"{name}_graph_indicator.txt") - 1
@@ -58,9 +59,13 @@ def load_tu(name: str = "MUTAG", root: Path | None = None) -> list[dict]:
         e = A[eg == g] - starts[g]
         graphs.append({"x": x_all[starts[g]:ends[g]], "edge_index": torch.from_numpy(e.T.copy()).long(),
                        "y": labels[int(gl[g])]})
+    if as_data:
+        from ..pyg import to_data
+
+        return [to_data(g) for g in graphs]
     return graphs
 
 
-def load_mutag(root: Path | None = None) -> list[dict]:
-    """MUTAG: 188 molecules (nodes = atoms with 7 one-hot labels), mutagenic or not."""
-    return load_tu("MUTAG", root)
+def load_mutag(root: Path | None = None, as_data: bool = False) -> list:
+    """MUTAG: 188 molecules (nodes = atoms with 7 one-hot labels), mutagenic or not (``as_data``: PyG ``Data``)."""
+    return load_tu("MUTAG", root, as_data)

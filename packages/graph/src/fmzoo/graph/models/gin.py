@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fmzoo.core import HubMixin
+from fmzoo.core import HubMixin, InputSpecError
 
 from ..data.molecules import (
     MASK_ATOM,
@@ -23,6 +23,7 @@ from ..data.molecules import (
     NUM_CHIRALITY,
     SELF_LOOP_BOND,
 )
+from ..pyg import graph_batch, is_graph_data
 from ..spec import validate_mol_batch
 
 
@@ -65,7 +66,14 @@ class MolGIN(nn.Module, HubMixin):
                            "bond_features": "[bond type 0..3 (single, double, triple, aromatic), direction 0..2]",
                            "featurizer": "fmzoo.graph.data.molecules.smiles_to_graph (Hu et al. 2020)"}
 
-    def forward(self, x, edge_index, edge_attr):
+    def forward(self, x, edge_index=None, edge_attr=None):
+        """Atom representations [num_atoms, emb_dim]: ``model(x, edge_index, edge_attr)`` or ``model(data)`` of a
+        torch_geometric ``Data`` / ``Batch`` (as the official ``GNN``)."""
+        if edge_index is None and is_graph_data(x):
+            x, edge_index, edge_attr = x.x, x.edge_index, getattr(x, "edge_attr", None)
+        if edge_index is None or edge_attr is None:
+            raise InputSpecError("MolGIN takes (x, edge_index, edge_attr) or a torch_geometric Data / Batch with "
+                                 "x, edge_index and edge_attr (Hu et al. 2020 bond features)")
         validate_mol_batch(x, edge_index, edge_attr)
         h = self.x_embedding1(x[:, 0]) + self.x_embedding2(x[:, 1])
         hs = [h]
@@ -90,6 +98,22 @@ class MolGIN(nn.Module, HubMixin):
             return out
         cnt = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(h.dtype)
         return out / cnt[:, None]
+
+    def embed(self, data, how: str = "mean") -> torch.Tensor:
+        """One embedding per graph [num_graphs, emb_dim] (mean of the atom representations, the official
+        ``GNN_graphpred`` pooling) of a torch_geometric ``Batch`` (a single ``Data``: one row) or of a list of
+        SMILES. Computed as the model is (``eval()`` for frozen features); no ``torch.no_grad`` here."""
+        if isinstance(data, (list, tuple)) and all(isinstance(s, str) for s in data):
+            from ..data.molecules import collate, featurize
+
+            graphs, _ = featurize(list(data), strict=True)
+            b = collate(graphs)
+            return self.pool(self(b["x"], b["edge_index"], b["edge_attr"]), b["batch"], b["num_graphs"], how)
+        if not is_graph_data(data):
+            raise InputSpecError(f"MolGIN.embed takes a torch_geometric Data / Batch or a list of SMILES, got "
+                                 f"{type(data).__name__}")
+        batch, num_graphs = graph_batch(data)
+        return self.pool(self(data), batch, num_graphs, how)
 
     def embed_smiles(self, smiles: list[str]) -> torch.Tensor:
         """Mean-pooled graph embeddings [n, emb_dim] of SMILES (invalid SMILES -> InputSpecError with its row)."""

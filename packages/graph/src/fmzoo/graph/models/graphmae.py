@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin
 
 from ..ops import csr_tensor, spmm
+from ..pyg import is_graph_data
 from ..spec import validate_graph
 from .gat import GAT, GraphIndex
 
@@ -166,8 +167,13 @@ class GraphMAE(nn.Module, HubMixin):
             hs.append(h)
         return (h, hs) if hidden else h
 
-    def embed(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        """Node embeddings [N, num_hidden] of the (unmasked) graph, as used by the linear probe."""
+    def embed(self, x, edge_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Node embeddings [N, num_hidden] of the (unmasked) graph, as used by the linear probe: ``embed(x,
+        edge_index)`` or ``embed(data)`` of a torch_geometric ``Data`` / ``Batch`` (rows aligned with ``data.x``)."""
+        if edge_index is None and is_graph_data(x):
+            x, edge_index = x.x, x.edge_index
+        if edge_index is None:
+            raise TypeError("GraphMAE.embed(x, edge_index) or embed(data) of a torch_geometric Data")
         return self.embed_prepared(self.prepare(x, edge_index))
 
     def embed_prepared(self, pg: PreparedGraph) -> torch.Tensor:
@@ -252,5 +258,7 @@ class GraphMAE(nn.Module, HubMixin):
         cos = dot / norm * (ynorm > 0)  # F.normalize maps an all-zero target row to 0 -> cos 0
         return (1 - cos).pow(self.alpha_l).mean()
 
-    def loss(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def loss(self, x, edge_index: torch.Tensor | None = None) -> torch.Tensor:
+        if edge_index is None and is_graph_data(x):
+            x, edge_index = x.x, x.edge_index
         return self.loss_prepared(self.prepare(x, edge_index))

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fmzoo.core import HubMixin
 
+from ..pyg import graph_batch, is_graph_data
 from ..spec import validate_graph
 from .graphmae import sce_loss
 from .layers import create_activation, create_norm
@@ -74,10 +75,25 @@ class GraphMAEGIN(nn.Module, HubMixin):
             h = layer(F.dropout(h, self.feat_drop, self.training), src, dst)
         return h
 
-    def embed(self, x, edge_index, batch, num_graphs):
+    def forward(self, x, edge_index=None):
+        """Node representations [N, num_hidden]: ``model(x, edge_index)`` or ``model(data)`` (torch_geometric)."""
+        if edge_index is None and is_graph_data(x):
+            x, edge_index = x.x, x.edge_index
         validate_graph(x, edge_index, (self.input_spec or {}).get("num_features", self.in_dim), require_edges=False)
-        h = self.encode(x, edge_index)
-        return torch.zeros(num_graphs, h.shape[1]).index_add_(0, batch, h)  # sum pooling
+        return self.encode(x, edge_index)
+
+    def embed(self, x, edge_index=None, batch=None, num_graphs=None):
+        """One sum-pooled embedding per graph [num_graphs, num_hidden]: ``embed(x, edge_index, batch, num_graphs)``
+        or ``embed(data)`` of a torch_geometric ``Batch`` (a single ``Data``: one row)."""
+        if edge_index is None and is_graph_data(x):
+            batch, num_graphs = graph_batch(x)
+            x, edge_index = x.x, x.edge_index
+        if batch is None:
+            batch, num_graphs = torch.zeros(x.shape[0], dtype=torch.long), 1
+        elif num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        h = self(x, edge_index)
+        return torch.zeros(num_graphs, h.shape[1], dtype=h.dtype).index_add_(0, batch, h)  # sum pooling
 
     def loss(self, x, edge_index):
         n = x.shape[0]

@@ -7,7 +7,7 @@ is kept. Reported: the test accuracy of that model ("early-stopping test accurac
 GraphMAE code prints and the README reports) and the test accuracy after the last epoch.
 
 ``seed`` seeds the classifier's initialisation through its own generator (``fmzoo.core.runtime.generator``):
-the same numbers as ``nn.Linear`` after ``torch.manual_seed(seed)``, without touching the global stream; the
+the same numbers as ``nn.Linear`` after seeding the global stream with ``seed``, without touching it; the
 training itself is deterministic (full batch, no dropout).
 """
 from __future__ import annotations

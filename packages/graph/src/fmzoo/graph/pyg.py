@@ -1,0 +1,51 @@
+"""torch-geometric interoperability: the graph models take a ``torch_geometric.data.Data`` / ``Batch`` where they
+take tensors, and the readers can return ``Data`` objects.
+
+* ``GraphMAE.embed(data)`` -> node embeddings ``[data.num_nodes, num_hidden]`` (rows aligned with ``data.x``; a
+  ``Batch`` of several graphs works too: attention never crosses graphs).
+* ``MolGIN(data)`` -> atom representations (as the official ``GNN(data)``); ``MolGIN.embed(batch)`` -> one
+  mean-pooled embedding per graph ``[batch.num_graphs, emb_dim]`` (a single ``Data``: ``[1, emb_dim]``).
+* ``GraphMAEGIN(data)`` -> node representations; ``GraphMAEGIN.embed(batch)`` -> one sum-pooled embedding per graph.
+* Readers: ``load_cora(as_data=True)`` / ``NodeGraph.to_pyg()``, ``load_mutag(as_data=True)`` (a list of ``Data``),
+  ``MolDataset.to_pyg()``, ``smiles_to_data(smiles)``, ``graphs_to_batch(graphs)``.
+
+The models never import torch_geometric: anything with tensor attributes ``x`` and ``edge_index`` (and ``edge_attr``
+for molecules, ``batch`` / ``num_graphs`` for several graphs) is accepted.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def is_graph_data(obj) -> bool:
+    """A torch_geometric ``Data`` / ``Batch`` (or anything with tensor attributes ``x`` and ``edge_index``)."""
+    return not torch.is_tensor(obj) and torch.is_tensor(getattr(obj, "x", None)) \
+        and torch.is_tensor(getattr(obj, "edge_index", None))
+
+
+def graph_batch(data) -> tuple[torch.Tensor, int]:
+    """(batch vector, number of graphs) of a ``Batch``; a single ``Data`` is one graph."""
+    batch = getattr(data, "batch", None)
+    n = data.x.shape[0]
+    if batch is None:
+        return torch.zeros(n, dtype=torch.long, device=data.x.device), 1
+    num_graphs = getattr(data, "num_graphs", None)
+    return batch, int(num_graphs) if num_graphs is not None else int(batch.max()) + 1 if n else 0
+
+
+def to_data(graph: dict):
+    """One graph dict of the readers ({"x", "edge_index"[, "edge_attr"][, "y"]}) -> ``torch_geometric.data.Data``."""
+    from torch_geometric.data import Data
+
+    kw = {k: v for k, v in graph.items() if k in ("x", "edge_index", "edge_attr")}
+    if "y" in graph:
+        y = graph["y"]
+        kw["y"] = y if torch.is_tensor(y) else torch.tensor([y])
+    return Data(**kw)
+
+
+def graphs_to_batch(graphs: list):
+    """Reader graph dicts (or ``Data``) -> one ``torch_geometric.data.Batch`` (disjoint union, ``batch`` vector)."""
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list([g if is_graph_data(g) else to_data(g) for g in graphs])
