@@ -379,6 +379,7 @@ class HubMixin:
     """
 
     input_spec: dict | None = None
+    checkpoint_dir: Path | None = None  # set by from_pretrained
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -459,6 +460,7 @@ class HubMixin:
             raise CheckpointError(f"{str(path / CONFIG_NAME)!r}: its init_args do not fit {arch} ({exc})") from None
         load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
         model.input_spec = config.get("input_spec")
+        model.checkpoint_dir = path  # where the weights came from (its provenance names the data they saw)
         model.eval()
         return model
 

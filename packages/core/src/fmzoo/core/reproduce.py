@@ -67,31 +67,66 @@ def make_row(table: dict, model: str, init: str, values, seeds, note: str = "", 
 def _fmt(v, std=None) -> str:
     if v is None:
         return "—"
-    s = f"{v:.4f}" if abs(v) < 10 else f"{v:.2f}"
+    digits = 4 if abs(v) < 10 else 2  # a std is shown to the decimals of its mean
+    s = f"{v:.{digits}f}"
     if std:
-        s += f" ± {std:.4f}" if abs(std) < 10 else f" ± {std:.2f}"
+        s += f" ± {std:.{digits}f}"
     return s
 
 
+SETTINGS = {"quick": "quick: the shipped checkpoint, a short protocol (minutes on a laptop CPU)",
+            "full": "full: the paper's protocol, pretraining included",
+            "smoke": "smoke: a seconds-long check of the runner on a sliver of the data; the numbers mean nothing"}
+
+
+def _ours(r: dict) -> str:
+    n = len(r["seeds"])
+    return f"{_fmt(r['ours'], r['std'] or 0.0)}" + ("" if r["std"] else " ± 0") + f" (n={n})" if n > 1 \
+        else f"{_fmt(r['ours'])} (n=1)"
+
+
+def _wrap(text: str, indent: str = "  ", width: int = 118) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(" ".join(str(text).split()), width=width, initial_indent=indent,
+                         subsequent_indent=" " * len(indent))
+
+
 def format_table(result: dict) -> str:
-    head = f"{result['table']} ({result['setting']}): {result.get('title', '')}"
-    rows = [("model", "init", "metric", "ours (mean ± std, seeds)", "paper", "paper source")]
+    """Ours beside the paper's, for a terminal: the setting and caveats first, one line per row (under ~120
+    characters), paper sources and row notes as numbered footnotes."""
+    lines = [f"{result['table']}: {result.get('title', '')}".rstrip(": ")]
+    lines += _wrap(SETTINGS.get(result["setting"], result["setting"]), indent="  setting: ")
+    if result.get("notes"):
+        lines += _wrap(result["notes"], indent="  caveats: ")
+    notes: list[str] = []
+
+    def ref(text):
+        if not text:
+            return ""
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    rows = [("model", "init", "metric", "ours (mean ± std, n seeds)", "paper", "")]
     for r in result["rows"]:
-        rows.append((
-            r["model"], r["init"], r["metric"] + (" ↑" if r["higher_is_better"] else " ↓"),
-            f"{_fmt(r['ours'], r['std'])} (n={len(r['seeds'])})",
-            _fmt(r["paper"], r.get("paper_std")), r.get("paper_source") or "",
-        ))
+        paper = _fmt(r["paper"], r.get("paper_std")) if r.get("paper") is not None else "—"
+        marks = " ".join(m for m in (ref(r.get("paper_source")), ref(r.get("note"))) if m)
+        rows.append((r["model"], r["init"], r["metric"] + (" ↑" if r["higher_is_better"] else " ↓"), _ours(r), paper,
+                     marks))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = [head]
     for i, row in enumerate(rows):
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for i, text in enumerate(notes, 1):
+        lines += _wrap(text, indent=f"  [{i}] ")
     return "\n".join(lines)
 
 
 def plot_table(result: dict, path: Path) -> None:
+    """Horizontal bars of ours (error bars only where n > 1, value labels), the paper's value as a marker; one panel
+    per metric, labels that stay readable for long tables."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,21 +134,34 @@ def plot_table(result: dict, path: Path) -> None:
 
     rows = result["rows"]
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 1.1 * len(rows) + 2), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
+    heights = [sum(r["metric"] == m for r in rows) for m in metrics]
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 1.2 + 0.32 * sum(heights) + 0.5 * len(metrics)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, metric in zip(axes[:, 0], metrics, strict=True):
         sub = [r for r in rows if r["metric"] == metric]
-        labels = [f"{r['model']}\n{r['init']}" for r in sub]
-        xs = range(len(sub))
-        ax.bar([x - 0.2 for x in xs], [r["ours"] for r in sub], 0.4, yerr=[r["std"] for r in sub], label="ours", capsize=3)
-        paper = [r["paper"] if r["paper"] is not None else 0 for r in sub]
-        if any(r["paper"] is not None for r in sub):
-            ax.bar([x + 0.2 for x in xs], paper, 0.4, label="paper", alpha=0.7)
-        ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=7)
-        ax.set_title(metric)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{result['table']} ({result['setting']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        ys = list(range(len(sub)))[::-1]
+        ours = [r["ours"] for r in sub]
+        err = [r["std"] if len(r["seeds"]) > 1 else 0.0 for r in sub]
+        colors = {"pretrained": "tab:blue", "scratch": "tab:gray", "reference": "tab:green"}
+        ax.barh(ys, ours, xerr=[e if e else None for e in err] if any(err) else None, capsize=3, height=0.6,
+                color=[colors.get(r["init"], "tab:blue") for r in sub])
+        for y, r in zip(ys, sub, strict=True):
+            ax.text(r["ours"], y, f" {_fmt(r['ours'])}", va="center", fontsize=7)
+            if r.get("paper") is not None:
+                ax.plot(r["paper"], y, marker="D", color="tab:red", markersize=5, linestyle="none")
+        ax.set_yticks(ys, [f"{r['model']} ({r['init']})" for r in sub], fontsize=7)
+        arrow = "higher is better" if sub[0]["higher_is_better"] else "lower is better"
+        ax.set_xlabel(f"{metric} ({arrow})", fontsize=8)
+        ax.margins(x=0.15)
+    handles = [plt.Line2D([], [], marker="D", color="tab:red", linestyle="none", label="paper")] \
+        if any(r.get("paper") is not None for r in rows) else []
+    handles += [plt.Rectangle((0, 0), 1, 1, color=c, label=k) for k, c in
+                (("pretrained", "tab:blue"), ("scratch", "tab:gray"), ("reference", "tab:green"))
+                if any(r["init"] == k for r in rows)]
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(f"{result['table']} ({result['setting']})", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
