@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from fmzoo.core import from_pretrained
+from fmzoo.core import InputSpecError, from_pretrained
 from fmzoo.core.cli import main
 from fmzoo.core.downstream import hooks_for, predict
 from fmzoo.core.hub import read_config
@@ -113,3 +113,39 @@ def test_cli_data_path_csv(few_windows, tmp_path, etth1, capsys):
     for path, message in ((short, r"context_len \+ horizon = 432"), (text, r"non-numeric columns: \['OT'\]")):
         assert main(["evaluate", "fmzoo/gpht-mixed", "--data", str(path), "--no-progress"]) == 2
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_default_dataset_from_the_checkpoint_provenance(tmp_path):
+    """hooks.checkpoint_dir (set by the CLI): a single-dataset recipe's dataset, a mixture's first evaluation
+    dataset; no provenance: ETTh1; an unreadable one: an InputSpecError naming the file."""
+    from fmzoo.timeseries.data.ltsf import DATASETS
+    from fmzoo.timeseries.provenance import checkpoint_recipe, default_dataset
+
+    expected = {"gpht-mixed": "ETTh1", "gpht-etth1": "ETTh1", "gpht-etth1-scratch": "ETTh1",
+                "gpht-etth2-scratch": "ETTh2", "gpht-mixed-no-etth2": "ETTh2"}
+    for name, dataset in expected.items():
+        assert default_dataset(checkpoint_recipe(shipped_checkpoints()[f"fmzoo/{name}"]), DATASETS)[0] == dataset
+    assert checkpoint_recipe(tmp_path) is None and default_dataset(None, DATASETS) == (None, "")
+    (tmp_path / "provenance.json").write_text("{not json")
+    hooks = GPHTHooks()
+    hooks.checkpoint_dir = tmp_path
+    with pytest.raises(InputSpecError, match=r"provenance.json: expected a JSON object"):
+        hooks.load(SimpleNamespace(input_spec={"context_len": 336}, context_len=336), None, None)
+
+
+def test_cli_options_and_provenance_default(few_windows, tmp_path, capsys):
+    """`--option horizon=48` and the ETTh2 default of gpht-etth2-scratch through the real CLI; bad options refused."""
+    res = _run_cli(["evaluate", "fmzoo/gpht-etth2-scratch", "--n-labelled", "16", "--option", "horizon=48",
+                    "--option", "test_windows=8"], tmp_path)
+    assert res["task"] == "ETTh2 forecasting (H=48)" and res["test_examples"] == 8 * 7
+    assert "default: the dataset recipe gpht-etth2-scratch trained on" in res["source"]
+    assert math.isfinite(res["rows"][0]["metrics"]["mse"]["mean"])
+    capsys.readouterr()
+    for option, message in (("context=96", r"has no option 'context'; options: horizon, train_windows, test_windows"),
+                            ("horizon=abc", r"option horizon .* expects a positive integer, got 'abc'"),
+                            ("test_windows=0", r"expects a positive integer or null")):
+        assert main(["evaluate", "fmzoo/gpht-mixed", "--option", option, "--no-progress"]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    hooks = GPHTHooks()
+    hooks.configure({"test_windows": None, "horizon": 192})  # null: every window position
+    assert hooks.test_windows is None and hooks.horizon == 192

@@ -217,6 +217,36 @@ class GPHT(nn.Module, HubMixin):
         return torch.cat(outs, dim=1)[:, : int(horizon)]
 
     # ------------------------------------------------------------------ user-facing API
+    checkpoint_dir = None  # set by GPHT.from_pretrained: where the weights came from (its provenance.json)
+
+    @classmethod
+    def from_pretrained(cls, id_or_path, revision: str | None = None, **overrides):
+        """``HubMixin.from_pretrained``, remembering the checkpoint's directory in ``checkpoint_dir`` (its
+        provenance.json names the data it was trained on: ``predict_df`` calibrates its quantiles there)."""
+        from fmzoo.core import resolve_checkpoint
+
+        model = super().from_pretrained(id_or_path, revision=revision, **overrides)
+        model.checkpoint_dir = resolve_checkpoint(id_or_path, revision)
+        return model
+
+    def predict_df(self, df, id_column: str = "item_id", timestamp_column: str = "timestamp", target: str = "target",
+                   prediction_length: int = 96, quantile_levels=(0.1, 0.5, 0.9), calibration="validation",
+                   calibration_datasets=None):
+        """Long-format forecasting (Chronos' ``predict_df``): see ``fmzoo.timeseries.forecasting.predict_df``."""
+        from fmzoo.timeseries.forecasting import predict_df
+
+        return predict_df(self, df, id_column, timestamp_column, target, prediction_length, quantile_levels,
+                          calibration, calibration_datasets)
+
+    def predict_quantiles(self, context, prediction_length: int = 96, quantile_levels=(0.1, 0.5, 0.9),
+                          calibration="validation", calibration_datasets=None):
+        """(quantiles [N, H, Q], point forecasts [N, H]) of a list of 1-D series (Chronos' ``predict_quantiles``):
+        see ``fmzoo.timeseries.forecasting.predict_quantiles``."""
+        from fmzoo.timeseries.forecasting import predict_quantiles
+
+        return predict_quantiles(self, context, prediction_length, quantile_levels, calibration,
+                                 calibration_datasets)
+
     def forecast(self, data: Any, horizon: int, timestamp_col: str | None = None):
         """Forecast ``horizon`` steps.
 
@@ -225,6 +255,11 @@ class GPHT(nn.Module, HubMixin):
           'timestamp' when present) and numeric columns -> DataFrame indexed by the next ``horizon``
           timestamps. Timestamps must be strictly increasing and regularly spaced, values finite (fill NaN
           gaps yourself, e.g. ``df.interpolate()``), and at least ``context_len`` rows are needed.
+        - pandas Series -> Series of the next ``horizon`` values, indexed by the next timestamps (a DatetimeIndex,
+          frequency from ``pd.infer_freq``) or continuing a RangeIndex;
+        - list of 1-D arrays (any lengths) -> ndarray [len(list), horizon].
+          Series and lists may be shorter than ``context_len``: at least ``token_len`` values, left-padded with
+          the series' mean (see fmzoo.timeseries.forecasting).
         """
         import pandas as pd
 
@@ -234,6 +269,8 @@ class GPHT(nn.Module, HubMixin):
             if isinstance(data, pd.DataFrame):
                 from fmzoo.timeseries.spec import forecast_dataframe
                 return forecast_dataframe(self, data, horizon, timestamp_col=timestamp_col)
+            if isinstance(data, (pd.Series, list, tuple)):
+                return self._forecast_series(data, horizon)
             if isinstance(data, np.ndarray):
                 if not np.issubdtype(data.dtype, np.number):
                     raise InputSpecError(f"expected a numeric array, got dtype {data.dtype}")
@@ -247,6 +284,25 @@ class GPHT(nn.Module, HubMixin):
                 if not torch.isfinite(data).all():
                     raise InputSpecError("the input contains NaN or infinite values")
                 return self.generate(data, horizon)
-            raise InputSpecError(f"expected a torch tensor, numpy array or pandas DataFrame, got {type(data).__name__}")
+            raise InputSpecError(f"expected a torch tensor, numpy array, pandas DataFrame or Series, or a list of 1-D "
+                                 f"arrays, got {type(data).__name__}")
         finally:
             self.train(was_training)
+
+    def _forecast_series(self, data, horizon: int):
+        import pandas as pd
+        from fmzoo.timeseries import forecasting as fc
+
+        horizon = fc._positive_int(horizon, "horizon")
+        series = fc._as_series_list(data)
+        if not isinstance(data, pd.Series):
+            return fc.point_forecast(self, series, horizon)[0].astype(np.float32)
+        if isinstance(data.index, pd.DatetimeIndex):
+            index = fc.future_timestamps(data.index, horizon, f"series {data.name!r}")
+        elif isinstance(data.index, pd.RangeIndex):
+            step = data.index.step
+            index = pd.RangeIndex(data.index.stop, data.index.stop + horizon * step, step)
+        else:
+            raise InputSpecError(f"a Series to forecast needs a DatetimeIndex (timestamps) or a RangeIndex, got a "
+                                 f"{type(data.index).__name__}")
+        return pd.Series(fc.point_forecast(self, series, horizon)[0][0], index=index, name=data.name)

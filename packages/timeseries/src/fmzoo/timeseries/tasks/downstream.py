@@ -16,9 +16,15 @@ The task is the LTSF protocol GPHT is evaluated with (Informer/Autoformer/PatchT
   trained, from their pretrained values;
 - the baseline is the naive forecast (repeat the last observed value) on the same test windows.
 
-Default data: ETTh1 (or the dataset the checkpoint's input spec names); ``--dataset`` takes every registered
-LTSF dataset; ``--data PATH`` a CSV with a ``date`` column plus one or more numeric columns (split 70/10/20 in
-time order).
+Default data: the dataset the checkpoint's recipe names in its provenance.json (``checkpoint_dir``, set by the CLI):
+the one dataset a fine-tune or a from-scratch control trained on (gpht-etth1 and gpht-etth1-scratch: ETTh1,
+gpht-etth2-scratch: ETTh2), or, for a mixture, the first dataset the recipe evaluates on (gpht-mixed: ETTh1,
+gpht-mixed-no-etth2: ETTh2, the dataset it holds out); else ETTh1. ``--dataset`` takes every registered LTSF
+dataset; ``--data PATH`` a CSV with a ``date`` column plus one or more numeric columns (split 70/10/20 in time order).
+
+Options (``--option NAME=VALUE``): ``horizon`` (forecast length, default 96), ``train_windows`` and
+``test_windows`` (evenly spaced window positions per split, default 256 each; ``null`` takes every position, stride 1:
+the full LTSF test protocol).
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import torch
 from fmzoo.core import InputSpecError
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
 from fmzoo.timeseries.data.ltsf import DATASETS, LTSFData, eval_windows, forecast_metrics, load_csv, load_ltsf
+from fmzoo.timeseries.provenance import checkpoint_recipe, default_dataset
 from torch import nn
 
 DATA_FORMAT = ("a time-series CSV: a 'date' column (strictly increasing timestamps) plus one or more numeric "
@@ -77,11 +84,24 @@ class GPHTForecaster(nn.Module):
 
 
 class GPHTHooks(DownstreamHooks):
-    datasets = tuple(DATASETS)  # ETTh1 first: the default
+    datasets = tuple(DATASETS)  # ETTh1 first: the default when the checkpoint's provenance names none
     data_format = DATA_FORMAT
-    horizon = 96  # forecast length (the paper's shortest; set hooks.horizon for 192 / 336 / 720)
+    options = ("horizon", "train_windows", "test_windows")  # --option NAME=VALUE
+    horizon = 96  # forecast length (the paper's shortest; --option horizon=192 / 336 / 720)
     train_windows = 256  # evenly spaced window positions of the train split (x channels = training items)
     test_windows = 256  # evenly spaced window positions of the test split (those of the quick gpht-etth1 table)
+
+    def configure(self, options: dict) -> None:
+        super().configure(options)
+        self._check_options()
+
+    def _check_options(self) -> None:
+        for name in self.options:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+            if not ok and not (name != "horizon" and value is None):
+                what = "a positive integer" + ("" if name == "horizon" else " or null (every window position)")
+                raise InputSpecError(f"option {name} (--option {name}=VALUE) expects {what}, got {value!r}")
     epochs = 3
     lr = 1e-4  # end to end: the fine-tuning lr of the recipe gpht-etth1 and the paper
     frozen_lr = 3e-4  # forecast heads only
@@ -89,17 +109,22 @@ class GPHTHooks(DownstreamHooks):
     eval_batch_size = 256
 
     def load(self, model, dataset: str | None, path: Path | None) -> Task:
+        self._check_options()
         spec = getattr(model, "input_spec", None) or {}
         context_len = int(spec.get("context_len", model.context_len))
         if path is not None:
             data = load_csv(path, context_len=context_len)
             source = f"{path} (your CSV; split 70/10/20 in time order, train-split standardization)"
         else:
-            name = dataset or spec.get("dataset") or self.datasets[0]
+            name, why = dataset or spec.get("dataset"), ""
+            if not name:
+                name, why = default_dataset(checkpoint_recipe(self.checkpoint_dir), DATASETS)
+                name = name or self.datasets[0]
             if name not in DATASETS:
                 raise InputSpecError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
             data = load_ltsf(name, context_len=context_len)
-            source = f"{name} ({data.path}; standard LTSF splits, train-split standardization)"
+            source = (f"{name} ({data.path}; standard LTSF splits, train-split standardization"
+                      f"{'; default: ' + why if why else ''})")
         h = int(self.horizon)
         train = channel_windows(data, "train", context_len, h, self.train_windows)
         test = channel_windows(data, "test", context_len, h, self.test_windows)
