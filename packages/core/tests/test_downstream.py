@@ -127,6 +127,7 @@ def test_training_by_steps_and_the_schedule_ends_at_zero(digits_checkpoint, monk
     from fmzoo.core.downstream import _batch_starts, train_network
 
     assert _batch_starts(5, 2) == [0, 2]  # the trailing batch of one is dropped, and never counted in the schedule
+    assert _batch_starts(3, 1) == [0, 1, 2]  # batches of one by choice are kept
     model = from_pretrained(digits_checkpoint)
     hooks = hooks_for("DigitsMLP")
     task = hooks.load(model, None, None)

@@ -102,3 +102,14 @@ def test_cli_import_to_a_directory_and_list_shows_the_catalogue(fake_plugin, tmp
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "fake-org/digits-mlp" in out and "digits-release" in out
+
+
+def test_truncated_legacy_pickle_is_a_checkpoint_error(tmp_path):
+    import pickle
+
+    from fmzoo.core.weights import safe_torch_load
+
+    path = tmp_path / "junk.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=2)[:7])  # a legacy (non-zip) file cut short
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        safe_torch_load(path)

@@ -142,7 +142,9 @@ def cmd_pretrain(args) -> int:
     if overrides:
         recipe["trainer_overrides"] = overrides
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    # the processes a multi-process launcher starts run this command again: only the first decides about OUT
+    first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    held = [name for name in RUN_FILES if (run_dir / name).exists()] if first_process else []
     if held and not args.resume:
         if not args.overwrite:
             raise UsageError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with "

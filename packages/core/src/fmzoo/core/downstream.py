@@ -333,8 +333,9 @@ def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False):
 
 
 def _batch_starts(n: int, batch_size: int) -> list[int]:
-    """Start of every batch of an epoch; a trailing batch of one is dropped (it breaks batch statistics)."""
-    return [i for i in range(0, n, batch_size) if min(batch_size, n - i) >= 2 or n < 2]
+    """Start of every batch of an epoch; a trailing remainder of one is dropped (it breaks batch statistics) unless
+    batches are of one by choice."""
+    return [i for i in range(0, n, batch_size) if min(batch_size, n - i) >= 2 or batch_size == 1 or n < 2]
 
 
 def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, seed: int, epochs: int, lr: float,

@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ def safe_torch_load(path: str | os.PathLike, allow: tuple = ()) -> Any:
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{str(path)!r} holds objects other than tensors and plain containers, which fmzoo "
                               f"does not unpickle (no code runs from a file we load): {exc}".split("\n")[0]) from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, struct.error, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint: {exc}".split("\n")[0]) from None
 
 
