@@ -217,3 +217,18 @@ def test_doctor_names_versions_data_root_and_hubs(fake_plugin, tmp_hub, capsys):
     out = capsys.readouterr().out
     assert "fmzoo-core" in out and "torch" in out and "fmzoo-fake" in out
     assert f"local hub: {tmp_hub}" in out and "official weights in the catalogue: 1" in out
+
+
+def test_plot_with_mixed_seed_counts_and_paper_markers(tmp_path):
+    from fmzoo.core.reproduce import format_table, plot_table
+
+    rows = [{"model": "A", "init": "pretrained", "metric": "accuracy", "higher_is_better": True, "ours": 0.8, "std": 0.05,
+             "seeds": [0, 1, 2], "values": [0.75, 0.8, 0.85], "paper": 0.9, "paper_std": None, "paper_source": "paper T1"},
+            {"model": "B", "init": "scratch", "metric": "accuracy", "higher_is_better": True, "ours": 0.7, "std": 0.0,
+             "seeds": [0], "values": [0.7], "paper": None, "paper_std": None, "paper_source": None}]
+    result = {"table": "t", "title": "T", "setting": "quick", "rows": rows, "notes": "a caveat " * 30}
+    plot_table(result, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    text = format_table(result)
+    assert "0.8000 ± 0.0500 (n=3)" in text and "0.7000 (n=1)" in text and "[1] paper T1" in text
+    assert max(len(line) for line in text.splitlines()) <= 120

@@ -143,7 +143,7 @@ def plot_table(result: dict, path: Path) -> None:
         ours = [r["ours"] for r in sub]
         err = [r["std"] if len(r["seeds"]) > 1 else 0.0 for r in sub]
         colors = {"pretrained": "tab:blue", "scratch": "tab:gray", "reference": "tab:green"}
-        ax.barh(ys, ours, xerr=[e if e else None for e in err] if any(err) else None, capsize=3, height=0.6,
+        ax.barh(ys, ours, xerr=[e if e else float("nan") for e in err] if any(err) else None, capsize=3, height=0.6,
                 color=[colors.get(r["init"], "tab:blue") for r in sub])
         for y, r in zip(ys, sub, strict=True):
             ax.text(r["ours"], y, f" {_fmt(r['ours'])}", va="center", fontsize=7)
