@@ -53,7 +53,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from fmzoo.tabular.data.adult import load_adult
-    from fmzoo.tabular.schema import TabularSchema
+    from fmzoo.tabular.spec import TabularSchema
 
     X, y = load_adult()["train"]
     x = TabularSchema.fit(X).one_hot(X).float()

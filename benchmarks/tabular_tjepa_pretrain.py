@@ -28,7 +28,7 @@ from fmzoo.core.registry import load_recipe
 from fmzoo.tabular.data.adult import load_adult
 from fmzoo.tabular.methods.tjepa import build_model
 from fmzoo.tabular.models.tjepa import FeatureMaskSampler, gather_tokens
-from fmzoo.tabular.schema import TabularSchema
+from fmzoo.tabular.spec import TabularSchema
 recipe, variant, steps, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads); torch.manual_seed(0)
 r = load_recipe(recipe)

@@ -112,12 +112,13 @@ def test_classifier_on_real_adult_beats_majority(data_root):
     data = load_adult()
     X, y = data["train"]
     Xt, yt = data["test"]
-    # 8000 rows: with 4000, 20 epochs left T-JEPA's 13-layer MLP head under-trained on 1 seed in 12 (test
-    # accuracy 0.772; seeds 0-7 at 8000 rows: 0.821-0.842, measured 2026-12-04).
-    clf = TJEPAClassifier("fmzoo/tjepa-adult", max_epochs=20, head_kwargs={"lr": 1e-3, "batch_size": 128}).fit(X.iloc[:8000], np.where(y[:8000] == 1, ">50K", "<=50K"))
-    pred = clf.predict(Xt.iloc[:4000])
+    # 6000 rows: with 4000, 20 epochs left T-JEPA's 13-layer MLP head under-trained on 1 seed in 12 (test
+    # accuracy 0.772; seeds 0-7 at 8000 rows: 0.821-0.842, measured 2026-12-04; seeds 0-2 at 6000 rows on these
+    # 2000 test rows: 0.8405, 0.8310, 0.8445, measured 2026-12-07).
+    clf = TJEPAClassifier("fmzoo/tjepa-adult", max_epochs=20, head_kwargs={"lr": 1e-3, "batch_size": 128}).fit(X.iloc[:6000], np.where(y[:6000] == 1, ">50K", "<=50K"))
+    pred = clf.predict(Xt.iloc[:2000])
     assert set(pred) <= {">50K", "<=50K"}
-    acc = (pred == np.where(yt[:4000] == 1, ">50K", "<=50K")).mean()
+    acc = (pred == np.where(yt[:2000] == 1, ">50K", "<=50K")).mean()
     assert acc > 0.80  # majority baseline 0.76
     proba = clf.predict_proba(Xt.iloc[:10])
     assert proba.shape == (10, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
@@ -156,33 +157,36 @@ def test_downstream_encoder_is_a_trainable_copy_or_a_fresh_init():
     assert any(m.p > 0 for m in model.target_encoder.modules() if isinstance(m, torch.nn.Dropout))
 
 
-def test_end_to_end_finetuning_on_real_adult_moves_the_encoder_and_learns(data_root):
+def test_end_to_end_finetuning_on_real_diamonds_learns_on_a_copy(data_root):
+    from fmzoo.tabular.data.diamonds import load_diamonds
     from fmzoo.tabular.tasks.downstream import finetune_and_score
 
-    model = TJEPA.from_pretrained("fmzoo/tjepa-adult")
+    # the shipped 2-layer diamonds checkpoint: the table protocol's regression branch, at a fraction of the
+    # 16-layer Adult encoder's cost (its classification branch: test_classifier_finetuned_end_to_end_on_real_adult)
+    model = TJEPA.from_pretrained("fmzoo/tjepa-diamonds")
     schema = TabularSchema.from_dict(model.input_spec)
-    data = load_adult()
+    data = load_diamonds()
     (X, y), (Xt, yt) = data["train"], data["test"]
-    train, test = schema.transform(X.iloc[:2000]), schema.transform(Xt.iloc[:2000])
+    train, test = schema.transform(X.iloc[:1000]), schema.transform(Xt.iloc[:1000])
     before = {k: v.clone() for k, v in model.target_encoder.state_dict().items()}
-    # the ResNet head: the 13-layer MLP needs far more than a test's few hundred steps to leave the majority class
-    res = finetune_and_score(model, train, y[:2000], test, yt[:2000], "classification", "resnet", seed=0,
+    res = finetune_and_score(model, train, y[:1000], test, yt[:1000], "regression", "resnet", seed=0,
                              max_epochs=4, lr=1e-3, batch_size=64)
-    assert res["accuracy"] > 0.80  # majority rate of these test rows: 0.76
+    assert res["rmse"] < 0.5 * float(np.std(yt[:1000])), res  # far better than predicting the mean
     for k, v in model.target_encoder.state_dict().items():  # fine-tuning works on a copy
         assert torch.equal(v, before[k])
     with pytest.raises(ValueError, match="init must be one of"):
-        finetune_and_score(model, train, y[:2000], test, yt[:2000], "classification", "mlp", seed=0, init="random")
+        finetune_and_score(model, train, y[:1000], test, yt[:1000], "regression", "mlp", seed=0, init="random")
 
 
 def test_classifier_finetuned_end_to_end_on_real_adult(data_root):
     data = load_adult()
     (X, y), (Xt, yt) = data["train"], data["test"]
-    labels = np.where(y[:2000] == 1, ">50K", "<=50K")
+    labels = np.where(y[:1500] == 1, ">50K", "<=50K")
+    # the ResNet head: the 13-layer MLP needs far more than a test's few hundred steps to leave the majority class
     clf = TJEPAClassifier("fmzoo/tjepa-adult", head="resnet", finetune=True, max_epochs=4,
-                          head_kwargs={"lr": 1e-3, "batch_size": 64}).fit(X.iloc[:2000], labels)
-    acc = (clf.predict(Xt.iloc[:2000]) == np.where(yt[:2000] == 1, ">50K", "<=50K")).mean()
-    assert acc > 0.80  # majority rate 0.76
+                          head_kwargs={"lr": 1e-3, "batch_size": 64}).fit(X.iloc[:1500], labels)
+    acc = (clf.predict(Xt.iloc[:1000]) == np.where(yt[:1000] == 1, ">50K", "<=50K")).mean()
+    assert acc > 0.80  # majority rate of these rows 0.76; measured 0.827 (2026-12-07)
     assert clf.predict_proba(Xt.iloc[:5]).shape == (5, 2)
     with pytest.raises(InputSpecError, match="column 'race': unseen category"):
         clf.predict(Xt.iloc[:3].assign(race="Martian"))
@@ -222,3 +226,33 @@ def test_official_trunc_normal_init_keeps_deep_target_latents_apart(data_root):
     assert spread["trunc_normal"] > 3 * spread["default"], spread
     with pytest.raises(ValueError, match="init must be one of"):
         tiny(init="xavier")
+
+
+def test_pretraining_writes_the_recipes_evaluation_into_the_card(data_root, tmp_path, monkeypatch):
+    """A recipe's `evaluate` block runs after pretraining (methods.tjepa.pretrain, wired to tasks by the plugin:
+    methods never import tasks); its rows go into the card and the provenance's metrics."""
+    import json
+
+    import fmzoo.tabular.tasks.downstream as downstream
+    from fmzoo.core.pretrain import run_pretraining
+    from fmzoo.tabular.methods.tjepa import pretrain
+
+    recipe = {"name": "tiny", "method": "tjepa", "dataset": "adult", "seed": 0, "max_rows": 256,
+              "model": dict(dim=8, depth=1, heads=2, ff_dim=16, pred_dim=8, pred_depth=1, pred_heads=2, pred_ff_dim=16),
+              "trainer": {"max_epochs": 1, "batch_size": 128},
+              "evaluate": {"seeds": [0, 1], "heads": ["linear"], "max_epochs": 3, "label_fractions": [None, 0.01]}}
+    with pytest.raises(ValueError, match="has an 'evaluate' block but no evaluation was passed"):
+        pretrain(recipe, tmp_path / "direct", {})
+    seen = []
+
+    def protocol(model, dataset, **kw):  # the frozen protocol itself is tested through the tables
+        seen.append({"dataset": dataset, "n_features": model.n_features, **kw})
+        return [{"name": "Linear probe on T-JEPA representations", "metric": "accuracy", "mean": 0.5, "std": 0.1,
+                 "setting": "adult test split"}]
+
+    monkeypatch.setattr(downstream, "compare_on_dataset", protocol)
+    ckpt = run_pretraining(recipe, tmp_path / "run", {"progress": False})
+    assert seen == [{"dataset": "adult", "n_features": 14, "seeds": [0, 1], "heads": ["linear"], "max_epochs": 3,
+                     "label_fractions": [None, 0.01]}]
+    assert json.loads((ckpt / "provenance.json").read_text())["metrics"]["Linear probe on T-JEPA representations/accuracy"] == 0.5
+    assert "accuracy (Linear probe on T-JEPA representations)" in (ckpt / "README.md").read_text()

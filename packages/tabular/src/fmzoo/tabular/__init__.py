@@ -6,7 +6,7 @@
 """
 
 from .models.tjepa import TJEPA
-from .schema import TabularSchema
+from .spec import TabularSchema
 from .tasks.estimators import TJEPAClassifier, TJEPARegressor
 
 __all__ = ["TJEPA", "TJEPAClassifier", "TJEPARegressor", "TabularSchema"]

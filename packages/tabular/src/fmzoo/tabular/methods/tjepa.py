@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from fmzoo.core import publish_run
 from fmzoo.core.registry import dataset_loader
+from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask, fit, per_device_batch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..models.tjepa import TJEPA, FeatureMaskSampler
-from ..schema import TabularSchema
+from ..spec import TabularSchema
 
 CITATION = """@article{thimonier2024tjepa,
   title={T-JEPA: Augmentation-Free Self-Supervised Learning for Tabular Data},
@@ -47,8 +47,16 @@ def build_model(schema: TabularSchema, model_cfg: dict, dataset: str | None = No
     return model
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Pretrain T-JEPA on the training split of ``recipe["dataset"]`` (the test split is never seen)."""
+def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict, evaluate=None) -> Path:
+    """Pretrain T-JEPA on the training split of ``recipe["dataset"]`` (the test split is never seen).
+
+    A recipe's ``evaluate`` block is run, after the checkpoint is saved, by ``evaluate(model, recipe) -> rows``
+    ({name, metric, mean, std, setting}), whose rows go into the card and the provenance's metrics. That
+    evaluation is a downstream task: the package's plugin passes ``tasks.downstream.recipe_evaluation`` (methods
+    never import tasks). Seeds and threads are set around this function by ``fmzoo.core.pretrain.run_pretraining``."""
+    if recipe.get("evaluate") and evaluate is None:
+        raise ValueError(f"recipe {recipe.get('name')!r} has an 'evaluate' block but no evaluation was passed: run it "
+                         "with `fmzoo pretrain` (fmzoo.core.pretrain.run_pretraining), or drop the block")
     run_dir = Path(run_dir)
     data = dataset_loader(recipe["dataset"])()
     X, _ = data["train"]
@@ -69,7 +77,7 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     warmup_epochs = optim.pop("warmup_epochs", 0)
     ema = (optim.pop("ema_start", 0.996), optim.pop("ema_end", 1.0))
     task = TJEPATask(model, mask=recipe.get("mask", {}), ema=ema, warmup_steps=int(warmup_epochs * steps_per_epoch), **optim)
-    gen = torch.Generator().manual_seed(int(recipe.get("seed", 0)))
+    gen = generator(int(recipe.get("seed", 0)))
     loader = DataLoader(TensorDataset(x_num, x_cat), batch_size=batch_size, shuffle=True, generator=gen, drop_last=len(x_num) > batch_size)
     trainer = fit(task, loader, run_dir, max_epochs=max_epochs, **{**train_cfg, **trainer_kwargs})
     if trainer.global_rank != 0:
@@ -87,13 +95,8 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
         "steps": int(trainer.global_step),
     }
     out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)  # saved before evaluating
-    evaluate = recipe.get("evaluate")
-    if evaluate:
-        from ..tasks.downstream import compare_on_dataset
-
-        rows = compare_on_dataset(model, recipe["dataset"], seeds=evaluate.get("seeds", [0]), heads=evaluate.get("heads", ["mlp"]),
-                                  max_epochs=evaluate.get("max_epochs"), label_fractions=evaluate.get("label_fractions", [None]))
-        for r in rows:
+    if recipe.get("evaluate"):
+        for r in evaluate(model, recipe):
             metrics[f"{r['name']}/{r['metric']}"] = r["mean"]
             card.setdefault("results", []).append(
                 {"metric": f"{r['metric']} ({r['name']})", "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})

@@ -17,6 +17,7 @@ import math
 
 import torch
 from fmzoo.core import HubMixin, InputSpecError
+from fmzoo.core.runtime import seed_everything
 from torch import nn
 
 from .layers import Dropout, TransformerEncoderLayer
@@ -224,7 +225,9 @@ class TJEPA(nn.Module, HubMixin):
         if pretrained:
             enc = copy.deepcopy(self.target_encoder)
         else:
-            torch.manual_seed(seed)
+            # The scratch control's weights are drawn from ``seed`` (torch's layers initialise from the global
+            # generator): seeded through the core's helper, the same torch stream as before.
+            seed_everything(seed)
             enc = type(self)(**self.init_args).target_encoder  # == its context encoder at init
         for p in enc.parameters():
             p.requires_grad_(True)

@@ -8,6 +8,7 @@ so the head sees one learned scalar per token (n_tokens inputs) instead of n_tok
 from __future__ import annotations
 
 import torch
+from fmzoo.core.runtime import seed_everything
 from torch import nn
 
 from ..models.layers import Dropout
@@ -80,11 +81,13 @@ HEADS = {
 
 def make_head(kind: str, in_dim: int, out_dim: int, n_tokens: int | None = None, seed: int | None = None) -> tuple[nn.Module, dict]:
     """A head and its optimisation settings; ``n_tokens`` (T-JEPA inputs) adds the per-token front end.
-    ``seed``: draw the initial weights from it (reseeds torch's global generator), so that a fit does not
-    depend on what ran before it."""
+    ``seed``: draw the initial weights from it, so that a fit does not depend on what ran before it."""
     if kind not in HEADS:
         raise ValueError(f"head must be one of {sorted(HEADS)}, got {kind!r}")
     cls, optim = HEADS[kind]
     if seed is not None:
-        torch.manual_seed(seed)
+        # torch's layers initialise from the global generator: reseeding it (the core's helper; the same torch
+        # stream as before) makes the head's init a function of ``seed`` alone (the protocols' per-seed init and
+        # TJEPAClassifier(seed=...)).
+        seed_everything(seed)
     return cls(in_dim, out_dim, n_tokens=n_tokens), dict(optim)
