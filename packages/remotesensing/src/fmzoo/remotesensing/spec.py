@@ -58,11 +58,17 @@ S2_BANDS: dict[str, float] = {
 S2_L1C_ORDER: list[str] = list(S2_BANDS)
 RGB_BANDS: list[str] = ["B04", "B03", "B02"]  # red, green, blue as Sentinel-2 bands
 
+# Sentinel-1 C-SAR polarisations (GRD, dual-pol IW), with the C-band wavelength c / 5.405 GHz in nm.
+S1_BANDS: dict[str, float] = {"VV": 55_465_764.0, "VH": 55_465_764.0}
+S1_GRD_ORDER: list[str] = list(S1_BANDS)
+BAND_WAVELENGTHS: dict[str, float] = {**S2_BANDS, **S1_BANDS}
+
 _ALIASES = {
     "red": "B04", "r": "B04", "green": "B03", "g": "B03", "blue": "B02", "b": "B02",
     "nir": "B08", "rededge1": "B05", "rededge2": "B06", "rededge3": "B07", "nir08": "B8A",
     "narrownir": "B8A", "watervapour": "B09", "cirrus": "B10", "swir1": "B11", "swir16": "B11",
     "swir2": "B12", "swir22": "B12", "coastal": "B01", "aerosol": "B01",
+    "vv": "VV", "vh": "VH",
 }
 
 
@@ -82,7 +88,8 @@ def canonical_band(name: str) -> str:
             if cand in S2_BANDS:
                 return cand
     raise InputSpecError(
-        f"unknown band {name!r}: expected a Sentinel-2 band name ({', '.join(S2_BANDS)}) or an alias "
+        f"unknown band {name!r}: expected a Sentinel-2 band name ({', '.join(S2_BANDS)}), a Sentinel-1 "
+        f"polarisation ({', '.join(S1_BANDS)}) or an alias "
         f"({', '.join(sorted(_ALIASES))})"
     )
 
@@ -96,7 +103,13 @@ def canonical_bands(names) -> list[str]:
 
 
 def wavelengths(names) -> list[float]:
-    return [S2_BANDS[canonical_band(n)] for n in names]
+    return [BAND_WAVELENGTHS[canonical_band(n)] for n in names]
+
+
+def modality_of(bands: Sequence[str]) -> str:
+    """'optical' (Sentinel-2 bands), 'sar' (Sentinel-1 polarisations) or 'optical+sar'."""
+    kinds = {"sar" if b in S1_BANDS else "optical" for b in canonical_bands(bands)}
+    return "+".join(sorted(kinds)) if len(kinds) > 1 else next(iter(kinds), "optical")
 
 
 # ------------------------------------------------------------------------------------------- the spec
@@ -112,7 +125,7 @@ def make_input_spec(bands: Sequence[str], input_size: int, gsd_m: float = 10.0, 
     if missing_bands not in MISSING_POLICIES:
         raise ValueError(f"missing_bands must be one of {MISSING_POLICIES}, got {missing_bands!r}")
     return {
-        "modality": "optical",
+        "modality": modality_of(bands),
         "bands": bands,
         "wavelengths_nm": wavelengths(bands),
         "input_size": int(input_size),

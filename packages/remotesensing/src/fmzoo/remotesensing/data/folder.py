@@ -40,7 +40,7 @@ class LabelledImages:
 def describe_layout() -> str:
     return ("an image folder with one subfolder per class (PATH/<class>/..., or PATH/train/<class>/... and "
             "PATH/test/<class>/... or val/): 8-bit RGB PNG/JPEG, or GeoTIFF (.tif/.tiff) whose band "
-            "descriptions name Sentinel-2 bands (B01..B12, B8A)")
+            "descriptions name Sentinel-2 bands (B01..B12, B8A) or Sentinel-1 polarisations (VV, VH)")
 
 
 def _class_dirs(root: Path) -> list[Path]:

@@ -110,32 +110,44 @@ class SoftConResNet(_RSBackbone, HubMixin):
 
 
 class SoftConViT(_RSBackbone, HubMixin):
-    """timm VisionTransformer on any band set; ``forward(x, keep=None)`` can drop patch tokens
-    (``keep``: (B, K) indices of kept patches) for Siamese masking. Features: the class token.
+    """timm VisionTransformer on any band set; ``forward(x, keep=None, masks=None)`` can drop patch tokens
+    (``keep``: (B, K) indices of kept patches) for Siamese masking, or replace them by the learned mask token
+    (``masks``: (B, N) booleans, DINOv2's masked-image input; needs ``mask_token=True``). Features: the class
+    token after the final norm.
 
     Paper config (SoftCon ViT-S/14): ``patch_size=14, embed_dim=384, depth=12, num_heads=6``, 224 px.
     CPU config: ``patch_size=8, embed_dim=192, depth=4, num_heads=3``, 96 px.
+    DINOv2 layout (the released SoftCon ViTs): ``init_values=1e-5`` (LayerScale ``ls1``/``ls2`` in every
+    block) and ``mask_token=True`` (a ``(1, embed_dim)`` parameter); both off by default, as before.
     """
 
     _input_weight_key = "backbone.patch_embed.proj.weight"
 
     def __init__(self, bands: list[str] = RGB_BANDS, patch_size: int = 8, embed_dim: int = 192, depth: int = 4,
-                 num_heads: int = 3, input_size: int = 96):
+                 num_heads: int = 3, input_size: int = 96, init_values: float | None = None,
+                 mask_token: bool = False):
         super().__init__()
         from timm.models.vision_transformer import VisionTransformer
 
         self.bands = canonical_bands(bands)
         self.backbone = VisionTransformer(img_size=input_size, patch_size=patch_size, in_chans=len(self.bands),
                                           embed_dim=embed_dim, depth=depth, num_heads=num_heads, num_classes=0,
-                                          dynamic_img_size=True, global_pool="token")
+                                          dynamic_img_size=True, global_pool="token", init_values=init_values)
         self.num_features = embed_dim
         self.patch_size = patch_size
+        self.mask_token = nn.Parameter(torch.zeros(1, embed_dim)) if mask_token else None
         self.input_spec = make_input_spec(self.bands, input_size)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
+                masks: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x)
         vit = self.backbone
         t = vit.patch_embed(x)
+        if masks is not None:
+            if self.mask_token is None:
+                raise InputSpecError("masks= needs a model built with mask_token=True (DINOv2 layout)")
+            t = torch.where(masks.reshape(t.shape[0], -1, 1).bool(), self.mask_token.to(t.dtype).unsqueeze(0),
+                            t.reshape(t.shape[0], -1, t.shape[-1])).reshape(t.shape)
         t = vit._pos_embed(t)  # (B, prefix + N, D)
         if keep is not None:
             p = vit.num_prefix_tokens

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from fmzoo.core.runtime import generator
 
-from ..spec import S2_BANDS, canonical_bands
+from ..spec import BAND_WAVELENGTHS, canonical_bands
 
 SCHEMES = ("copy_random", "repeat", "nearest")
 
@@ -48,8 +48,8 @@ def widen_input_weight(weight: torch.Tensor, src_bands: Sequence[str], dst_bands
             out[:, j] = w[:, j % len(src)]
         out *= len(src) / len(dst)
     else:  # nearest
-        src_wl = torch.tensor([S2_BANDS[b] for b in src])
+        src_wl = torch.tensor([BAND_WAVELENGTHS[b] for b in src])
         for j, b in enumerate(dst):
-            out[:, j] = w[:, int(torch.argmin((src_wl - S2_BANDS[b]).abs()))]
+            out[:, j] = w[:, int(torch.argmin((src_wl - BAND_WAVELENGTHS[b]).abs()))]
         out *= len(src) / len(dst)
     return out.to(weight.dtype)

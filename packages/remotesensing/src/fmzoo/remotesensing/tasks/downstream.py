@@ -82,6 +82,10 @@ class SoftConResNetHooks(DownstreamHooks):
             return self._folder_task(spec, Path(path))
         if (dataset or EUROSAT) != EUROSAT:
             raise InputSpecError(f"unknown dataset {dataset!r}: {type(model).__name__} checkpoints take {EUROSAT}")
+        if not any(set(p["bands"]) == set(RGB_BANDS) for p in spec["products"].values()):
+            accepted = "; ".join(f"{k}: {len(p['bands'])} bands" for k, p in spec["products"].items())
+            raise InputSpecError(f"the default data ({EUROSAT}) is 8-bit RGB, which this checkpoint does not take (it "
+                                 f"declares {accepted}); give --data PATH: {describe_layout()}")
         product = product_for(spec, RGB_BANDS, 0, 255)
         (x, y), (xt, yt) = load_eurosat_rgb("train"), load_eurosat_rgb("test")
         rgb = tuple(RGB_BANDS)
