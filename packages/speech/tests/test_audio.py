@@ -70,6 +70,24 @@ def test_int16_pcm_is_scaled():
     assert 0.45 < float(x.abs().max()) <= 0.5001
 
 
+def test_int16_pcm_is_read_as_soundfile_reads_it_full_scale_included():
+    """Regression (issue "reliability"): valid int16 audio holding -32768 was refused ("peak |x| = 1", int16 divided
+    by 32767). Integer PCM is now scaled as soundfile/torchaudio do: / 32768, so a real FSDD clip given as its int16
+    samples equals soundfile's float reading exactly, and a full-scale negative sample is -1.0, not clipping."""
+    path = fsdd_dir() / "0_george_0.wav"
+    pcm, sr = sf.read(str(path), dtype="int16")
+    ref, _ = sf.read(str(path), dtype="float32")
+    spec = AudioSpec(sample_rate=sr)
+    assert torch.equal(validate_waveform(pcm, sr, spec), torch.from_numpy(ref))
+    pcm = pcm.copy()
+    pcm[100] = -32768  # one full-scale sample: valid PCM (0.05 % of the clip, below the clipping limit)
+    x = validate_waveform(pcm, sr, spec)
+    assert float(x[100]) == -1.0 and float(x.max()) < 1.0
+    u8 = np.array([0, 128, 255] * 200, np.uint8)  # 8-bit WAV is unsigned, offset 128 (silence = 128)
+    assert np.allclose(validate_waveform(u8, 16000, AudioSpec(max_clipped_fraction=None)).numpy()[:3],
+                       [-1.0, 0.0, 127 / 128])
+
+
 def test_non_audio_and_truncated_files(tmp_path):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio at all " * 50)

@@ -22,6 +22,7 @@ __all__ = [
     "ResampleWarning",
     "load_audio",
     "validate_waveform",
+    "pcm_to_float",
     "resample",
     "mel_filterbank",
     "log_mel",
@@ -67,6 +68,18 @@ def resample(wav: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> torch
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
+def pcm_to_float(x: np.ndarray) -> np.ndarray:
+    """Integer PCM -> float32 in [-1, 1), as soundfile and torchaudio read it: signed n-bit samples divided by
+    2**(n-1) (int16: / 32768, so -32768 -> -1.0 and 32767 -> 0.99997), unsigned ones (8-bit WAV) offset by
+    2**(n-1) first (uint8 128 -> 0.0)."""
+    info = np.iinfo(x.dtype)
+    half = float(2 ** (info.bits - 1))
+    y = x.astype(np.float64)
+    if info.min == 0:  # unsigned PCM is offset binary
+        y = y - half
+    return (y / half).astype(np.float32)
+
+
 def validate_waveform(
     wav: np.ndarray | torch.Tensor,
     sample_rate: int,
@@ -78,15 +91,15 @@ def validate_waveform(
     """Check a waveform against ``spec`` and return a mono float32 tensor at ``spec.sample_rate``.
 
     ``wav``: shape ``[samples]`` or ``[samples, channels]`` (soundfile's layout) or ``[1, samples]``;
-    floats in [-1, 1]. Integer PCM is scaled to [-1, 1].
+    floats in [-1, 1]. Integer PCM is scaled to [-1, 1) as soundfile reads it (:func:`pcm_to_float`).
     """
     spec = spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)
     resample_ok = spec.resample if resample_ok is None else resample_ok
     x = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
     if x.dtype.kind in "iu":
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+        x = pcm_to_float(x)
     elif x.dtype.kind != "f":
-        raise InputSpecError(f"{source}: expected a numeric waveform, got dtype {x.dtype}")
+        raise InputSpecError(f"{source}: expected a real-valued waveform (float, or integer PCM), got dtype {x.dtype}")
     if x.ndim == 2:
         if 1 in x.shape:
             x = x.reshape(-1)
@@ -99,19 +112,25 @@ def validate_waveform(
         raise InputSpecError(f"{source}: expected a 1-D mono waveform [samples], got shape {tuple(x.shape)}")
     if x.size == 0:
         raise InputSpecError(f"{source}: empty audio (0 samples); expected at least {spec.min_seconds} s")
-    if not np.all(np.isfinite(x)):
-        raise InputSpecError(f"{source}: waveform contains NaN or infinite values")
+    finite = np.isfinite(x)
+    if not np.all(finite):
+        n_nan, n_inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise InputSpecError(
+            f"{source}: expected finite samples, got {n_nan} NaN and {n_inf} infinite values "
+            f"(first at sample {int(np.flatnonzero(~finite.reshape(-1))[0])})"
+        )
     peak = float(np.max(np.abs(x)))
     if peak > 1.0 + 1e-6:
         raise InputSpecError(
             f"{source}: expected samples in [-1, 1] (normalised PCM), got peak |x| = {peak:.3g}"
+            + (" (integer PCM stored as float? pass the integer array, or divide by 32768)" if peak >= 256 else "")
         )
     if peak > 0 and spec.max_clipped_fraction is not None:
         clipped = float(np.mean(np.abs(x) >= 0.999))
         if clipped > spec.max_clipped_fraction:
             raise InputSpecError(
-                f"{source}: clipped audio: {clipped:.1%} of samples at full scale "
-                f"(allowed at most {spec.max_clipped_fraction:.1%})"
+                f"{source}: clipped audio: {clipped:.1%} of samples at full scale; expected at most "
+                f"{spec.max_clipped_fraction:.1%}"
             )
     if int(sample_rate) != spec.sample_rate:
         if not resample_ok:
@@ -142,7 +161,8 @@ def load_audio(path: str | Path, spec: AudioSpec | dict | None = None, *, resamp
         info = sf.info(str(path))
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, ValueError) as e:  # not audio, corrupt header
-        raise InputSpecError(f"{path.name}: not a readable audio file ({e})") from e
+        raise InputSpecError(f"{path.name}: not a readable audio file ({e}); expected an audio file that soundfile "
+                             "reads (WAV, FLAC, OGG, ...)") from e
     if info.frames and data.shape[0] < info.frames:
         raise InputSpecError(f"{path.name}: truncated audio: header says {info.frames} frames, read {data.shape[0]}")
     if path.suffix.lower() == ".wav" and info.format == "WAV":

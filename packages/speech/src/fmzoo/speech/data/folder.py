@@ -108,14 +108,16 @@ def load_labelled_folder(path: str | Path, spec: AudioSpec | dict | None = None,
     else:
         test = _stratified_test(y)
         how = f"a fixed stratified {TEST_SHARE:.0%} hold-out per class (seed 0)"
+    missing = [(i, r["file"]) for i, r in enumerate(rows, start=2) if not (folder / r["file"]).is_file()]
+    if missing:  # every missing file at once, before any clip is read
+        listed = ", ".join(f"{f!r} (line {i})" for i, f in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputSpecError(f"{csv_path.name}: no audio file {listed} in {folder}: {len(missing)} of {len(rows)} "
+                             "files named in the CSV are missing; expected every file path relative to the CSV's folder")
     wavs = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResampleWarning)
         for r in rows:
-            file = folder / r["file"]
-            if not file.is_file():
-                raise InputSpecError(f"{csv_path.name}: no audio file {r['file']!r} in {folder}")
-            wavs.append(load_audio(file, spec))
+            wavs.append(load_audio(folder / r["file"], spec))
     resampled = sum(issubclass(w.category, ResampleWarning) for w in caught)
     rate = (spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)).sample_rate
     if resampled:

@@ -35,7 +35,9 @@ from safetensors.torch import save_file
 
 from ..spec import AudioSpec, validate_waveform
 
-__all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS"]
+__all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS", "PREPROCESSOR_NAME"]
+
+PREPROCESSOR_NAME = "preprocessor_config.json"  # transformers' feature-extractor file (published by the core hub)
 
 # transformers' Wav2Vec2Config keys this implementation honours, at the paper's BASE pretraining values
 # (fairseq wav2vec2_base_librispeech.yaml / the paper's section 4.2 and appendix B).
@@ -570,12 +572,47 @@ class Wav2Vec2(nn.Module, HubMixin):
     def hf_state_dict(self) -> dict:
         return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
 
+    def preprocessor_config(self) -> dict:
+        """transformers' ``Wav2Vec2FeatureExtractor`` settings of this model (``preprocessor_config.json``): the
+        input spec's rate and ``do_normalize``, raw mono samples (feature_size 1) right-padded with zeros.
+        ``return_attention_mask`` follows transformers' rule for its own releases: false for a group-norm feature
+        encoder (wav2vec2-base: such models "have not been trained using attention_mask" and transformers'
+        group norm would count the padding anyway), true for the layer-norm ones (wav2vec2-large-lv60, XLS-R)."""
+        spec = self.input_spec or {}
+        return {
+            "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+            "feature_size": 1,
+            "sampling_rate": int(spec.get("sample_rate", 16000)),
+            "padding_value": 0.0,
+            "padding_side": "right",
+            "do_normalize": bool(self.do_normalize),
+            "return_attention_mask": self.config["feat_extract_norm"] == "layer",
+        }
+
+    def _write_preprocessor_config(self, directory: Path) -> None:
+        from fmzoo.core.files import atomic_write_text
+
+        atomic_write_text(Path(directory) / PREPROCESSOR_NAME,
+                          json.dumps(self.preprocessor_config(), indent=2, sort_keys=True) + "\n")
+
+    def save_pretrained(self, save_directory, card: dict | None = None, provenance: dict | None = None) -> Path:
+        """The core's checkpoint plus ``preprocessor_config.json``, so that the folder also works with transformers'
+        ``AutoFeatureExtractor`` / ``AutoModel``; the card says ``library_name: transformers`` and ``pipeline_tag:
+        feature-extraction`` unless ``card`` gives other values."""
+        card = {"library_name": "transformers", "pipeline_tag": "feature-extraction", **(card or {})}
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self._write_preprocessor_config(out)
+        return super().save_pretrained(out, card=card, provenance=provenance)
+
     def save_hf(self, directory: str | Path) -> Path:
-        """Write ``config.json`` (transformers Wav2Vec2Config) + ``model.safetensors`` (HF key names)."""
+        """Write ``config.json`` (transformers Wav2Vec2Config) + ``model.safetensors`` (HF key names) +
+        ``preprocessor_config.json`` (:meth:`preprocessor_config`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(json.dumps(self.hf_config(), indent=2))
         save_file(self.hf_state_dict(), str(directory / "model.safetensors"), metadata={"format": "pt"})
+        self._write_preprocessor_config(directory)
         return directory
 
 
