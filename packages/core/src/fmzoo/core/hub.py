@@ -304,7 +304,7 @@ def _download_from_hf(repo_id: str, revision: str | None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo_id, revision=revision, allow_patterns=list(CHECKPOINT_FILES))
+        path = snapshot_download(repo_id, revision=revision, allow_patterns=list(PUBLISHED_FILES))
     except Exception as exc:  # network errors, 404s, auth: one clear message
         raise CheckpointError(
             f"{repo_id!r} is not in the local hub nor shipped with an installed fmzoo package, and the "
