@@ -80,10 +80,13 @@ def cmd_list(args) -> int:
     print("\nofficial released weights (converted once on first use; `fmzoo import FILE` for releases off the Hugging Face Hub):")
     if not official:
         print("  none (no installed package registers any)")
-    w = max((len(k) for k in official), default=0) + 2
-    for key, e in sorted(official.items()):
-        where = f"hf:{e.hf_repo}" if e.hf_repo else "file"
-        print(f"  {key:<{w}}{e.method:<14}{e.params:>6}  {e.license:<14}{e.format:<22}{where}")
+    if official:
+        table = [("id", "method", "params", "licence", "format", "source")]
+        table += [(key, e.method, e.params, e.license, e.format, f"hf:{e.hf_repo}" if e.hf_repo else "file (fmzoo import)")
+                  for key, e in sorted(official.items())]
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for row in table:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     hub = LocalHub()
     local = sorted(p.parent.parent.relative_to(hub.root).as_posix() for p in hub.root.glob("*/*/refs/main")) if hub.root.is_dir() else []
     print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
