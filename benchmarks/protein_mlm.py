@@ -28,7 +28,7 @@ def _batch(n_seq: int, length: int):
     import torch
     from fmzoo.protein.data.fasta import load_pretraining_sequences
     from fmzoo.protein.methods.mlm import apply_bert_mask
-    from fmzoo.protein.tokenizer import TAPETokenizer
+    from fmzoo.protein.spec import TAPETokenizer
 
     seqs = [s[: length - 2] for s in load_pretraining_sequences() if len(s) >= length - 2][:n_seq]
     ids, mask = TAPETokenizer(unknown="X").batch_encode(seqs)

@@ -1,13 +1,9 @@
 import numpy as np
 import pytest
 from fmzoo.core import InputSpecError
-from fmzoo.protein.data.fasta import (
-    drop_overlapping,
-    evaluation_sequences,
-    load_pretraining_sequences,
-    read_fasta,
-)
+from fmzoo.protein.data.fasta import load_pretraining_sequences, read_fasta
 from fmzoo.protein.data.gb1 import GB1_SITES, load_gb1
+from fmzoo.protein.data.overlap import drop_overlapping, evaluation_sequences
 from fmzoo.protein.data.secondary_structure import load_cb513, load_flip_ss
 
 

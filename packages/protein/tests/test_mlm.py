@@ -3,7 +3,7 @@ import torch
 from fmzoo.protein import TAPETokenizer, TapeTransformer
 from fmzoo.protein.data.fasta import load_pretraining_sequences
 from fmzoo.protein.methods.mlm import TokenBudgetSampler, apply_bert_mask, make_loader, mlm_loss
-from fmzoo.protein.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from fmzoo.protein.spec import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
 
 def test_bert_masking_statistics():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fmzoo.core import CheckpointError
 from fmzoo.protein import IUPAC_VOCAB, TapeResNet, TapeTaskModel, TapeTransformer
-from fmzoo.protein.convert import from_tape_state_dict, to_tape_state_dict
+from fmzoo.protein.weights import from_tape_state_dict, to_tape_state_dict
 from safetensors import safe_open
 
 FIX = Path(__file__).parent / "fixtures"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from fmzoo.core import InputSpecError
-from fmzoo.protein.tokenizer import IUPAC_VOCAB, TAPETokenizer
+from fmzoo.protein.spec import IUPAC_VOCAB, TAPETokenizer
 
 TAPE_ORDER = ["<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ"]
 

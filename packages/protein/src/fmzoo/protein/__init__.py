@@ -3,6 +3,6 @@ import of TAPE's released layout."""
 
 from .models import TapeResNet, TapeTransformer
 from .models.task import TapeTaskModel
-from .tokenizer import IUPAC_VOCAB, TAPETokenizer
+from .spec import IUPAC_VOCAB, TAPETokenizer
 
 __all__ = ["IUPAC_VOCAB", "TAPETokenizer", "TapeResNet", "TapeTaskModel", "TapeTransformer"]

@@ -14,6 +14,11 @@ def plugin() -> Plugin:
             "TapeTaskModel": "fmzoo.protein.models.task:TapeTaskModel",
         },
         pretrain={"tape_mlm": "fmzoo.protein.methods.mlm:pretrain"},
+        downstream={
+            "TapeTransformer": "fmzoo.protein.tasks.downstream:TapeHooks",
+            "TapeResNet": "fmzoo.protein.tasks.downstream:TapeHooks",
+            "TapeTaskModel": "fmzoo.protein.tasks.downstream:TapeHooks",
+        },
         table_runners={
             "tape-ss-cb513": "fmzoo.protein.reproduce:run_ss_cb513",
             "tape-gb1": "fmzoo.protein.reproduce:run_gb1",

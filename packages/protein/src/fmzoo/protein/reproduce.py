@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from fmzoo.core.reproduce import make_row
+from fmzoo.core.runtime import seed_everything
 
 SHIPPED = "fmzoo/tape-transformer-small"
 
@@ -18,25 +18,43 @@ def _load_pretrained(table: dict):
     return TapeTransformer.from_pretrained(table.get("checkpoint", SHIPPED))
 
 
+def _config(table: dict, quick: bool, smoke: bool) -> dict:
+    """The protocol of the run: the table's ``quick`` or ``full`` block; smoke: ``quick`` with the table's ``smoke``
+    overrides (a sliver of the data)."""
+    cfg = dict(table.get("quick" if quick or smoke else "full", {}))
+    if smoke:
+        cfg.update(table.get("smoke", {}))
+    return cfg
+
+
 def _scratch_like(pretrained, seed: int):
-    """Same architecture and init rule (TAPE's N(0, 0.02)), random weights."""
-    torch.manual_seed(seed)
+    """Same architecture and init rule (TAPE's N(0, 0.02)), random weights drawn with ``seed``."""
+    seed_everything(seed)
     return type(pretrained)(**pretrained.init_args).eval()
 
 
+def _value_head(Xtr, ytr, Xte, seed: int, steps: int | None = None):
+    """TAPE's value head fitted on frozen features (``steps`` full-batch Adam steps, default the head's 150; only
+    smoke runs pass fewer); ``seed`` draws its initialisation."""
+    from .tasks.gb1 import fit_value_head
+
+    seed_everything(seed)
+    return fit_value_head(Xtr, ytr, Xte, **({} if steps is None else {"steps": int(steps)}))
+
+
 # --------------------------------------------------------------------------------------- CB513
-def run_ss_cb513(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     from .data.secondary_structure import load_cb513, load_flip_ss
     from .tasks.features import mean_pool, one_hot_window, residue_features
     from .tasks.secondary_structure import cv_accuracy, finetune, probe_accuracy, structural_class
 
-    cfg = dict(table.get("quick" if quick else "full", {}))
+    cfg = _config(table, quick, smoke)
     seeds = list(cfg.get("seeds", [0, 1, 2]))
     t0 = time.perf_counter()
     pretrained = _load_pretrained(table)
     flip = [r for r in load_flip_ss() if r.split == "train"]
     cb = load_cb513()
-    if cfg.get("cb513_proteins"):  # only for tests: the tables always use all 511
+    if cfg.get("cb513_proteins"):  # only smoke runs and tests: the tables always use all 511
         cb = cb[: int(cfg["cb513_proteins"])]
     cb_seqs = [r.sequence for r in cb]
     name = table.get("model_name", "TAPE Transformer")
@@ -50,6 +68,7 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path) -> list[dict]:
                 rng = np.random.default_rng(s)
                 sub = [flip[i] for i in rng.permutation(len(flip))[: n or len(flip)]]
                 backbone = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
+                seed_everything(s)  # the head's initialisation and dropout
                 res = finetune(backbone, [r.sequence for r in sub], [r.ss3 for r in sub], cb_seqs,
                                [r.ss3 for r in cb], 3, epochs=int(cfg.get("epochs", 1)), lr=float(cfg.get("lr", 1e-4)),
                                seed=s)
@@ -78,12 +97,15 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     sources = {"pretrained": feats["pretrained"], "scratch": feats["scratch"], "onehot": (oh_tr, oh_te)}
     acc3, acc8, accc = ({k: [] for k in sources} for _ in range(3))
     cap = cfg.get("max_train_residues")
+    max_iter = cfg.get("probe_max_iter")  # smoke runs only: the tables run the solvers to their defaults (200 / 1000)
+    it = {} if max_iter is None else {"max_iter": int(max_iter)}
     for s in seeds:
         idx = [pos[i] for i in subsets[s]]
         ytr = [flip[i].ss3 for i in subsets[s]]
         for k, (tr, te) in sources.items():
-            acc3[k].append(probe_accuracy([tr[j] for j in idx], ytr, te, cb3, seed=s, max_train_residues=cap))
-            acc8[k].append(cv_accuracy(te, cb8, folds=int(cfg.get("cv_folds", 5)), seed=s, max_train_residues=cap))
+            acc3[k].append(probe_accuracy([tr[j] for j in idx], ytr, te, cb3, seed=s, max_train_residues=cap, **it))
+            acc8[k].append(cv_accuracy(te, cb8, folds=int(cfg.get("cv_folds", 5)), seed=s, max_train_residues=cap,
+                                       **it))
             if k != "onehot":
                 Xtr = np.stack([tr[j].mean(0) for j in idx])
                 ytr_c = np.array([fl_class_all[i] for i in subsets[s]])
@@ -91,7 +113,7 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path) -> list[dict]:
                 from sklearn.preprocessing import StandardScaler
 
                 sc = StandardScaler().fit(Xtr)
-                clf = LogisticRegression(max_iter=1000, random_state=s).fit(sc.transform(Xtr), ytr_c)
+                clf = LogisticRegression(max_iter=it.get("max_iter", 1000), random_state=s).fit(sc.transform(Xtr), ytr_c)
                 accc[k].append(float((clf.predict(sc.transform(mean_pool(te))) == cb_class).mean()))
     setting = (f"frozen backbone + logistic-regression probe; train {n_train} FLIP/NetSurfP train proteins "
                f"(seed picks them{f'; {cap} residues sampled from them' if cap else ''}), test all {len(cb)} CB513 "
@@ -114,28 +136,21 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path) -> list[dict]:
         rows.append(make_row(table, name, k, accc[k], seeds, metric="accuracy_structural_class", note=cls_note))
     for r in rows:
         r["seconds_total"] = round(time.perf_counter() - t0, 1)
-    return _only_matching_paper(table, rows)
-
-
-def _only_matching_paper(table: dict, rows: list[dict]) -> list[dict]:
-    """make_row matches paper values by model+init; drop them where the row's metric differs from the paper's."""
-    paper_metric = {(r["model"], r["init"]): r.get("metric", table["metric"]) for r in table.get("rows", [])}
-    for r in rows:
-        if r.get("paper") is not None and paper_metric.get((r["model"], r["init"])) != r["metric"]:
-            r["paper"] = r["paper_std"] = r["paper_source"] = None
     return rows
 
 
 # --------------------------------------------------------------------------------------- GB1
-def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
+def run_gb1(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     from .data.gb1 import GB1_SPLITS, load_gb1
     from .tasks.features import residue_features
-    from .tasks.gb1 import GB1_DOMAIN, GB1_REPRESENTATIONS, fit_value_head, one_hot_sites, spearman
+    from .tasks.gb1 import GB1_DOMAIN, GB1_REPRESENTATIONS, one_hot_sites, spearman
 
-    cfg = dict(table.get("quick" if quick else "full", {}))
+    cfg = _config(table, quick, smoke)
     seeds = list(cfg.get("seeds", [0, 1, 2]))
     splits = list(cfg.get("splits", GB1_SPLITS))
     test_cap = cfg.get("max_test")
+    train_cap = cfg.get("max_train")  # smoke runs only: the tables fit on every training variant
+    head_steps = cfg.get("head_steps")  # smoke runs only: the tables train the value head for its 150 steps
     pretrained = _load_pretrained(table)
     name = table.get("model_name", "TAPE Transformer")
     data = {s: load_gb1(s) for s in splits}
@@ -149,6 +164,9 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
     for s in splits:
         d = data[s]
         d["train"] = pd.concat([d["train"], d["valid"]], ignore_index=True)
+        if train_cap and len(d["train"]) > train_cap:
+            order = np.argsort([rank[q] for q in d["train"]["sequence"]])[: int(train_cap)]
+            d["train"] = d["train"].iloc[np.sort(order)].reset_index(drop=True)
         if test_cap and len(d["test"]) > test_cap:
             order = np.argsort([rank[q] for q in d["test"]["sequence"]])[: int(test_cap)]
             d["test"] = d["test"].iloc[np.sort(order)].reset_index(drop=True)
@@ -198,33 +216,33 @@ def run_gb1(table: dict, quick: bool, out_dir: Path) -> list[dict]:
             for s in seeds:
                 for init in ("pretrained", "scratch"):
                     F = feats[init][s if s in feats[init] else 0][r]
-                    vals[init].append(spearman(yte, fit_value_head(F[tr_i], ytr, F[te_i], seed=s)))
+                    vals[init].append(spearman(yte, _value_head(F[tr_i], ytr, F[te_i], s, head_steps)))
             note = f"{base}; representation: {GB1_REPRESENTATIONS[r][1]}"
             rows.append(make_row(table, f"{name} [{sp}, {r}]", "pretrained", vals["pretrained"], seeds, note=note))
             rows.append(make_row(table, f"{name} [{sp}, {r}]", "scratch", vals["scratch"], seeds,
                                  note=note + ("; same architecture, random backbone init = seed" if len(scratch_seeds) > 1
                                               else "; one random backbone init (seed 0)")))
-        oh = [spearman(yte, fit_value_head(onehot[tr_i], ytr, onehot[te_i], seed=s)) for s in seeds]
+        oh = [spearman(yte, _value_head(onehot[tr_i], ytr, onehot[te_i], s, head_steps)) for s in seeds]
         rows.append(make_row(table, f"One-hot sites [{sp}]", "scratch", oh, seeds,
                              note=base + "; one-hot of the 4 varied sites, same head (our run, not FLIP's number)"))
         if zero_shot:
-            rows += _gb1_zero_shot_rows(table, sp, zero_shot, onehot, tr_i, te_i, ytr, yte, seeds, base)
+            rows += _gb1_zero_shot_rows(table, sp, zero_shot, onehot, tr_i, te_i, ytr, yte, seeds, base, head_steps)
     if cfg.get("finetune"):  # full mode: TAPE's own protocol as well
         rows += _gb1_finetune_rows(table, dict(cfg["finetune"]), data, splits, seeds, pretrained, name, test_cap)
     return rows
 
 
-def _gb1_zero_shot_rows(table, sp, scores, onehot, tr_i, te_i, ytr, yte, seeds, base) -> list[dict]:
+def _gb1_zero_shot_rows(table, sp, scores, onehot, tr_i, te_i, ytr, yte, seeds, base, head_steps=None) -> list[dict]:
     """Masked-marginal zero-shot rows, and the one-hot head given the score as one more column (Hsu et al. 2022's
     augmented model, with our head); scratch: the same architecture at a random init drawn with the seed."""
-    from .tasks.gb1 import fit_value_head, spearman
+    from .tasks.gb1 import spearman
 
     name, rows = table.get("model_name", "TAPE Transformer"), []
     for init in ("pretrained", "scratch"):
         z = [scores[init][s if s in scores[init] else 0] for s in seeds]  # one scratch init unless drawn per seed
         zs = [spearman(yte, zz[te_i]) for zz in z]
         aug = [np.concatenate([onehot, zz[:, None].astype(np.float32)], 1) for zz in z]
-        ah = [spearman(yte, fit_value_head(a[tr_i], ytr, a[te_i], seed=s)) for a, s in zip(aug, seeds, strict=True)]
+        ah = [spearman(yte, _value_head(a[tr_i], ytr, a[te_i], s, head_steps)) for a, s in zip(aug, seeds, strict=True)]
         zero_note = (f"split {sp}: test {len(te_i)}; masked-marginal zero-shot score (wild-type GB1 domain with the 4 "
                      "varied sites masked, sum of log p(mutant) - log p(wild type)), no labels")
         rows.append(make_row(table, f"{name} zero-shot [{sp}]", init, zs, seeds, note=zero_note))
@@ -257,48 +275,10 @@ def _gb1_finetune_rows(table: dict, cfg: dict, data: dict, splits, seeds, pretra
             vals = []
             for s in seeds:
                 bb = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
+                seed_everything(s)  # the head's initialisation and dropout
                 pred = finetune_regression(bb, trs, tr["target"].to_numpy(), tes, seed=s, steps=steps, lr=lr,
                                            val_seqs=vas, val_y=va["target"].to_numpy() if early else None,
                                            eval_every=every)
                 vals.append(spearman(te["target"].to_numpy(), pred))
             rows.append(make_row(table, f"{name} fine-tuned [{sp}]", init, vals, seeds, note=note))
     return rows
-
-
-def main(argv=None):
-    """The fine-tuning rows of ``tape-gb1`` (the full mode's TAPE protocol) on chosen splits, without its frozen rows:
-    python -m fmzoo.protein.reproduce --splits one_vs_rest two_vs_rest three_vs_rest --max-test 1000 --out gb1_ft.json
-    writes a ``fmzoo reproduce``-style JSON (``command`` names this command) that ``refresh_card`` takes."""
-    import argparse
-    import json
-    import shlex
-    import sys
-
-    from fmzoo.core import load_table
-
-    ap = argparse.ArgumentParser(prog="python -m fmzoo.protein.reproduce")
-    ap.add_argument("--splits", nargs="+", default=["one_vs_rest", "two_vs_rest", "three_vs_rest"])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--max-test", type=int, default=None, help="a fixed random subset of each test split")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", required=True)
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    table = load_table("tape-gb1")
-    cfg = {"splits": a.splits, "seeds": a.seeds, "max_test": a.max_test, "protocol": "finetune",
-           **table["full"]["finetune"]}
-    table["full"] = cfg
-    t0 = time.perf_counter()
-    rows = run_gb1(table, False, Path(a.out).parent)
-    argv_text = " ".join(shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
-    result = {"table": "tape-gb1", "title": table.get("title", ""), "setting": "full", "rows": rows,
-              "seconds": round(time.perf_counter() - t0, 1), "notes": table.get("notes", ""),
-              "command": f"python -m fmzoo.protein.reproduce {argv_text}"}
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    from fmzoo.core.reproduce import format_table
-
-    print(format_table(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -93,7 +93,7 @@ def load_tape_checkpoint(directory: str | Path, family: str | None = None) -> nn
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise CheckpointError(f"{str(p)!r} is missing (convert TAPE's pytorch_model.bin to safetensors first; "
-                                  "see fmzoo.protein.convert)")
+                                  "see fmzoo.protein.weights)")
     config = json.loads(cfg_path.read_text())
     sd = load_file(str(w_path))
     if family is None:

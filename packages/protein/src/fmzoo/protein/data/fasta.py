@@ -45,31 +45,25 @@ def load_pretraining_sequences(root: str | Path | None = None, include_test: boo
     return [s for rid, _, s in seqs if "SET=train" in split.get(rid, "")]
 
 
-def evaluation_sequences(names) -> list[str]:
-    """Sequences of the evaluation sets a pretraining run must not see: ``"cb513"`` (all 511 proteins) and
-    ``"gb1"`` (every FLIP GB1 variant, cut to the 56-residue GB1 domain that holds the 4 varied sites)."""
-    out: list[str] = []
-    for name in names:
-        if name == "cb513":
-            from .secondary_structure import load_cb513
-
-            out += [r.sequence for r in load_cb513()]
-        elif name == "gb1":
-            from .gb1 import load_gb1
-
-            d = load_gb1("sampled")
-            out += sorted({q[:56] for part in d.values() for q in part["sequence"]})
-        else:
-            raise ValueError(f"unknown evaluation set {name!r}; expected 'cb513' or 'gb1'")
+def read_labelled_fasta(path: str | Path, target: str = "TARGET") -> dict[str, dict[str, list[str]]]:
+    """A labelled FASTA in FLIP's layout: every record's description carries ``TARGET=<label>`` (or the field named
+    ``target``) and ``SET=train|test`` (FLIP's ``VALIDATION=True`` records are training records), e.g.
+    ``>variant_17 TARGET=0.734 SET=train VALIDATION=False``. Returns ``{"train": ..., "test": ...}`` each a dict
+    of ``ids``, ``sequences`` and ``targets`` (the label text); errors name the record and what was expected."""
+    out = {part: {"ids": [], "sequences": [], "targets": []} for part in ("train", "test")}
+    for rid, desc, seq in read_fasta(path):
+        fields = dict(tok.split("=", 1) for tok in desc.split()[1:] if "=" in tok)
+        fields = {k.upper(): v for k, v in fields.items()}
+        if target.upper() not in fields or "SET" not in fields:
+            raise InputSpecError(f"{str(path)!r}: record {rid!r} has the description {desc!r}; expected FLIP's "
+                                 f"fields {target}=<label> and SET=train|test, e.g. '>v1 {target}=0.73 SET=train'")
+        part = fields["SET"].lower()
+        if part not in out:
+            raise InputSpecError(f"{str(path)!r}: record {rid!r} has SET={fields['SET']!r}; expected SET=train or SET=test")
+        out[part]["ids"].append(rid)
+        out[part]["sequences"].append(seq)
+        out[part]["targets"].append(fields[target.upper()])
+    for part, rec in out.items():
+        if not rec["ids"]:
+            raise InputSpecError(f"{str(path)!r} has no SET={part} record; expected both SET=train and SET=test records")
     return out
-
-
-def drop_overlapping(sequences: list[str], references: list[str], k: int = 20) -> tuple[list[str], int]:
-    """Remove every sequence that shares an exact ``k``-residue substring with any reference sequence.
-
-    Returns ``(kept, n_dropped)``. With k=20 this removes identical and near-identical copies of the
-    evaluation proteins (a 20-mer match by chance between unrelated proteins is ~20^-20 per position pair).
-    """
-    kmers = {r[i: i + k] for r in references for i in range(len(r) - k + 1)}
-    kept = [s for s in sequences if not any(s[i: i + k] in kmers for i in range(len(s) - k + 1))]
-    return kept, len(sequences) - len(kept)

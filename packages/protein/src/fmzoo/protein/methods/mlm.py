@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from fmzoo.core import publish_run, sha256_file
+from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask, fit, global_rank, world_size
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..models import TapeResNet, TapeTransformer
-from ..tokenizer import CLS_ID, IUPAC_LETTERS, IUPAC_VOCAB, MASK_ID, PAD_ID, SEP_ID, TAPETokenizer
+from ..spec import CLS_ID, IUPAC_LETTERS, IUPAC_VOCAB, MASK_ID, PAD_ID, SEP_ID, TAPETokenizer
 
 CITATION = ("Rao, Bhattacharya, Thomas, Duan, Chen, Canny, Abbeel, Song. Evaluating Protein Transfer Learning "
             "with TAPE. NeurIPS 2019. https://github.com/songlab-cal/tape")
@@ -140,13 +141,13 @@ class MaskCollator:
     by its rank at its first batch (the rank is known only once the processes have started)."""
 
     def __init__(self, seed: int = 0, mask_prob: float = 0.15):
-        self.seed, self.gen, self.rank = seed, torch.Generator().manual_seed(seed), None
+        self.seed, self.gen, self.rank = seed, generator(seed), None
         self.mask_prob = mask_prob
 
     def __call__(self, batch):
         if self.rank is None:
             self.rank = global_rank()
-            self.gen.manual_seed(self.seed + self.rank)
+            self.gen = generator(self.seed + self.rank)  # the method's own mask stream, one per rank
         L = max(len(b) for b in batch)
         ids = torch.zeros(len(batch), L, dtype=torch.long)
         mask = torch.zeros(len(batch), L, dtype=torch.long)
@@ -218,14 +219,13 @@ def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
     from ..data.fasta import load_pretraining_sequences
 
     run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))
-    torch.manual_seed(seed)
+    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process with it (the model's init)
     seqs = load_pretraining_sequences()
     data_cfg = recipe.get("data", {})
     excluded = list(data_cfg.get("exclude_overlap_with", []))
     n_dropped = 0
     if excluded:  # drop pretraining proteins that share a k-mer with an evaluation set's sequences
-        from ..data.fasta import drop_overlapping, evaluation_sequences
+        from ..data.overlap import drop_overlapping, evaluation_sequences
 
         seqs, n_dropped = drop_overlapping(seqs, evaluation_sequences(excluded), int(data_cfg.get("overlap_kmer", 20)))
     rng = random.Random(seed)

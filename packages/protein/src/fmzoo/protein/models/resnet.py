@@ -20,7 +20,7 @@ import torch
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..tokenizer import IUPAC_VOCAB, TAPETokenizer
+from ..spec import IUPAC_VOCAB, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation
 from .transformer import check_batch
 

@@ -20,7 +20,7 @@ import torch
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..tokenizer import TAPETokenizer
+from ..spec import TAPETokenizer
 from .layers import (
     PairwiseContactPredictionHead,
     SequenceClassificationHead,

@@ -5,7 +5,7 @@ Our ``TapeTransformer`` has the sub-modules ``bert`` and ``mlm`` of TAPE's
 (``bert.embeddings.word_embeddings.weight``, ``bert.encoder.layer.0.attention.self.query.weight``,
 ..., ``bert.pooler.dense.*``, ``mlm.transform.*``, ``mlm.bias``). The only difference is the tied
 decoder: TAPE's file also holds ``mlm.decoder.weight`` (a second copy of the word embeddings); we do
-not store it. See :mod:`fmzoo.protein.convert` for the full, tested mapping.
+not store it. See :mod:`fmzoo.protein.weights` for the full, tested mapping.
 
 Architecture and defaults follow TAPE's ``ProteinBertConfig`` (the released ``bert-base``: 12 layers,
 hidden 768, 12 heads, FFN 3072, GELU, dropout 0.1, 8096 learned positions, 2 token types,
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
-from ..tokenizer import IUPAC_VOCAB, TAPETokenizer
+from ..spec import IUPAC_VOCAB, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..tokenizer import TAPETokenizer
+from ..spec import TAPETokenizer
 
 
 @torch.no_grad()

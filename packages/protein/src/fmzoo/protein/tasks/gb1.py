@@ -4,7 +4,7 @@ Input: FLIP's ``--gb1_shorten`` option, the first 56 residues (the GB1 domain, w
 sites V39 D40 G41 V54); the remaining 209 residues are identical in every variant.
 Features: frozen backbone, FLIP's "mut mean" pooling (mean of the embeddings at the four varied sites).
 Head: TAPE's ``ValuePredictionHead`` (weight-normed MLP, 512 hidden, ReLU) trained with MSE on
-standardised features/targets, full batch, Adam; the seed sets the head initialisation.
+standardised features/targets, full batch, Adam; the caller's seed sets the head initialisation.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ GB1_REPRESENTATIONS = {
 }
 
 
-def fit_value_head(Xtr, ytr, Xte, seed: int = 0, steps: int = 150, lr: float = 2e-3, weight_decay: float = 1e-4):
-    torch.manual_seed(seed)
+def fit_value_head(Xtr, ytr, Xte, steps: int = 150, lr: float = 2e-3, weight_decay: float = 1e-4):
+    """The head's initialisation draws from torch's global generator: the caller seeds it (the runners do, per
+    seed, with ``fmzoo.core.runtime.seed_everything``)."""
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
     ym, ys = ytr.mean(), ytr.std() + 1e-8
     xt = torch.tensor((Xtr - mu) / sd, dtype=torch.float32)
@@ -83,13 +84,14 @@ def finetune_regression(pretrained, train_seqs, ytr, test_seqs, seed: int = 0, s
     """TAPE's value-prediction protocol: backbone + ``ValuePredictionHead`` on the pooled output, fine-tuned end to
     end with MSE on standardised targets (``steps`` minibatches of ``batch_size``, AdamW, grad clip 1.0).
     With ``val_seqs``/``val_y``: every ``eval_every`` steps the Spearman rho on them is measured and the model of
-    the best step (the earliest among ties; an undefined rho counts as -1) makes the test predictions."""
+    the best step (the earliest among ties; an undefined rho counts as -1) makes the test predictions.
+    ``seed`` orders the minibatches; the head's initialisation and dropout draw from torch's global generator,
+    which the caller seeds (``fmzoo.core.runtime.seed_everything``)."""
     import copy
 
     from ..models.task import TapeTaskModel
-    from ..tokenizer import TAPETokenizer
+    from ..spec import TAPETokenizer
 
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     backbone = {k: v for k, v in pretrained.init_args.items() if k != "initializer_range"}
     model = TapeTaskModel("regression", family, 1, backbone)

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ..models.task import TapeTaskModel
-from ..tokenizer import TAPETokenizer
+from ..spec import TAPETokenizer
 
 
 def _stack(features, labels):
@@ -92,8 +92,9 @@ def _encode(seqs, labels, idx, max_len=None):
 
 def finetune(pretrained, train_seqs, train_labels, test_seqs, test_labels, num_labels: int = 3, epochs: int = 1,
              lr: float = 1e-4, max_tokens: int = 4096, seed: int = 0, family: str = "transformer") -> dict:
-    """TAPE's secondary-structure protocol: fine-tune backbone + SimpleConv head end to end."""
-    torch.manual_seed(seed)
+    """TAPE's secondary-structure protocol: fine-tune backbone + SimpleConv head end to end. ``seed`` orders the
+    batches; the head's initialisation and dropout draw from torch's global generator, which the caller seeds
+    (``fmzoo.core.runtime.seed_everything``)."""
     rng = np.random.default_rng(seed)
     backbone = {k: v for k, v in pretrained.init_args.items() if k != "initializer_range"}
     model = TapeTaskModel("secondary_structure", family, num_labels, backbone)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from fmzoo.core import InputSpecError
 
-from ..tokenizer import MASK_ID, TAPETokenizer
+from ..spec import MASK_ID, TAPETokenizer
 
 
 @torch.no_grad()
