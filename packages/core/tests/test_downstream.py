@@ -191,3 +191,19 @@ def test_augment_applies_to_training_batches_only(digits_checkpoint, monkeypatch
     assert calls == [32, 32]
     predict(hooks, net, model, task.test.items[:10])
     assert calls == [32, 32]
+
+
+def test_regression_tasks_report_spearman(digits_checkpoint):
+    from fmzoo.core.downstream import Split, Task
+
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    digits = hooks.load(model, None, None)
+    y = np.asarray(digits.train.items)[:, 20:44].sum(1)  # a real-valued target of the real digits: ink in the middle rows
+    yt = np.asarray(digits.test.items)[:, 20:44].sum(1)
+    task = Task("ink", "regression", Split(digits.train.items, y), Split(digits.test.items, yt), n_outputs=1,
+                metric="spearman")
+    result = run("evaluate", model, hooks, task, seeds=[0], budget=Budget(n=300))
+    assert result["rows"][0]["metrics"]["spearman"]["mean"] > 0.5
+    result = run("finetune", model, hooks, task, seeds=[0], budget=Budget(n=300), epochs=2)
+    assert np.isfinite(result["rows"][0]["metrics"]["spearman"]["mean"])

@@ -124,7 +124,6 @@ def test_card_metadata_has_metric_ids_and_a_model_index(tmp_path):
 
 def test_per_seed_seeds_each_call():
     import torch
-
     from fmzoo.core.reproduce import per_seed
 
     a = per_seed([3, 4, 3], lambda s: torch.rand(2))

@@ -37,6 +37,7 @@ from .evaluation import (
     linear_probe,
     mean_std,
     regression_metrics,
+    spearman,
 )
 from .runtime import generator, seeded
 
@@ -216,7 +217,8 @@ class DownstreamHooks:
         if task.kind == "classification":
             return classification_metrics(np.asarray(targets), outputs.softmax(-1).numpy())
         if task.kind == "regression":
-            return regression_metrics(np.asarray(targets), outputs.reshape(len(targets), -1).squeeze(-1).numpy())
+            pred = outputs.reshape(len(targets), -1).squeeze(-1).numpy()
+            return {**regression_metrics(np.asarray(targets), pred), "spearman": spearman(np.asarray(targets), pred)}
         raise NotImplementedError(f"{type(self).__name__} must define score() for {task.kind}")
 
     def baseline(self, task: Task, train: Split) -> tuple[str, dict[str, float]]:
@@ -454,7 +456,8 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
                 idx = draws[s]
                 ytr, yte = np.asarray(task.train.targets)[idx], np.asarray(task.test.targets)
                 with seeded(s, threads):
-                    protocols["linear probe"].append(linear_probe(tr[idx], ytr, te, yte, task=task.kind, seed=s))
+                    protocols["linear probe"].append(linear_probe(tr[idx], ytr, te, yte, task=task.kind, seed=s,
+                                                                  with_spearman=task.kind == "regression"))
                     if "kNN (k=20, cosine)" in protocols:
                         protocols["kNN (k=20, cosine)"].append(knn_probe(tr[idx], ytr, te, yte, k=20))
             for name, values in protocols.items():

@@ -69,8 +69,17 @@ def regression_metrics(y, pred) -> dict[str, float]:
     return {"rmse": rmse, "mae": float(np.mean(np.abs(err))), "r2": 1.0 - float(np.sum(err**2)) / ss_tot}
 
 
-def linear_probe(train_x, train_y, test_x, test_y, task: str = "classification", seed: int = 0, C: float = 1.0) -> dict:
-    """Standardised frozen features -> logistic regression (classification) or ridge (regression)."""
+def spearman(y, pred) -> float:
+    """Spearman's rank correlation (TAPE's and FLIP's fitness metric)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(_np(y).astype(float).ravel(), _np(pred).astype(float).ravel()).statistic)
+
+
+def linear_probe(train_x, train_y, test_x, test_y, task: str = "classification", seed: int = 0, C: float = 1.0,
+                 with_spearman: bool = False) -> dict:
+    """Standardised frozen features -> logistic regression (classification) or ridge (regression; ``with_spearman``
+    adds the rank correlation of the predictions)."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -83,7 +92,11 @@ def linear_probe(train_x, train_y, test_x, test_y, task: str = "classification",
     if task == "regression":
         reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0 / C))
         reg.fit(train_x, _np(train_y))
-        return regression_metrics(test_y, reg.predict(test_x))
+        pred = reg.predict(test_x)
+        out = regression_metrics(test_y, pred)
+        if with_spearman:
+            out["spearman"] = spearman(test_y, pred)
+        return out
     raise ValueError(f"task must be classification or regression, got {task!r}")
 
 
