@@ -118,3 +118,18 @@ def test_quantile_coverage_on_etth1_test_windows(etth1):
         assert band[0] < coverage < band[1], (observed, coverage)
         assert 0.03 < (y < q[..., 0]).mean() < 0.2 and 0.03 < (y > q[..., 2]).mean() < 0.2
         assert 0.35 < (y <= q[..., 1]).mean() < 0.65
+
+
+def test_forecast_is_shift_equivariant_at_large_levels(tiny_gpht, etth1):
+    """Normalization runs in float64 before the cast to float32: a real ETTh1 series shifted by 1e8 is forecast
+    as the unshifted one, shifted (casting first lost it: 10-25 off), and values near 1e20 stay finite."""
+    m = tiny_gpht()
+    s = etth1.values[:400, 6].astype(np.float64)  # OT, the real series
+    frame = pd.DataFrame({"date": etth1.dates[:400], "OT": s})
+    base = m.forecast([s], horizon=72)
+    np.testing.assert_allclose(m.forecast([s + 1e8], horizon=72) - 1e8, base, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(m.forecast(s[None, -96:] + 1e8, horizon=72) - 1e8, base, rtol=0, atol=1e-3)
+    shifted = frame.assign(OT=s + 1e8)
+    np.testing.assert_allclose(m.forecast(shifted, horizon=72)["OT"].to_numpy() - 1e8, base[0], rtol=0, atol=1e-3)
+    huge = m.forecast(s[None, -96:] * 1e19, horizon=72)
+    assert np.isfinite(huge).all() and np.abs(huge).max() < 1e22

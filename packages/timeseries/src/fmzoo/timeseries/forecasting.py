@@ -88,7 +88,7 @@ def _numeric_1d(s, i: int) -> np.ndarray:
 
 def pad_contexts(model, series: Sequence[np.ndarray], names: Sequence | None = None) -> torch.Tensor:
     """The last ``context_len`` values of each series, a shorter one left-padded with its observed mean ->
-    [N, context_len] float32. Refuses series shorter than ``min_context`` or with NaN/inf values."""
+    [N, context_len] float64 (the model normalizes before casting to its weights' float32). Refuses series shorter than ``min_context`` or with NaN/inf values."""
     length, shortest = int(model.context_len), min_context(model)
     x = np.zeros((len(series), length), dtype=np.float64)
     for i, s in enumerate(series):
@@ -103,7 +103,7 @@ def pad_contexts(model, series: Sequence[np.ndarray], names: Sequence | None = N
                                  "(e.g. interpolate) - the model does not impute")
         x[i, : length - len(s)] = s.mean()
         x[i, length - len(s):] = s
-    return torch.from_numpy(x.astype(np.float32))
+    return torch.from_numpy(x)
 
 
 def point_forecast(model, series: Sequence[np.ndarray], horizon: int, names: Sequence | None = None,

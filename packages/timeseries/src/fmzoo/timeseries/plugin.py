@@ -9,7 +9,7 @@ def plugin() -> Plugin:
     return Plugin(
         name="timeseries",
         models={"GPHT": "fmzoo.timeseries.models.gpht:GPHT"},
-        pretrain={"gpht": "fmzoo.timeseries.methods.gpht:pretrain"},
+        methods={"gpht": "fmzoo.timeseries.methods.gpht:GPHTPretraining"},
         downstream={"GPHT": "fmzoo.timeseries.tasks.downstream:GPHTHooks"},
         table_runners={"gpht-etth1": "fmzoo.timeseries.reproduce:run_etth1",
                        "gpht-zeroshot": "fmzoo.timeseries.reproduce:run_zeroshot"},

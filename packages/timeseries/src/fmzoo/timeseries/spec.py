@@ -80,7 +80,7 @@ def forecast_dataframe(model, df: pd.DataFrame, horizon: int, timestamp_col: str
         bad_cols = [c for c, ok in zip(values_df.columns, np.isfinite(values).all(axis=0), strict=True) if not ok]
         raise InputSpecError(f"NaN or infinite values in the last {model.context_len} rows of columns {bad_cols}; "
                              "fill gaps first (e.g. df.interpolate()) - the model does not impute")
-    x = torch.from_numpy(values.astype(np.float32)).unsqueeze(0)  # [1, L, C]
+    x = torch.tensor(values).unsqueeze(0)  # [1, L, C] float64: normalized before the cast to float32
     pred = model.generate(x, int(horizon))[0].numpy()
     index = pd.DatetimeIndex([ts[-1] + step * (i + 1) for i in range(int(horizon))], name=ts.name or "date")
     if ts.tz is not None and index.tz is None:

@@ -168,6 +168,7 @@ def evaluate_fn(predict, dataset: str | LTSFData, horizons, context_len: int = 3
 
 class MixtureWindows(torch.utils.data.Dataset):
     """All (window, channel) pairs of the train splits of several datasets, each item a univariate window.
+    ``names``: benchmark names (DATASETS) or already loaded ``LTSFData`` (loaded with the same ``context_len``).
 
     This is GPHT's mixed pretraining set: channel independence turns every variable of every dataset into
     univariate series; the datasets are concatenated (so larger datasets contribute more windows). Each
@@ -180,10 +181,10 @@ class MixtureWindows(torch.utils.data.Dataset):
         self.length = context_len + token_len
         self.series: list[np.ndarray] = []
         self.counts: list[int] = []
-        self.names = list(names)
+        self.names = [n if isinstance(n, str) else n.name for n in names]
         self.files: list[Path] = []
-        for n in names:
-            d = load_ltsf(n, root=root, context_len=context_len)
+        for n in names:  # a benchmark's name, or a loaded LTSFData (a user's CSV, ``load_csv``)
+            d = n if isinstance(n, LTSFData) else load_ltsf(n, root=root, context_len=context_len)
             seg = d.split(split)
             n_win = max(0, len(seg) - self.length + 1)
             if percent < 100:  # few-shot: the first percent of the windows, as the official loader does

@@ -2,21 +2,24 @@
 
 - ``GPHTTask``: the Lightning task (fmzoo.core.training.SSLTask) whose loss is GPHT's next-token
   forecasting MSE; optional per-epoch learning-rate halving as the official code's ``lradj=type1``.
-- ``pretrain(recipe, run_dir, trainer_kwargs)``: the recipe entry point used by ``fmzoo pretrain``.
+- ``GPHTPretraining``: the recipe's ``Method`` (fmzoo.core.method) used by ``fmzoo pretrain`` (``--data FILE.csv``:
+  the user's own series).
 - ``finetune_heads``: the paper's fine-tuning: the pretrained transformer is frozen and only the stages'
   forecast heads are trained on the target dataset's train split (official ``load_pretrain`` path).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
 
 import torch
-from fmzoo.core import publish_run
+from fmzoo.core import InputSpecError
+from fmzoo.core.method import Method, PlainRun, PretrainData
 from fmzoo.core.runtime import generator
-from fmzoo.core.training import SSLTask, fit, per_device_batch, training_seconds
-from fmzoo.timeseries.data.ltsf import MixtureWindows, evaluate_fn
+from fmzoo.core.training import SSLTask, fit, per_device_batch, training_record, training_seconds
+from fmzoo.timeseries.data.ltsf import LTSFData, MixtureWindows, evaluate_fn, load_csv
 from fmzoo.timeseries.models.gpht import GPHT
 from torch.utils.data import DataLoader
 
@@ -54,15 +57,16 @@ def build_model(recipe: dict) -> GPHT:
 
 
 @torch.no_grad()
-def validation_loss(model: GPHT, datasets: list[str], max_windows: int = 512, seed: int = 0) -> dict:
-    """Next-token MSE on (a seeded random subset of) the validation windows of each dataset."""
+def validation_loss(model: GPHT, datasets: list, max_windows: int = 512, seed: int = 0) -> dict:
+    """Next-token MSE on (a seeded random subset of) the validation windows of each dataset (a name, or a loaded
+    ``LTSFData``: keyed by its name)."""
     model.eval()
     out = {}
     for name in datasets:
         ds = MixtureWindows([name], context_len=model.context_len, token_len=model.token_len, split="val")
         idx = torch.randperm(len(ds), generator=generator(seed))[:max_windows]
         batch = torch.stack([ds[int(i)] for i in idx])
-        out[name] = float(model.next_token_loss(batch))
+        out[name if isinstance(name, str) else name.name] = float(model.next_token_loss(batch))
     return out
 
 
@@ -118,74 +122,147 @@ def pretrain_loader(ds, tr: dict, seed: int, trainer_kwargs: dict) -> tuple[Data
     return loader, bs, len(ds) // bs  # drop_last: full global batches only
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Pretrain GPHT on the recipe's dataset mixture; returns run_dir/'checkpoint'. Called through
-    ``fmzoo.core.pretrain.run_pretraining``, which seeds the process (recipe ``seed``) and sets its threads."""
-    run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))
-    model = build_model(recipe)
-    data_cfg = recipe["data"]
-    ds = MixtureWindows(data_cfg["datasets"], context_len=model.context_len, token_len=model.token_len,
-                        percent=float(data_cfg.get("percent", 100)))
-    tr = recipe.get("train", {})
-    loader, bs, steps_per_epoch = pretrain_loader(ds, tr, seed, trainer_kwargs)
-    max_steps = tr.get("max_steps")
-    max_epochs = tr.get("max_epochs", 10)
-    halve_every = None
-    if tr.get("schedule") == "halving":  # official lradj=type1: halve after every epoch
-        halve_every = int(tr.get("halve_every") or steps_per_epoch)
-    if tr.get("trainable", "all") == "heads":  # the paper's fine-tuning: only the forecast heads learn
-        for n, p in model.named_parameters():
-            p.requires_grad_(".head." in n)
-    task = GPHTTask(model, lr=float(tr.get("lr", 1e-4)), weight_decay=float(tr.get("weight_decay", 0.0)),
-                    warmup_steps=int(tr.get("warmup_steps", 0)), max_steps=max_steps,
-                    schedule="constant" if tr.get("schedule") == "halving" else tr.get("schedule", "cosine"),
-                    halve_every=halve_every)
-    kw = {"max_epochs": max_epochs, "max_steps": int(max_steps) if max_steps else -1,
-          "log_every_n_steps": int(tr.get("log_every_n_steps", 20)), "progress": False}
-    kw.update(trainer_kwargs)
-    es = None
-    if tr.get("early_stopping"):
-        cfg = tr["early_stopping"]
-        es = ValEarlyStopping(cfg.get("datasets", data_cfg["datasets"]), every=int(cfg["every"]),
-                              patience=int(cfg.get("patience", 3)), max_windows=int(cfg.get("max_windows", 2048)),
-                              seed=seed)
-        kw["callbacks"] = list(kw.get("callbacks") or []) + [es.callback]
-    trainer = fit(task, loader, run_dir, **kw)
-    seconds = training_seconds(trainer)
-    steps = int(trainer.global_step)
-    if es is not None:
-        es.restore(model)
-    model.eval()
-    metrics = {"train_seconds": round(seconds, 1), "steps": steps, "series_seen": steps * bs,
-               "windows_per_second": round(steps * bs / max(seconds, 1e-9), 1),
-               "final_train_loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
-    if es is not None:
-        metrics["early_stopping"] = {"best_step": es.best_step, "best_val": es.best, "history": es.history,
-                                     "stopped_early": steps < int(max_steps or steps)}
-    for p in model.parameters():
-        p.requires_grad_(True)
-    metrics["val_next_token_mse"] = validation_loss(model, data_cfg["datasets"])
-    evaluation = recipe.get("evaluate")
-    results = []
-    if evaluation:
-        model.eval()
-        for name in evaluation.get("datasets", []):  # the LTSF test protocol (tasks/evaluation.evaluate_gpht)
-            res = evaluate_fn(lambda c, h: model.generate(c, h), name, evaluation.get("horizons", [96, 192, 336, 720]),
-                              model.context_len, evaluation.get("max_windows"))
-            for h, r in res.items():
-                metrics[f"{name}/{h}/mse"] = r["mse"]
-                metrics[f"{name}/{h}/mae"] = r["mae"]
-                results.append({"metric": f"{name} MSE H={h}", "value": r["mse"],
-                                "setting": f"no fine-tuning; {r['windows']} test windows x all channels"})
-    card = dict(recipe.get("card", {}))
-    card.setdefault("title", recipe["name"])
-    card["results"] = list(card.get("results", [])) + results
-    ckpt = publish_run(model, run_dir / "checkpoint", card=card,
-                       provenance={"recipe": recipe, "data_files": [str(p) for p in ds.files], "seeds": [seed],
-                                   "metrics": metrics}, trainer=trainer)
-    (run_dir / "metrics.json").write_text(__import__("json").dumps(metrics, indent=2) + "\n")
-    return ckpt
+def _window_sources(method: GPHTPretraining) -> list:
+    """What the windows come from: the recipe's dataset names, or the user's CSV (``--data``) as one LTSFData."""
+    if method.data_path is None:
+        return list(method.recipe["data"]["datasets"])
+    return [method.user_data]
+
+
+class GPHTPretraining(Method):
+    """GPHT pretraining (or fine-tuning, recipe ``init_from``) on the recipe's dataset mixture, or with
+    ``fmzoo pretrain --data FILE.csv`` on the user's own CSV (a ``date`` column plus numeric columns, as
+    ``fmzoo evaluate --data`` reads it: train split = the first 70% of the rows, standardized with its statistics,
+    every column a univariate series); the validation MSE, the early stopping and the ``evaluate`` section then use
+    that file's validation and test splits. Called through ``fmzoo.core.pretrain.run_pretraining``, which seeds the
+    process (recipe ``seed``) and sets its threads."""
+
+    recipe_sections = ("init_from", "init_overrides")
+    citation = ""  # the recipes' cards carry it
+    default_batch_size = 1024
+    default_epochs = 10
+
+    def data(self) -> PretrainData:
+        # the model is built first, as before (its context/token lengths shape the windows; RNG draws in this order)
+        self.gpht = build_model(self.recipe)
+        data_cfg = self.recipe.get("data") or {}
+        if self.data_path is not None:
+            self.user_data = load_csv(self.data_path, context_len=self.gpht.context_len)
+        ds = MixtureWindows(_window_sources(self), context_len=self.gpht.context_len, token_len=self.gpht.token_len,
+                            percent=float(data_cfg.get("percent", 100)))
+        if len(ds) == 0:
+            raise InputSpecError(f"{self.data_path or data_cfg.get('datasets')}: the train split holds no window of "
+                                 f"{ds.length} rows (context_len {self.gpht.context_len} + token_len "
+                                 f"{self.gpht.token_len}); give a longer series")
+        description = ""
+        if self.data_path is not None:
+            d = self.user_data
+            description = (f"{Path(self.data_path).name}: train split (first 70% of {len(d.dates)} rows, "
+                           f"{d.dates[0]} to {d.dates[d.borders['train'][1] - 1]}) of {len(d.columns)} column(s) "
+                           f"({', '.join(map(str, d.columns))}), standardized with train statistics; every column a "
+                           f"separate series; {len(ds)} windows of {ds.length} steps.")
+        return PretrainData(ds, files=list(ds.files), description=description)
+
+    def model(self, data: PretrainData) -> GPHT:
+        return self.gpht
+
+    def loader(self, data: PretrainData, batch_size: int) -> DataLoader:
+        return DataLoader(data.dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
+                          generator=generator(self.seed))
+
+    def task(self, model: GPHT, data: PretrainData, steps_per_epoch: int, max_epochs: int) -> GPHTTask:
+        tr = self.train_cfg
+        steps_per_epoch = len(data.dataset) // self.global_batch()  # drop_last: full global batches only
+        halve_every = None
+        if tr.get("schedule") == "halving":  # official lradj=type1: halve after every epoch
+            halve_every = int(tr.get("halve_every") or steps_per_epoch)
+        if tr.get("trainable", "all") == "heads":  # the paper's fine-tuning: only the forecast heads learn
+            for n, p in model.named_parameters():
+                p.requires_grad_(".head." in n)
+        return GPHTTask(model, lr=float(tr.get("lr", 1e-4)), weight_decay=float(tr.get("weight_decay", 0.0)),
+                        warmup_steps=int(tr.get("warmup_steps", 0)), max_steps=tr.get("max_steps"),
+                        schedule="constant" if tr.get("schedule") == "halving" else tr.get("schedule", "cosine"),
+                        halve_every=halve_every)
+
+    def _val_sources(self, names) -> list:
+        return [self.user_data] if self.data_path is not None else list(names)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict) -> PlainRun:
+        tr = self.train_cfg
+        max_steps = tr.get("max_steps")
+        kw = {"max_steps": int(max_steps) if max_steps else -1,
+              "log_every_n_steps": int(tr.get("log_every_n_steps", 20)), "progress": False}
+        kw.update(trainer_kwargs)
+        es = None
+        if tr.get("early_stopping"):
+            cfg = tr["early_stopping"]
+            es = ValEarlyStopping(self._val_sources(cfg.get("datasets", self.recipe["data"]["datasets"])),
+                                  every=int(cfg["every"]), patience=int(cfg.get("patience", 3)),
+                                  max_windows=int(cfg.get("max_windows", 2048)), seed=self.seed)
+            kw["callbacks"] = list(kw.get("callbacks") or []) + [es.callback]
+        trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs, **kw)
+        seconds = training_seconds(trainer)
+        steps = int(trainer.global_step)
+        if es is not None:
+            es.restore(task.model)
+        bs = self.global_batch()
+        metrics = {"train_seconds": round(seconds, 1), "steps": steps, "series_seen": steps * bs,
+                   "windows_per_second": round(steps * bs / max(seconds, 1e-9), 1),
+                   "final_train_loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
+        if es is not None:
+            metrics["early_stopping"] = {"best_step": es.best_step, "best_val": es.best, "history": es.history,
+                                         "stopped_early": steps < int(max_steps or steps)}
+        self.train_metrics = metrics
+        # the run's own metrics only (not Lightning's callback_metrics); the training record as publish_run keeps it
+        return PlainRun(callback_metrics={}, record=training_record(trainer), global_rank=trainer.global_rank)
+
+    def evaluate(self, model: GPHT, data: PretrainData) -> dict:
+        metrics = dict(self.train_metrics)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        if self.data_path is None:
+            metrics["val_next_token_mse"] = validation_loss(model, self.recipe["data"]["datasets"])
+        elif _n_windows(self.user_data, "val", model.context_len + model.token_len):
+            metrics["val_next_token_mse"] = validation_loss(model, [self.user_data])
+        evaluation = self.recipe.get("evaluate")
+        self.results = []
+        if evaluation:
+            model.eval()
+            sources = self._val_sources(evaluation.get("datasets", []))
+            for source in sources:  # the LTSF test protocol (tasks/evaluation.evaluate_gpht)
+                horizons = evaluation.get("horizons", [96, 192, 336, 720])
+                if self.data_path is not None:  # a short file's test split may not hold the longest horizons
+                    horizons = [h for h in horizons if _n_windows(source, "test", model.context_len + int(h))]
+                res = evaluate_fn(lambda c, h: model.generate(c, h), source, horizons, model.context_len,
+                                  evaluation.get("max_windows"))
+                name = source if isinstance(source, str) else source.name
+                for h, r in res.items():
+                    metrics[f"{name}/{h}/mse"] = r["mse"]
+                    metrics[f"{name}/{h}/mae"] = r["mae"]
+                    self.results.append({"metric": f"{name} MSE H={h}", "value": r["mse"],
+                                         "setting": f"no fine-tuning; {r['windows']} test windows x all channels"})
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = dict(self.recipe.get("card", {}))
+        card.setdefault("title", self.recipe["name"])
+        card["results"] = list(card.get("results", [])) + self.results
+        if self.data_path is not None:  # the card says what was seen: the user's file, not the recipe's datasets
+            name = Path(self.data_path).name
+            card["title"] = f"GPHT trained on {name} (recipe {self.recipe['name']})"
+            card["summary"] = (f"GPHT with the architecture and optimizer of the recipe {self.recipe['name']}, trained "
+                               f"by next-token pretraining on the user's own series {name} (fmzoo pretrain --data).")
+            card["training_data"] = data.description
+            card["limitations"] = (f"Trained only on {name}; the recipe's own datasets were not seen. Results are on "
+                                   "that file's test split (its last 20% of rows).")
+            card.pop("datasets", None)
+        return card
+
+
+def _n_windows(data: LTSFData, split: str, length: int) -> int:
+    a, b = data.borders[split]
+    return max(0, b - a - length + 1)
 
 
 def finetune_heads(model: GPHT, dataset: str, steps: int = 200, batch_size: int = 64, lr: float = 1e-4,

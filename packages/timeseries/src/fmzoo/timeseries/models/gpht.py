@@ -151,10 +151,13 @@ class GPHT(nn.Module, HubMixin):
 
     def _hierarchy(self, x: torch.Tensor, states: list | None = None) -> torch.Tensor:
         """Instance-normalize x [N, L], run the stages on the residuals, return the summed forecast [N, L] in x's
-        units; with ``states`` (a list) each stage's last-token state [N, d_model] is appended to it."""
+        units; with ``states`` (a list) each stage's last-token state [N, d_model] is appended to it.
+        The normalization runs in x's dtype: a float64 x (what ``forecast`` passes) gets float64 mean/std and is
+        cast to the weights' dtype only once normalized, so a series at level 1e8 keeps its amplitude-1 cycle (and
+        values near 1e20 do not overflow float32's variance); the forecast comes back in float64."""
         mean = x.mean(dim=1, keepdim=True)
         std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + self.eps)
-        z = (x - mean) / std
+        z = ((x - mean) / std).to(self.stages[0].head.weight.dtype)
         total = torch.zeros_like(z)
         for stage in self.stages:
             h = stage.encode(z)
@@ -165,7 +168,7 @@ class GPHT(nn.Module, HubMixin):
             # forecasts of token t+1 are written at block t; shift one token right to align with the input
             shifted = F.pad(out[:, : -self.token_len], (self.token_len, 0))
             z = z - shifted
-        return total * std + mean
+        return total.to(x.dtype) * std + mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -274,13 +277,14 @@ class GPHT(nn.Module, HubMixin):
             if isinstance(data, np.ndarray):
                 if not np.issubdtype(data.dtype, np.number):
                     raise InputSpecError(f"expected a numeric array, got dtype {data.dtype}")
-                x = torch.as_tensor(np.asarray(data, dtype=np.float32))
+                # normalized in float64 (the model casts after normalizing); float32 in -> float32 out
+                x = torch.as_tensor(np.asarray(data, dtype=np.float64))
                 if not torch.isfinite(x).all():
                     raise InputSpecError("the input contains NaN or infinite values")
-                return self.generate(x, horizon).numpy()
+                return self.generate(x, horizon).numpy().astype(np.result_type(data.dtype, np.float32))
             if torch.is_tensor(data):
                 if not torch.is_floating_point(data):
-                    data = data.float()
+                    data = data.double()
                 if not torch.isfinite(data).all():
                     raise InputSpecError("the input contains NaN or infinite values")
                 return self.generate(data, horizon)
@@ -296,7 +300,7 @@ class GPHT(nn.Module, HubMixin):
         horizon = fc._positive_int(horizon, "horizon")
         series = fc._as_series_list(data)
         if not isinstance(data, pd.Series):
-            return fc.point_forecast(self, series, horizon)[0].astype(np.float32)
+            return fc.point_forecast(self, series, horizon)[0]  # float64: the series' own precision
         if isinstance(data.index, pd.DatetimeIndex):
             index = fc.future_timestamps(data.index, horizon, f"series {data.name!r}")
         elif isinstance(data.index, pd.RangeIndex):
