@@ -155,3 +155,51 @@ def test_copy_of_real_file_roundtrips(tmp_path, hippo_root):
     dst = tmp_path / "copy.nii.gz"
     shutil.copy(_case(hippo_root), dst)
     assert np.array_equal(read_nifti(dst).array, read_nifti(_case(hippo_root)).array)
+
+
+def _with_units(src, dst, unit, scale, code=None):
+    """A real volume rewritten with its world coordinates in another NIfTI spatial unit (``scale`` file units per
+    mm), or with a raw ``xyzt_units`` code."""
+    img = nib.load(str(src))
+    aff = img.affine.copy()
+    aff[:3, :] *= scale
+    out = nib.Nifti1Image(np.asarray(img.dataobj), aff, img.header.copy())
+    out.header.set_xyzt_units(xyz=unit)
+    if code is not None:
+        out.header["xyzt_units"] = code
+    nib.save(out, dst)
+    return dst
+
+
+@pytest.mark.parametrize("unit,scale", [("meter", 1e-3), ("micron", 1e3), ("mm", 1.0)])
+def test_spatial_units_are_read_as_millimetres(tmp_path, hippo_root, unit, scale):
+    """1 mm voxels stored in metres (pixdim 0.001) or microns (pixdim 1000) read as 1 mm: once a silent 2x2x2
+    volume, or a 259 TB allocation."""
+    ref = read_nifti(_case(hippo_root))
+    vol = read_nifti(_with_units(_case(hippo_root), tmp_path / f"{unit}.nii.gz", unit, scale))
+    assert nib.load(str(tmp_path / f"{unit}.nii.gz")).header.get_xyzt_units()[0] == unit
+    assert vol.spacing == pytest.approx(ref.spacing, rel=1e-5)
+    assert np.allclose(vol.affine, ref.affine, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(preprocess(vol, MR_SPEC_HIPPOCAMPUS), preprocess(ref, MR_SPEC_HIPPOCAMPUS))
+
+
+def test_unknown_units_and_absurd_spacing_are_refused(tmp_path, hippo_root):
+    src = _case(hippo_root)
+    with pytest.raises(InputSpecError, match="unit code 5 .*not a NIfTI length unit"):
+        read_nifti(_with_units(src, tmp_path / "code5.nii.gz", "mm", 1.0, code=5))
+    # 1 mm pixdim labelled as metres: 1000 mm voxels, not a medical volume
+    with pytest.raises(InputSpecError, match=r"outside \[0.001, 100.0\] mm: wrong spatial units"):
+        read_nifti(_with_units(src, tmp_path / "m.nii.gz", "meter", 1.0))
+    # 1 mm pixdim labelled as microns: 1 um voxels are at the limit, 0.5 um beyond it
+    with pytest.raises(InputSpecError, match="outside"):
+        read_nifti(_with_units(src, tmp_path / "um.nii.gz", "micron", 0.5))
+    # code 0 ("unknown", nibabel's default) is read as mm, as ITK and MONAI do
+    assert read_nifti(_with_units(src, tmp_path / "unknown.nii.gz", "unknown", 1.0)).spacing == pytest.approx((1, 1, 1))
+
+
+def test_resampled_size_is_bounded_before_allocating(tmp_path, hippo_root):
+    """50 mm voxels are a legal header, but resampling the hippocampus crop to 1 mm would need ~10^10 voxels."""
+    big = read_nifti(_with_units(_case(hippo_root), tmp_path / "50mm.nii.gz", "mm", 50.0))
+    assert big.spacing == pytest.approx((50, 50, 50))
+    with pytest.raises(InputSpecError, match="would give .* voxels \\(more than 1,073,741,824\\)"):
+        preprocess(big, MR_SPEC_HIPPOCAMPUS)

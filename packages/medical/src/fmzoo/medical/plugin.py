@@ -13,9 +13,9 @@ def plugin() -> Plugin:
             "VolumeFusionNet": "fmzoo.medical.models.swin:VolumeFusionNet",
             "SwinUNETRSegmenter": "fmzoo.medical.models.swin:SwinUNETRSegmenter",
         },
-        pretrain={
-            "voco": "fmzoo.medical.methods.voco:pretrain",
-            "volume_fusion": "fmzoo.medical.methods.volume_fusion:pretrain",
+        methods={
+            "voco": "fmzoo.medical.methods.voco:VoCoMethod",
+            "volume_fusion": "fmzoo.medical.methods.volume_fusion:VolumeFusionMethod",
         },
         downstream={
             "VoCo": "fmzoo.medical.tasks.downstream:VoCoHooks",
@@ -24,6 +24,8 @@ def plugin() -> Plugin:
         },
         table_runners={"medical-hippocampus": "fmzoo.medical.reproduce:run_hippocampus"},
         datasets={"msd_hippocampus": "fmzoo.medical.data.hippocampus:load_hippocampus"},
+        weight_formats={"voco": "fmzoo.medical.weights:VoCoRelease"},
+        official="fmzoo.medical.weights:OFFICIAL",
         recipes_dir=HERE / "recipes",
         tables_dir=HERE / "tables",
         checkpoints_dir=HERE / "checkpoints",

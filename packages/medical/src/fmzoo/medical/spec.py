@@ -22,6 +22,7 @@ multi-channel image, a file that is corrupt or truncated, a header without spati
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,27 @@ class Volume:
 # --------------------------------------------------------------------------- readers
 
 
+# NIfTI spatial units (xyzt_units & 7) -> millimetres. Code 0 ("unknown") is read as mm, the convention of ITK,
+# MONAI and most writers (nibabel's own default header has code 0); codes 4-7 are undefined and refused.
+NIFTI_MM_PER_UNIT = {"unknown": 1.0, "mm": 1.0, "meter": 1000.0, "micron": 1e-3}
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 100.0  # plausible voxel sizes of a medical volume (1 um .. 10 cm)
+MAX_RESAMPLED_VOXELS = 2**30  # 4 GiB of float32: the largest volume ``resample`` will allocate
+
+
+def _nifti_mm_per_unit(hdr, where: str) -> float:
+    try:
+        unit = hdr.get_xyzt_units()[0]
+    except (KeyError, ValueError):
+        unit = None
+    if unit not in NIFTI_MM_PER_UNIT:
+        raise InputSpecError(
+            f"{where!r}: the header's spatial unit code {int(hdr['xyzt_units']) & 7} (xyzt_units "
+            f"{int(hdr['xyzt_units'])}) is not a NIfTI length unit (0 unknown = mm, 1 meter, 2 mm, 3 micron): "
+            "voxel spacing cannot be read in millimetres"
+        )
+    return NIFTI_MM_PER_UNIT[unit]
+
+
 def read_nifti(path: str | Path, allow_missing_spacing: bool = False) -> Volume:
     """Read a 3D NIfTI (.nii / .nii.gz) with clear errors for what cannot be a 3D volume."""
     import nibabel as nib
@@ -101,7 +123,8 @@ def read_nifti(path: str | Path, allow_missing_spacing: bool = False) -> Volume:
     data = _as_3d(data, str(path))
     hdr = img.header
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
-    zooms = [float(z) for z in hdr.get_zooms()[:3]]
+    to_mm = _nifti_mm_per_unit(hdr, str(path))
+    zooms = [float(z) * to_mm for z in hdr.get_zooms()[:3]]
     has_spatial = (qcode > 0 or scode > 0) and all(np.isfinite(zooms)) and all(z > 0 for z in zooms)
     if not has_spatial and not allow_missing_spacing:
         raise InputSpecError(
@@ -109,7 +132,19 @@ def read_nifti(path: str | Path, allow_missing_spacing: bool = False) -> Volume:
             f"pixdim={zooms}): voxel spacing and orientation are unknown. Expected a NIfTI with a qform or "
             "sform; pass allow_missing_spacing=True to assume the header's pixdim and RAS axes"
         )
-    affine = img.affine if has_spatial else np.diag([*(z if z > 0 else 1.0 for z in zooms), 1.0])
+    if has_spatial:
+        affine = np.array(img.affine, dtype=np.float64)
+        affine[:3, :] *= to_mm  # world coordinates (and so spacing) in millimetres, whatever the file's unit
+    else:
+        affine = np.diag([*(z if z > 0 else 1.0 for z in zooms), 1.0])
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if has_spatial and not np.all((spacing >= MIN_SPACING_MM) & (spacing <= MAX_SPACING_MM)):
+        raise InputSpecError(
+            f"{str(path)!r}: voxel spacing {tuple(float(f'{v:.4g}') for v in spacing)} mm (header pixdim "
+            f"{tuple(float(f'{z:.4g}') for z in hdr.get_zooms()[:3])} in {hdr.get_xyzt_units()[0]!r}) is outside "
+            f"[{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm: wrong spatial units in the header (xyzt_units)? Fix the header "
+            "(e.g. nibabel header.set_xyzt_units('mm'))"
+        )
     return Volume(data, np.asarray(affine, dtype=np.float64), str(path), has_spatial,
                   {"qform_code": qcode, "sform_code": scode, "header_dtype": str(hdr.get_data_dtype())})
 
@@ -214,6 +249,12 @@ def resample(vol: Volume, spacing, mode: str = "trilinear") -> Volume:
     cur = np.array(vol.spacing)
     tgt = np.array(spacing, dtype=float)
     new_shape = [max(2, int(round(s * c / t))) for s, c, t in zip(vol.array.shape, cur, tgt, strict=True)]
+    if math.prod(new_shape) > MAX_RESAMPLED_VOXELS:  # checked before anything is allocated
+        raise InputSpecError(
+            f"{vol.source or 'volume'}: resampling {tuple(vol.array.shape)} voxels of "
+            f"{tuple(float(f'{c:.4g}') for c in cur)} mm to {tuple(float(t) for t in tgt)} mm would give "
+            f"{tuple(new_shape)} voxels (more than {MAX_RESAMPLED_VOXELS:,}); wrong spacing or units in the file?"
+        )
     x = torch.from_numpy(vol.array)[None, None]
     if mode == "nearest":
         y = torch.nn.functional.interpolate(x, size=new_shape, mode="nearest")
@@ -304,6 +345,18 @@ def check_network_input(x: torch.Tensor, spec: dict | None, divisor: int = 32, s
         raise InputSpecError(f"expected {cin} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
     if not torch.isfinite(x).all():
         raise InputSpecError("input contains NaN or Inf")
+    intensity = (spec or {}).get("intensity") or {}
+    if intensity.get("kind") == "window" and intensity.get("clip", True) and x.numel():
+        # a clipped window maps every voxel into [b_min, b_max]; allow augmentation-sized excursions, not raw HU
+        b_min, b_max = float(intensity.get("b_min", 0.0)), float(intensity.get("b_max", 1.0))
+        margin = 0.5 * (b_max - b_min)
+        lo, hi = float(x.min()), float(x.max())
+        if lo < b_min - margin or hi > b_max + margin:
+            raise InputSpecError(
+                f"input values span [{lo:.4g}, {hi:.4g}], but this network expects the {spec.get('modality', '')} "
+                f"window [{intensity.get('a_min')}, {intensity.get('a_max')}] mapped to [{b_min}, {b_max}] and clipped: "
+                "raw Hounsfield units? Apply fmzoo.medical.preprocess(volume, model.input_spec) first"
+            )
     if not sliding and any(s % divisor for s in x.shape[2:]):
         raise InputSpecError(
             f"spatial size {tuple(x.shape[2:])} is not divisible by {divisor} (SwinUNETR's total downsampling); "

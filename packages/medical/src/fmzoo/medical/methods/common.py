@@ -163,3 +163,118 @@ def fit_and_measure(task, loader, run_dir: Path, max_steps: int, trainer_kwargs:
     return trainer, {"steps": steps, "seconds": round(seconds, 1),
             "volumes_per_s": round(steps * global_batch / max(seconds, 1e-9), 4),
             **{k: float(v) for k, v in trainer.callback_metrics.items()}}
+
+
+# --------------------------------------------------------------------------- the core Method base of both methods
+
+NIFTI = (".nii.gz", ".nii")
+
+
+def folder_images(path: Path) -> list[Path]:
+    """The NIfTI images of a pretraining ``--data`` folder: ``imagesTr/`` (Medical Segmentation Decathlon layout) or
+    ``images/`` if there is one, else the folder's own ``*.nii.gz`` / ``*.nii`` files (``*_label`` files and hidden
+    ``._*`` files skipped). Labels are never read."""
+    from fmzoo.core import InputSpecError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputSpecError(f"--data {path}: expected a folder of NIfTI images (imagesTr/, images/, or *.nii.gz)")
+    folder = next((path / d for d in ("imagesTr", "images") if (path / d).is_dir()), path)
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and not f.name.startswith(".")
+             and f.name.endswith(NIFTI) and not f.name.split(".")[0].endswith("_label")]
+    if not files:
+        raise InputSpecError(f"--data {path}: no NIfTI images (*.nii.gz / *.nii) in {folder}")
+    return files
+
+
+class MedicalMethod:
+    """Shared ``fmzoo.core.Method`` hooks of VoCo and Volume Fusion, mixed in before ``Method``
+    (``class VoCoMethod(MedicalMethod, Method)``). The recipes keep their flat layout (``batch_size`` = global batch, ``max_steps`` optimiser
+    steps, ``optim``, ``save_dtype``, ...): training length is in steps, not epochs; ``data`` is a source name (or a
+    list of them), not a mapping. Every random draw happens in the order of the former ``pretrain`` functions."""
+
+    default_batch_size = 1
+    default_lr, default_weight_decay = 1e-4, 0.0
+    # top-level keys shared by both methods' recipes (plus each method's own)
+    common_sections = ("input_spec", "batch_size", "max_steps", "optim", "save_dtype", "max_volumes", "num_workers")
+
+    @classmethod
+    def validate(cls, recipe: dict) -> None:
+        from fmzoo.core import RecipeError
+
+        data = recipe.get("data")
+        if data is not None and not (isinstance(data, str) or (isinstance(data, list | tuple)
+                                                               and all(isinstance(d, str) for d in data))):
+            raise RecipeError(f"recipe {recipe.get('name')!r}: 'data' must be a source name or a list of them "
+                              f"(e.g. hippocampus_train_images), got {data!r}")
+        super().validate({k: v for k, v in recipe.items() if k != "data"})
+
+    def global_batch(self) -> int:
+        return int(self.recipe.get("batch_size", self.default_batch_size))
+
+    def max_epochs(self) -> int:
+        return 0  # the length is the recipe's max_steps; a caller's max_epochs (--max-epochs) still reaches the trainer
+
+    def dataset(self, volumes: list[np.ndarray]):
+        raise NotImplementedError
+
+    def card_for(self, files, metrics: dict) -> dict:
+        raise NotImplementedError
+
+    def data(self):
+        from fmzoo.core.method import PretrainData
+
+        spec = self.recipe.get("input_spec", MR_SPEC_HIPPOCAMPUS)
+        if self.data_path is None:
+            volumes, files = pretraining_volumes(self.recipe)
+            description = ""
+        else:
+            files = folder_images(self.data_path)
+            limit = self.recipe.get("max_volumes")
+            files = files[:limit] if limit else files
+            volumes = [preprocess(read_nifti(f), spec) for f in files]
+            description = (f"{len(files)} NIfTI image(s) from {self.data_path} (labels unused), preprocessed to the "
+                           f"recipe's {spec.get('modality', '')} input spec (spacing {spec.get('spacing')}).")
+        return PretrainData(self.dataset(volumes), files=list(files), description=description)
+
+    def loader(self, data, batch_size: int):
+        """As before the core pipeline: shuffled from torch's global RNG (seeded by run_pretraining), drop_last."""
+        return DataLoader(data.dataset, batch_size=batch_size, shuffle=True,
+                          num_workers=int(self.recipe.get("num_workers", 0)), drop_last=True)
+
+    def schedule(self) -> dict:
+        return optim_schedule(self.recipe, lr=self.default_lr, weight_decay=self.default_weight_decay)
+
+    def trainer_options(self) -> dict:
+        return {}
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        """``max_steps`` optimiser steps (the recipe's training length), as before: a caller's ``max_epochs``
+        (the core took it out of ``trainer_kwargs``) goes back to the trainer, which stops at whichever comes first."""
+        kw = {**trainer_kwargs, "max_epochs": max_epochs} if max_epochs else trainer_kwargs
+        trainer, self._metrics = fit_and_measure(task, loader, self.run_dir, self.schedule()["max_steps"],
+                                                 kw, self.global_batch(), **self.trainer_options())
+        return trainer
+
+    def save_dtype(self) -> torch.dtype:
+        return {"float16": torch.float16, "float32": torch.float32,
+                "bfloat16": torch.bfloat16}[self.recipe.get("save_dtype", "float32")]
+
+    def evaluate(self, model, data) -> dict:
+        """The card's metrics (steps, seconds, volumes/s, last losses); the model is cast to the recipe's
+        ``save_dtype`` here, just before the core publishes it."""
+        model.to(self.save_dtype())
+        return dict(self._metrics)
+
+    def provenance(self, data) -> dict:
+        steps = int(self._metrics.get("steps", 0))
+        return {"weights_dtype": str(self.save_dtype()).replace("torch.", ""),
+                "epochs": round(steps * self.global_batch() / max(len(data.dataset), 1), 4)}  # passes over the data
+
+    def card(self, data, metrics: dict) -> dict:
+        (self.run_dir / "metrics.json").write_text(json.dumps(self._metrics, indent=2) + "\n")
+        card = self.card_for(data.files, self._metrics)
+        if self.data_path is not None:
+            card["training_data"] = data.description
+            card["datasets"] = []
+        return card

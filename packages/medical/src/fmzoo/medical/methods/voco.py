@@ -33,13 +33,13 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fmzoo.core.method import Method
 
-from .common import RandomVolumeSamples, augment, centre_pad_or_crop, foreground_crop, resize
+from .common import MedicalMethod, RandomVolumeSamples, augment, centre_pad_or_crop, foreground_crop, resize
 
 # --------------------------------------------------------------------------- geometry and labels
 
@@ -218,25 +218,34 @@ def make_task(model, **kwargs):
     return VoCoTask(model, **kwargs)
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """`fmzoo pretrain voco-small`: VoCo on the recipe's unlabelled volumes; returns run_dir/checkpoint."""
-    from ..models.swin import VoCo
-    from . import common
+class VoCoMethod(MedicalMethod, Method):
+    """`fmzoo pretrain voco-small`: VoCo on the recipe's unlabelled volumes (or ``--data`` NIfTI images)."""
 
-    # seed and threads: set by fmzoo.core.pretrain.run_pretraining around this function
-    seed = int(recipe.get("seed", 0))
-    volumes, files = common.pretraining_volumes(recipe)
-    geom = VoCoGeometry.from_dict(recipe["geometry"])
-    ds = VoCoDataset(volumes, geom, aug=recipe.get("augment", True),
-                     foreground_threshold=recipe.get("foreground_threshold", 0.3), seed=seed)
-    loader, batch = common.pretrain_loader(ds, recipe, 1, trainer_kwargs)
-    model = VoCo(**recipe["model"], input_spec=recipe.get("input_spec"))
-    sched = common.optim_schedule(recipe, lr=1e-4, weight_decay=0.0)
-    task = make_task(model, teacher_momentum=float(recipe.get("teacher_momentum", 0.9)), **sched)
-    trainer, metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch,
-                              gradient_clip_val=recipe.get("grad_clip"))
-    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, voco_card(recipe, files, metrics),
-                                     trainer=trainer)
+    recipe_sections = (*MedicalMethod.common_sections, "geometry", "foreground_threshold", "augment",
+                       "teacher_momentum", "grad_clip")
+    citation = ("Wu L., Zhuang J., Chen H. VoCo: A Simple-yet-Effective Volume Contrastive Learning Framework for 3D "
+                "Medical Image Analysis. CVPR 2024.")
+    default_batch_size = 1
+    default_lr, default_weight_decay = 1e-4, 0.0
+
+    def dataset(self, volumes):
+        r = self.recipe
+        return VoCoDataset(volumes, VoCoGeometry.from_dict(r["geometry"]), aug=r.get("augment", True),
+                           foreground_threshold=r.get("foreground_threshold", 0.3), seed=self.seed)
+
+    def model(self, data):
+        from ..models.swin import VoCo
+
+        return VoCo(**self.recipe["model"], input_spec=self.recipe.get("input_spec"))
+
+    def task(self, model, data, steps_per_epoch: int, max_epochs: int):
+        return make_task(model, teacher_momentum=float(self.recipe.get("teacher_momentum", 0.9)), **self.schedule())
+
+    def trainer_options(self) -> dict:
+        return {"gradient_clip_val": self.recipe.get("grad_clip")}
+
+    def card_for(self, files, metrics: dict) -> dict:
+        return voco_card(self.recipe, files, metrics)
 
 
 def _dims(values) -> str:

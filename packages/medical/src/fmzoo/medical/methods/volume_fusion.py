@@ -20,13 +20,12 @@ CPU variant: patch 32x64x32 (paper e.g. 64x128x128), block size 4..16 (paper 8..
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
+from fmzoo.core.method import Method
 
 from ..models.losses import dice_ce_loss
-from .common import RandomVolumeSamples, resize
+from .common import MedicalMethod, RandomVolumeSamples, resize
 
 
 def _random_resized_crop(x: np.ndarray, out_size, scale_lo, scale_hi, rng) -> torch.Tensor:
@@ -132,26 +131,37 @@ def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
     return VolumeFusionTask(model, **kwargs)
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """`fmzoo pretrain volumefusion-small`; returns run_dir/checkpoint."""
-    from ..models.swin import VolumeFusionNet
-    from . import common
+class VolumeFusionMethod(MedicalMethod, Method):
+    """`fmzoo pretrain volumefusion-small`: Volume Fusion on the recipe's unlabelled volumes (or ``--data`` NIfTI
+    images)."""
 
-    # seed and threads: set by fmzoo.core.pretrain.run_pretraining around this function
-    seed = int(recipe.get("seed", 0))
-    volumes, files = common.pretraining_volumes(recipe)
-    vf = recipe.get("fusion", {})
-    model = VolumeFusionNet(**recipe["model"], input_spec=recipe.get("input_spec"))
-    ds = VolumeFusionDataset(volumes, recipe["patch_size"], num_classes=model.init_args["num_classes"],
-                             fg_ratio=vf.get("fg_ratio", 0.7), size_min=vf.get("size_min", (8, 8, 8)),
-                             size_max=vf.get("size_max", (32, 32, 32)), scale_lo=vf.get("scale_lo", (0.7, 0.7, 0.7)),
-                             scale_hi=vf.get("scale_hi", (1.5, 1.5, 1.5)), aug_mode=vf.get("aug_mode", 3), seed=seed)
-    loader, batch = common.pretrain_loader(ds, recipe, 2, trainer_kwargs)
-    sched = common.optim_schedule(recipe, lr=1e-3, weight_decay=1e-5)
-    task = make_task(model, **sched)
-    trainer, metrics = common.fit_and_measure(task, loader, Path(run_dir), sched["max_steps"], trainer_kwargs, batch)
-    return common.publish_pretrained(model, Path(run_dir), recipe, files, metrics, volf_card(recipe, files, metrics),
-                                     trainer=trainer)
+    recipe_sections = (*MedicalMethod.common_sections, "patch_size", "fusion")
+    citation = ("Wang G. et al. MIS-FM: 3D Medical Image Segmentation using Foundation Models Pretrained on a "
+                "Large-Scale Unannotated Dataset. arXiv:2306.16925, 2023.")
+    default_batch_size = 2
+    default_lr, default_weight_decay = 1e-3, 1e-5
+
+    def dataset(self, volumes):
+        vf = self.recipe.get("fusion", {})
+        # num_classes is the model's (set by ``model``: the network is built after the data, as before)
+        return VolumeFusionDataset(volumes, self.recipe["patch_size"], fg_ratio=vf.get("fg_ratio", 0.7),
+                                   size_min=vf.get("size_min", (8, 8, 8)), size_max=vf.get("size_max", (32, 32, 32)),
+                                   scale_lo=vf.get("scale_lo", (0.7, 0.7, 0.7)),
+                                   scale_hi=vf.get("scale_hi", (1.5, 1.5, 1.5)), aug_mode=vf.get("aug_mode", 3),
+                                   seed=self.seed)
+
+    def model(self, data):
+        from ..models.swin import VolumeFusionNet
+
+        model = VolumeFusionNet(**self.recipe["model"], input_spec=self.recipe.get("input_spec"))
+        data.dataset.kw["num_classes"] = model.init_args["num_classes"]
+        return model
+
+    def task(self, model, data, steps_per_epoch: int, max_epochs: int):
+        return make_task(model, **self.schedule())
+
+    def card_for(self, files, metrics: dict) -> dict:
+        return volf_card(self.recipe, files, metrics)
 
 
 def volf_card(recipe: dict, files, metrics: dict) -> dict:
