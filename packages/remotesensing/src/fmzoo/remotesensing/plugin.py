@@ -14,7 +14,7 @@ def plugin() -> Plugin:
             "SoftConResNet": "fmzoo.remotesensing.models.backbones:SoftConResNet",
             "SoftConViT": "fmzoo.remotesensing.models.backbones:SoftConViT",
         },
-        pretrain={"softcon": "fmzoo.remotesensing.methods.softcon:pretrain"},
+        methods={"softcon": "fmzoo.remotesensing.methods.softcon:SoftCon"},
         table_runners={
             "rs-preprocessing": "fmzoo.remotesensing.reproduce:run_preprocessing",
             "softcon-eurosat": "fmzoo.remotesensing.reproduce:run_softcon_eurosat",

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core import runtime
+from fmzoo.core import InputSpecError, runtime
+from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.training import SSLTask, fit, gather_global_batch, per_device_batch, training_seconds
 from torch import nn
 
@@ -267,91 +268,188 @@ def pretrain_loader(ds, batch_size: int, seed: int, trainer_kwargs: dict) -> tor
                                        drop_last=True, num_workers=0, generator=runtime.generator(seed))
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Run a SoftCon recipe; writes run_dir/checkpoint (config, safetensors, card, provenance). Called through
-    ``fmzoo.core.pretrain.run_pretraining``, which seeds (recipe ``seed``) and sets the threads (recipe ``threads``)."""
-    from fmzoo.core import data_root, publish_run
-    from fmzoo.core.hub import sha256_file
+class SoftCon(Method):
+    """A SoftCon recipe -> checkpoint (config, safetensors, card, provenance), run by ``fmzoo.core.method.pretrain``
+    through ``fmzoo.core.pretrain.run_pretraining`` (which seeds with the recipe's ``seed`` and sets its ``threads``).
 
-    from ..data.eopatch import EOPatchMultiLabelCrops, load_eopatch
-    from ..data.eurosat import eurosat_split_digest, load_eurosat_rgb
-    from ..spec import add_product, band_stats
+    The recipes keep the global batch and the epochs in ``trainer`` (``trainer.batch_size``, ``trainer.max_epochs``;
+    any other ``trainer`` key is passed to the Lightning fit) and the optimiser in ``optim``. ``--data PATH`` (a folder
+    of images, see ``_folder_data``) replaces the recipe's ``data`` only where the loss needs no labels
+    (``loss.targets: identity``); the multi-label soft targets need per-image land-cover vectors that a plain folder
+    lacks, so such recipes refuse ``--data`` with an InputSpecError."""
 
-    run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))
-    model, base = build_model(recipe)
-    dcfg = recipe["data"]
-    root = data_root()
-    data_files: list[Path] = []
-    callbacks = []
-    if dcfg["name"] == "eurosat_rgb":
-        x, _ = load_eurosat_rgb("train", root, limit=dcfg.get("limit"), seed=seed)  # labels are never used
+    recipe_sections = ("init", "loss", "masking", "views", "projector", "optim", "trainer")
+    default_batch_size = 128
+    default_epochs = 1
+
+    def _trainer_cfg(self) -> dict:
+        return dict(self.recipe.get("trainer") or {})
+
+    def global_batch(self) -> int:
+        return int(self._trainer_cfg().get("batch_size", self.default_batch_size))
+
+    def max_epochs(self) -> int:
+        return int(self._trainer_cfg().get("max_epochs", self.default_epochs))
+
+    def data(self) -> PretrainData:
+        # the model first (a fresh init draws from the global RNG before the data: the order of the function this
+        # class replaced); loading the data then declares the input product the model was trained on
+        loss_cfg = self.recipe.get("loss") or {}
+        targets = loss_cfg.get("targets", "identity")
+        if self.data_path is not None and targets != "identity":
+            raise InputSpecError(
+                f"--data is not supported for recipe {self.recipe.get('name')!r}: its loss.targets is {targets!r}, soft "
+                "targets built from per-image multi-label land-cover vectors, which a plain image folder lacks. Use "
+                "a recipe with loss.targets: identity (label-free InfoNCE, e.g. rgb-resnet-small-eurosat) for --data")
+        model, base = build_model(self.recipe)
+        self._model, self._base = model, base
+        data = self._folder_data(model) if self.data_path is not None else self._recipe_data(model, targets)
+        self._data = data  # fit() hands its epoch callbacks to the trainer
+        return data
+
+    def _recipe_data(self, model, targets: str) -> PretrainData:
+        from fmzoo.core import data_root
+
+        from ..data.eopatch import EOPatchMultiLabelCrops, load_eopatch
+        from ..data.eurosat import eurosat_split_digest, load_eurosat_rgb
+        from ..spec import add_product, band_stats
+
+        dcfg, seed, root = self.recipe["data"], self.seed, data_root()
+        callbacks = []
+        if dcfg["name"] == "eurosat_rgb":
+            if targets != "identity":
+                raise ValueError("eurosat_rgb pretraining has no land-cover labels: loss.targets must be 'identity'")
+            x, _ = load_eurosat_rgb("train", root, limit=dcfg.get("limit"), seed=seed)  # labels are never used
+            mean, std = band_stats(x[: min(len(x), 4000)])
+            model.input_spec = add_product(
+                model.input_spec, "rgb8", ["B04", "B03", "B02"], mean, std, (0, 255),
+                description="8-bit RGB composite (EuroSAT RGB JPEG): statistics of the EuroSAT 5-class train split",
+                default=True)
+            ds = _StandardizedTensors(x, mean, std)
+            files = [eurosat_split_digest(root, "train")]
+            desc = describe_data(dcfg, n_images=len(x))
+        elif dcfg["name"] == "eopatch_s2":
+            patch = load_eopatch(root)
+            mean, std = band_stats(patch["image"].reshape(-1, 13, *patch["image"].shape[-2:]))
+            spec = add_product(model.input_spec, "s2_l1c_reflectance", patch["bands"], mean, std, (0.0, 2.0),
+                               description="Sentinel-2 L1C top-of-atmosphere reflectance (DN / 10000): statistics of the eo-learn TestEOPatch reference scenes",
+                               default=True)
+            spec = add_product(spec, "s2_l1c_dn", patch["bands"], mean, std, (0.0, 20000.0), scale=1e-4,
+                               description="Sentinel-2 L1C digital numbers (reflectance x 10000); scaled by 1e-4, then as s2_l1c_reflectance")
+            model.input_spec = spec
+            crops = EOPatchMultiLabelCrops(crop=int(dcfg.get("crop", 48)), length=int(dcfg.get("length", 2048)),
+                                           min_fraction=float(dcfg.get("min_fraction", 0.02)), seed=seed, root=root)
+            ds = _StandardizedCrops(crops, mean, std)
+            callbacks.append(_epoch_callback(crops))
+            base_dir = root / "remote_sensing/eolearn_testeopatch"
+            files = [base_dir / "REFERENCE_SCENES.npy", base_dir / "mask_timeless/LULC.npy"]
+            desc = describe_data(dcfg)
+        else:
+            raise ValueError(f"unknown data.name {dcfg['name']!r} (eurosat_rgb, eopatch_s2)")
+        return PretrainData(ds, files, desc, extra={"callbacks": callbacks})
+
+    def _folder_data(self, model) -> PretrainData:
+        """``--data PATH``: every image under PATH (subfolders allowed, their names unused: no labels are read),
+        8-bit RGB PNG/JPEG or GeoTIFF with band descriptions (``data.folder``), all of one size and all holding the
+        model's bands (reordered to the model's order). The statistics of these images are declared as the
+        checkpoint's default input product: ``rgb8`` for PNG/JPEG, ``geotiff`` (range = the values seen) else."""
+        from ..data.folder import GEOTIFF_SUFFIXES, _image_files, _read, describe_layout
+        from ..spec import add_product, band_stats, canonical_bands
+
+        root = Path(self.data_path)
+        if not root.is_dir():
+            raise InputSpecError(f"--data {str(root)!r} is not a folder: expected a folder of images (subfolders "
+                                 f"allowed, labels unused) as in {describe_layout()}")
+        files = _image_files(root)
+        if not files:
+            raise InputSpecError(f"--data {str(root)!r} holds no image (.png, .jpg, .jpeg, .tif, .tiff)")
+        want = list(model.bands)
+        images, shape = [], None
+        for f in files:
+            x, bands = _read(f)
+            bands = canonical_bands(bands)
+            missing = [b for b in want if b not in bands]
+            if missing:
+                raise InputSpecError(f"{str(f)!r} has bands {bands}; this recipe's model reads {want} (missing "
+                                     f"{missing})")
+            x = np.asarray(x)[[bands.index(b) for b in want]]
+            if shape is None:
+                shape = x.shape
+            elif x.shape != shape:
+                raise InputSpecError(f"{str(f)!r} is {x.shape[1]}x{x.shape[2]} px but {str(files[0])!r} is "
+                                     f"{shape[1]}x{shape[2]}: pretraining batches need images of one size")
+            if not np.isfinite(x).all():
+                raise InputSpecError(f"{str(f)!r} holds nodata/NaN pixels: fill or crop them before pretraining")
+            images.append(x)
+        x = np.stack(images)
+        geotiff = any(f.suffix.lower() in GEOTIFF_SUFFIXES for f in files)
         mean, std = band_stats(x[: min(len(x), 4000)])
-        spec = add_product(model.input_spec, "rgb8", ["B04", "B03", "B02"], mean, std, (0, 255),
-                           description="8-bit RGB composite (EuroSAT RGB JPEG): statistics of the EuroSAT 5-class train split",
-                           default=True)
-        model.input_spec = spec
-        ds = _StandardizedTensors(x, mean, std)
-        data_files = [eurosat_split_digest(root, "train")]
-        data_desc = describe_data(dcfg, n_images=len(x))
-    elif dcfg["name"] == "eopatch_s2":
-        patch = load_eopatch(root)
-        mean, std = band_stats(patch["image"].reshape(-1, 13, *patch["image"].shape[-2:]))
-        spec = model.input_spec
-        spec = add_product(spec, "s2_l1c_reflectance", patch["bands"], mean, std, (0.0, 2.0),
-                           description="Sentinel-2 L1C top-of-atmosphere reflectance (DN / 10000): statistics of the eo-learn TestEOPatch reference scenes",
-                           default=True)
-        spec = add_product(spec, "s2_l1c_dn", patch["bands"], mean, std, (0.0, 20000.0), scale=1e-4,
-                           description="Sentinel-2 L1C digital numbers (reflectance x 10000); scaled by 1e-4, then as s2_l1c_reflectance")
-        model.input_spec = spec
-        crops = EOPatchMultiLabelCrops(crop=int(dcfg.get("crop", 48)), length=int(dcfg.get("length", 2048)),
-                                       min_fraction=float(dcfg.get("min_fraction", 0.02)), seed=seed, root=root)
-        ds = _StandardizedCrops(crops, mean, std)
-        callbacks.append(_epoch_callback(crops))
-        base_dir = root / "remote_sensing/eolearn_testeopatch"
-        data_files = [base_dir / "REFERENCE_SCENES.npy", base_dir / "mask_timeless/LULC.npy"]
-        data_desc = describe_data(dcfg)
-    else:
-        raise ValueError(f"unknown data.name {dcfg['name']!r} (eurosat_rgb, eopatch_s2)")
-    loss_cfg, mask_cfg, view_cfg = recipe.get("loss", {}), recipe.get("masking", {}), recipe.get("views", {})
-    opt = recipe.get("optim", {})
-    tcfg = dict(recipe.get("trainer", {}))
-    batch_size = int(tcfg.pop("batch_size", 128))
-    task = SoftConTask(
-        model, lr=float(opt.get("lr", 1e-3)), weight_decay=float(opt.get("weight_decay", 1e-4)),
-        warmup_steps=int(opt.get("warmup_steps", 0)), temperature=float(loss_cfg.get("temperature", 0.1)),
-        form=loss_cfg.get("form", "softmax"), label_sim=loss_cfg.get("label_similarity", "jaccard"),
-        mask_ratio=float(mask_cfg.get("ratio", 0.3)), mask_patch=int(mask_cfg.get("patch", 16)),
-        view_size=int(model.input_spec["input_size"]), view_scale=tuple(view_cfg.get("scale", (0.25, 1.0))),
-        jitter=float(view_cfg.get("jitter", 0.2)), proj_hidden=int(recipe.get("projector", {}).get("hidden", 512)),
-        proj_dim=int(recipe.get("projector", {}).get("dim", 128)), seed=seed,
-    )
-    if dcfg["name"] == "eurosat_rgb" and loss_cfg.get("targets", "identity") != "identity":
-        raise ValueError("eurosat_rgb pretraining has no land-cover labels: loss.targets must be 'identity'")
-    kw = {"max_epochs": int(tcfg.pop("max_epochs", 1)), **tcfg, **trainer_kwargs}
-    loader = pretrain_loader(ds, batch_size, seed, kw)
-    kw.setdefault("log_every_n_steps", 10)
-    trainer = fit(task, loader, run_dir, callbacks=callbacks, **kw)
-    seconds = training_seconds(trainer)
-    steps = int(trainer.global_step)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-    model = task.model.eval()
-    card = copy.deepcopy(recipe.get("card", {}))
-    card.setdefault("title", recipe["name"])
-    card.setdefault("training_data", data_desc)
-    prov = {
-        "recipe": recipe,
-        "seed": seed,
-        "seeds": [seed],
-        "data_files": [p if isinstance(p, dict) else str(p) for p in data_files],
-        "metrics": {**metrics, "train_seconds": round(seconds, 1), "steps": steps,
-                    "images_per_second": round(steps * batch_size / max(seconds, 1e-9), 1)},
-        "init_from": (recipe.get("init") or {}).get("from"),
-        "training_data": data_desc,
-    }
-    if base is not None:
-        prov["init_from_sha256"] = sha256_file(Path(_resolve(recipe["init"]["from"])) / "model.safetensors")
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
+        desc = (f"{len(files)} {shape[1]}x{shape[2]} px images from {root} (--data; bands {', '.join(want)}; "
+                f"{'GeoTIFF' if geotiff else '8-bit RGB PNG/JPEG'}), no labels used")
+        if geotiff:
+            product, valid = "geotiff", (float(x.min()), float(x.max()))
+        else:
+            product, valid = "rgb8", (0, 255)
+        model.input_spec = add_product(model.input_spec, product, want, mean, std, valid,
+                                       description=f"the pixel values of the --data images: statistics of {root}",
+                                       default=True)
+        return PretrainData(_StandardizedTensors(x, mean, std), files, desc, extra={"callbacks": []})
+
+    def model(self, data: PretrainData):
+        return self._model
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        loss_cfg = self.recipe.get("loss") or {}
+        mask_cfg, view_cfg = self.recipe.get("masking") or {}, self.recipe.get("views") or {}
+        opt, proj = self.recipe.get("optim") or {}, self.recipe.get("projector") or {}
+        return SoftConTask(  # no max_steps: the schedule is warmup then constant, as the recipes were trained
+            model, lr=float(opt.get("lr", 1e-3)), weight_decay=float(opt.get("weight_decay", 1e-4)),
+            warmup_steps=int(opt.get("warmup_steps", 0)), temperature=float(loss_cfg.get("temperature", 0.1)),
+            form=loss_cfg.get("form", "softmax"), label_sim=loss_cfg.get("label_similarity", "jaccard"),
+            mask_ratio=float(mask_cfg.get("ratio", 0.3)), mask_patch=int(mask_cfg.get("patch", 16)),
+            view_size=int(model.input_spec["input_size"]), view_scale=tuple(view_cfg.get("scale", (0.25, 1.0))),
+            jitter=float(view_cfg.get("jitter", 0.2)), proj_hidden=int(proj.get("hidden", 512)),
+            proj_dim=int(proj.get("dim", 128)), seed=self.seed,
+        )
+
+    def loader(self, data: PretrainData, batch_size: int):
+        # full batches only (drop_last always): in-batch negatives and BatchNorm want the recipe's batch
+        if self.data_path is not None and len(data.dataset) < batch_size:
+            raise InputSpecError(f"--data {str(self.data_path)!r} holds {len(data.dataset)} images, fewer than one "
+                                 f"batch ({batch_size} per process): add images or lower trainer.batch_size")
+        return torch.utils.data.DataLoader(data.dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                           num_workers=0, generator=runtime.generator(self.seed))
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        extra = {k: v for k, v in self._trainer_cfg().items() if k not in ("batch_size", "max_epochs")}
+        kw = {**extra, **trainer_kwargs}
+        kw.setdefault("log_every_n_steps", 10)
+        self._trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs,
+                            callbacks=self._data.extra["callbacks"], **kw)
+        return self._trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        seconds, steps = training_seconds(self._trainer), int(self._trainer.global_step)
+        return {"train_seconds": round(seconds, 1), "steps": steps,
+                "images_per_second": round(steps * self.global_batch() / max(seconds, 1e-9), 1)}
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = copy.deepcopy(self.recipe.get("card") or {})
+        card.setdefault("title", self.recipe["name"])
+        if self.data_path is not None:  # the card says what was seen
+            card["training_data"] = data.description
+        card.setdefault("training_data", data.description)
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        from fmzoo.core.hub import sha256_file
+
+        init = self.recipe.get("init") or {}
+        prov = {"data_files": [p if isinstance(p, dict) else str(p) for p in data.files],
+                "init_from": init.get("from"), "training_data": data.description}
+        if self._base is not None:
+            prov["init_from_sha256"] = sha256_file(Path(_resolve(init["from"])) / "model.safetensors")
+        return prov
 
 
 def _resolve(id_or_path: str) -> Path:
