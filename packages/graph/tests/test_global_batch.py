@@ -1,22 +1,27 @@
 """A recipe's batch_size is the global batch: each DDP process loads its share, step counts stay global."""
 
 import pytest
-from fmzoo.graph.methods.graphmae_mol import pretrain_loader
 
 
-def test_mol_pretrain_loader_splits_the_global_batch_and_keeps_the_step_count():
-    graphs = [{}] * 1000
-    one, steps1 = pretrain_loader(graphs, 256, {})
-    two, steps2 = pretrain_loader(graphs, 256, {"devices": 2, "strategy": "ddp"})
-    assert (one.batch_size, steps1) == (256, len(one)) == (256, 4)  # one process: as before
-    assert (two.batch_size, steps2) == (128, 4)  # pretrain_steps counts global batches
+def test_mol_loader_takes_this_process_share_of_the_global_batch(tmp_path):
+    from fmzoo.core.method import PretrainData
+    from fmzoo.core.training import per_device_batch
+    from fmzoo.graph.data.molecules import collate
+    from fmzoo.graph.methods.graphmae_mol import GraphMAEMol, _Graphs
+
+    m = GraphMAEMol({"method": "graphmae-mol", "train": {"batch_size": 256}}, tmp_path)
+    data = PretrainData(_Graphs([{}] * 1000), collate_fn=collate)
+    one = m.loader(data, per_device_batch(m.global_batch(), {}))
+    two = m.loader(data, per_device_batch(m.global_batch(), {"devices": 2, "strategy": "ddp"}))
+    assert (one.batch_size, len(one), two.batch_size) == (256, 4, 128)  # pretrain_steps counts global batches
+    assert GraphMAEMol({"method": "graphmae-mol"}, tmp_path).global_batch() == 256  # the official default
     with pytest.raises(ValueError, match="not divisible"):
-        pretrain_loader(graphs, 256, {"devices": 3})
+        per_device_batch(m.global_batch(), {"devices": 3})
 
 
 def test_node_graph_pretraining_refuses_several_processes(data_root, tmp_path):
     from fmzoo.core.pretrain import run_pretraining
 
-    with pytest.raises(ValueError, match="one process"):
+    with pytest.raises(ValueError, match="processes"):  # the core's per-device batch check comes first
         run_pretraining({"method": "graphmae", "dataset": "cora", "train": {"max_epoch": 2}}, tmp_path,
                         {"devices": 2, "strategy": "ddp"})

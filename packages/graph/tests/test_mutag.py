@@ -45,7 +45,9 @@ def test_mutag_recipe_records_training(data_root, tmp_path):
 
     recipe = {"method": "graphmae-graph", "seed": 0, "threads": 1, "model": {"num_hidden": 8, "num_layers": 2}}
     ckpt = run_pretraining(recipe, tmp_path, {"max_epochs": 2})
-    training = json.loads((ckpt / "provenance.json").read_text())["training"]
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert prov["seeds"] == [0] and "seed" not in prov and prov["epochs"] == 2
+    training = prov["training"]
     assert training["steps"] == 2 * 3 and training["resumed"] is False  # 188 graphs in batches of 64, 2 epochs
     assert training["parts"] == [{"from_step": 0, "to_step": 6, "seconds": training["seconds"]}]
     assert isinstance(training["seconds"], float) and training["seconds"] >= 0  # may round to 0.0: a tiny run

@@ -14,10 +14,10 @@ def plugin() -> Plugin:
             "MolGIN": "fmzoo.graph.models.gin:MolGIN",
             "GraphMAEGIN": "fmzoo.graph.models.graphmae_graph:GraphMAEGIN",
         },
-        pretrain={
-            "graphmae": "fmzoo.graph.methods.graphmae:pretrain",
-            "graphmae-mol": "fmzoo.graph.methods.graphmae_mol:pretrain",
-            "graphmae-graph": "fmzoo.graph.methods.graphmae_graph:pretrain",
+        methods={
+            "graphmae": "fmzoo.graph.methods.graphmae:GraphMAENode",
+            "graphmae-mol": "fmzoo.graph.methods.graphmae_mol:GraphMAEMol",
+            "graphmae-graph": "fmzoo.graph.methods.graphmae_graph:GraphMAEGraph",
         },
         table_runners={
             "graphmae-cora": "fmzoo.graph.reproduce:run_cora",

@@ -4,7 +4,7 @@ Optimiser and schedule as the official code: ``torch.optim.Adam(lr, weight_decay
 with ``scheduler: true``, ``LambdaLR(lambda epoch: (1 + cos(pi * epoch / max_epoch)) / 2)`` stepped once per
 epoch. One epoch = one full-batch step on the whole graph.
 
-``pretrain(recipe, run_dir, trainer_kwargs)`` is the recipe entry point used by ``fmzoo pretrain``: it
+``GraphMAENode`` is the recipe's ``Method`` (``fmzoo pretrain``, through ``fmzoo.core.method.pretrain``): it
 trains through ``fmzoo.core.training.fit`` (Lightning; checkpoint/resume, devices, strategy). Because one
 GraphMAE epoch is one optimiser step, a Lightning "epoch" here is ``steps_per_epoch`` graph passes (default
 50) so that Lightning does not write a checkpoint after every single step; ``--max-epochs`` on the CLI
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from fmzoo.core.method import Method, PretrainData
 
 from ..data.planetoid import NodeGraph
 from ..models.graphmae import GraphMAE, PreparedGraph
@@ -94,51 +95,102 @@ class _RepeatGraph(torch.utils.data.Dataset):
         return torch.zeros(1)
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Recipe entry point (``method: graphmae``) for node graphs; returns ``run_dir/checkpoint``."""
-    from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import fit, training_seconds, world_size
+class GraphMAENode(Method):
+    """Recipe ``method: graphmae`` on one node graph (Cora / CiteSeer, or ``--data DIR`` with nodes.csv + edges.csv):
+    full-graph steps, so the "dataset" is ``steps_per_epoch`` repeats of the graph (a Lightning epoch = that many
+    GraphMAE epochs, for the checkpoint cadence). ``max_epochs`` counts GraphMAE epochs (graph passes)."""
 
-    from ..data.planetoid import load_planetoid, planetoid_root
+    recipe_sections = ("probe",)
+    citation = "Hou et al., GraphMAE: Self-Supervised Masked Graph Autoencoders, KDD 2022."
+    default_batch_size = 1  # one full graph per step
+    default_epochs = 1500
 
-    run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads
-    data = recipe.get("dataset", "cora")
-    g = load_planetoid({"cora": "Cora", "citeseer": "CiteSeer"}[data.lower()])
-    cfg = recipe.get("model", {})
-    train = recipe.get("train", {})
-    kw = dict(trainer_kwargs)
-    if world_size(kw) > 1:  # every step is the whole graph: there is no batch to share between processes
-        raise ValueError("GraphMAE on a node graph trains full-graph steps in one process: drop --devices/--num-nodes")
-    epochs = int(kw.pop("max_epochs", None) or train.get("max_epoch", 1500))
-    spe = max(1, min(int(train.get("steps_per_epoch", 50)), epochs))
-    model = build_model(g.num_features, cfg)
-    pg = model.prepare(g.x, g.edge_index)
-    task = _task_class()(model, float(train.get("lr", 1e-3)), float(train.get("weight_decay", 2e-4)), epochs,
-                         bool(train.get("scheduler", True)))
-    task.pg = pg
-    loader = torch.utils.data.DataLoader(_RepeatGraph(spe), batch_size=1)
-    kw.setdefault("log_every_n_steps", spe)
-    trainer = fit(task, loader, run_dir, max_epochs=math.ceil(epochs / spe), max_steps=epochs, **kw)
-    seconds = training_seconds(trainer)
-    model.eval()
-    metrics = {"pretrain_epochs": epochs, "pretrain_seconds": round(seconds, 1)}
-    if recipe.get("evaluate", True):
-        from ..tasks.node_probe import node_linear_probe
+    def global_batch(self) -> int:
+        return 1
 
-        with torch.no_grad():
-            emb = model.embed(g.x, g.edge_index)
-        probe = recipe.get("probe", {})
-        r = node_linear_probe(emb, g.y, g.train_mask, g.val_mask, g.test_mask, lr=float(probe.get("lr", 0.01)),
-                              weight_decay=float(probe.get("weight_decay", 1e-4)), epochs=int(probe.get("epochs", 300)),
-                              seed=seed)
-        metrics.update({f"linear_probe_{k}": v for k, v in r.items()})
-    raw = planetoid_root(None, g.name)
-    files = sorted(raw.glob(f"ind.{g.name.lower()}.*"))
-    card = cora_card(recipe, metrics, seed)
-    prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
-            "data_sha256": {f.name: sha256_file(f) for f in files}}
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
+    def max_epochs(self) -> int:
+        return int(self.train_cfg.get("max_epoch", self.default_epochs))
+
+    def data(self) -> PretrainData:
+        from ..data.planetoid import load_planetoid, planetoid_root
+
+        if self.data_path is not None:
+            from ..tasks.downstream import read_node_dir, row_normalise
+
+            what = f"--data {self.data_path}"
+            x, ei, nodes = read_node_dir(self.data_path)
+            x = row_normalise(x, what)
+            g = NodeGraph(name=self.data_path.name, x=x, edge_index=ei, y=None, train_mask=None, val_mask=None,
+                          test_mask=None)
+            files = [self.data_path / "nodes.csv", self.data_path / "edges.csv"]
+            desc = (f"The user's graph {self.data_path} (nodes.csv + edges.csv): {x.shape[0]} nodes, {ei.shape[1]} "
+                    f"directed edges (undirected input, both directions), {x.shape[1]} row-normalised features; all "
+                    "nodes' features and edges seen during self-supervised pretraining; labels unused.")
+        else:
+            name = str(self.recipe.get("dataset", "cora"))
+            g = load_planetoid({"cora": "Cora", "citeseer": "CiteSeer"}[name.lower()])
+            files = sorted(planetoid_root(None, g.name).glob(f"ind.{g.name.lower()}.*"))
+            desc = ""
+        spe = max(1, int(self.train_cfg.get("steps_per_epoch", 50)))
+        return PretrainData(_RepeatGraph(spe), files=files, description=desc, extra={"graph": g})
+
+    def model(self, data: PretrainData) -> GraphMAE:
+        g = data.extra["graph"]
+        model = build_model(g.num_features, self.recipe.get("model", {}))
+        data.extra["pg"] = model.prepare(g.x, g.edge_index)
+        return model
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        train = self.train_cfg
+        data.dataset.n = min(data.dataset.n, max_epochs)  # graph passes per Lightning epoch
+        task = _task_class()(model, float(train.get("lr", 1e-3)), float(train.get("weight_decay", 2e-4)), max_epochs,
+                             bool(train.get("scheduler", True)))
+        task.pg = data.extra["pg"]
+        self.epochs = max_epochs
+        return task
+
+    def loader(self, data: PretrainData, batch_size: int):
+        return torch.utils.data.DataLoader(data.dataset, batch_size=1)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        from fmzoo.core.training import fit, world_size
+
+        kw = dict(trainer_kwargs)
+        if world_size(kw) > 1:  # every step is the whole graph: there is no batch to share between processes
+            raise ValueError("GraphMAE on a node graph trains full-graph steps in one process: drop --devices/--num-nodes")
+        spe = len(loader.dataset)
+        kw.setdefault("log_every_n_steps", spe)
+        self.trainer = fit(task, loader, self.run_dir, max_epochs=math.ceil(max_epochs / spe), max_steps=max_epochs, **kw)
+        return self.trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        from fmzoo.core.training import training_seconds
+
+        metrics = {"pretrain_epochs": self.epochs, "pretrain_seconds": round(training_seconds(self.trainer), 1)}
+        g = data.extra["graph"]
+        # ``evaluate: {linear_probe: false}`` skips the probe; the user's graph (--data) has no probe split
+        if (self.recipe.get("evaluate") or {}).get("linear_probe", True) and g.y is not None:
+            from ..tasks.node_probe import node_linear_probe
+
+            with torch.no_grad():
+                emb = model.embed(g.x, g.edge_index)
+            probe = self.recipe.get("probe", {})
+            r = node_linear_probe(emb, g.y, g.train_mask, g.val_mask, g.test_mask, lr=float(probe.get("lr", 0.01)),
+                                  weight_decay=float(probe.get("weight_decay", 1e-4)),
+                                  epochs=int(probe.get("epochs", 300)), seed=self.seed)
+            metrics.update({f"linear_probe_{k}": v for k, v in r.items()})
+        return metrics
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = cora_card(self.recipe, metrics, self.seed)
+        if self.data_path is not None:
+            card["training_data"] = data.description
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        from fmzoo.core import sha256_file
+
+        return {"data_sha256": {Path(f).name: sha256_file(f) for f in data.files}}
 
 
 def cora_card(recipe: dict, metrics: dict, seed: int) -> dict:

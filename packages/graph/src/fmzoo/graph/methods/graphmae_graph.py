@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fmzoo.core.method import Method, PretrainData
 
 from ..models.graphmae_graph import GraphMAEGIN, collate_tu
 
@@ -61,34 +62,76 @@ def svm_eval(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(res)), float(np.std(res))
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Recipe entry point (``method: graphmae-graph``): MUTAG pretraining (plain loop: 60 steps in total, seconds
-    on a CPU, so ``--resume`` starts it again); provenance ``training`` has the shape of the Lightning paths'."""
-    from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.training import one_part_record
+class GraphMAEGraph(Method):
+    """Recipe ``method: graphmae-graph``: MUTAG (or the user's TU folder, ``--data DIR``) pretraining as a plain loop
+    (60 steps in total, seconds on a CPU, so ``--resume`` starts it again), then the paper's SVM evaluation;
+    provenance ``training`` has the shape of the Lightning paths'."""
 
-    from ..data.tu import load_mutag, tu_dir
+    citation = "Hou et al., GraphMAE, KDD 2022."
+    default_batch_size = 64
+    default_epochs = 20
 
-    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads (1)
-    graphs = load_mutag()
-    cfg = {**MUTAG_CFG, **recipe.get("model", {})}
-    tr = recipe.get("train", {})
-    model = GraphMAEGIN(graphs[0]["x"].shape[1], **cfg)
-    epochs = int(trainer_kwargs.get("max_epochs") or tr.get("max_epoch", 20))
-    batch_size = int(tr.get("batch_size", 64))
-    t0 = time.time()
-    losses = pretrain_graphs(model, graphs, epochs, float(tr.get("lr", 5e-4)), float(tr.get("weight_decay", 0.0)),
-                             batch_size)
-    training = one_part_record(time.time() - t0, epochs * math.ceil(len(graphs) / batch_size))  # steps: batches x epochs
-    x, y = graph_embeddings(model, graphs)
-    acc, std = svm_eval(x, y)
-    metrics = {"pretrain_epochs": epochs, "final_loss": losses[-1], "svm_accuracy": acc, "svm_fold_std": std,
-               "seconds": round(time.time() - t0, 1)}
-    files = sorted(tu_dir("MUTAG").glob("MUTAG_*.txt"))
-    card = mutag_card(seed, acc)
-    prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
-            "data_sha256": {f.name: sha256_file(f) for f in files}, "training": training}
-    return publish_run(model, Path(run_dir) / "checkpoint", card=card, provenance=prov)
+    def max_epochs(self) -> int:
+        return int(self.train_cfg.get("max_epoch", self.default_epochs))
+
+    def data(self) -> PretrainData:
+        from fmzoo.core import InputSpecError
+
+        from ..data.tu import load_tu, tu_dir
+
+        if self.data_path is not None:
+            path = self.data_path
+            names = sorted(p.name[: -len("_A.txt")] for p in path.glob("*_A.txt")) if path.is_dir() else []
+            if len(names) != 1:
+                raise InputSpecError(f"--data {path}: expected a TU-format directory (NAME_A.txt, "
+                                     "NAME_graph_indicator.txt, NAME_graph_labels.txt, NAME_node_labels.txt); found "
+                                     f"{len(names)} *_A.txt files")
+            name = names[0]
+            graphs = load_tu(name, path)
+            files = sorted(tu_dir(name, path).glob(f"{name}_*.txt"))
+            desc = (f"The user's TU dataset {name} ({path}): {len(graphs)} graphs, {graphs[0]['x'].shape[1]} one-hot "
+                    "node labels; graph labels unused during pretraining (used by the SVM evaluation).")
+        else:
+            graphs = load_tu("MUTAG")
+            files, desc = sorted(tu_dir("MUTAG").glob("MUTAG_*.txt")), ""
+        return PretrainData(graphs, files=files, description=desc)
+
+    def model(self, data: PretrainData) -> GraphMAEGIN:
+        return GraphMAEGIN(data.dataset[0]["x"].shape[1], **{**MUTAG_CFG, **self.recipe.get("model", {})})
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        return model
+
+    def loader(self, data: PretrainData, batch_size: int):
+        return data.dataset  # pretrain_graphs batches them, unshuffled (the official loader)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        from fmzoo.core.method import PlainRun
+        from fmzoo.core.training import one_part_record
+
+        tr, batch_size = self.train_cfg, self.global_batch()
+        self.t0, self.epochs = time.time(), max_epochs
+        self.losses = pretrain_graphs(task, loader, max_epochs, float(tr.get("lr", 5e-4)),
+                                      float(tr.get("weight_decay", 0.0)), batch_size)
+        steps = max_epochs * math.ceil(len(loader) / batch_size)  # batches x epochs
+        return PlainRun({}, one_part_record(time.time() - self.t0, steps))
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        x, y = graph_embeddings(model, data.dataset)
+        acc, std = svm_eval(x, y)
+        return {"pretrain_epochs": self.epochs, "final_loss": self.losses[-1], "svm_accuracy": acc,
+                "svm_fold_std": std, "seconds": round(time.time() - self.t0, 1)}
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = mutag_card(self.seed, metrics["svm_accuracy"])
+        if self.data_path is not None:
+            card["training_data"] = data.description
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        from fmzoo.core import sha256_file
+
+        return {"data_sha256": {Path(f).name: sha256_file(f) for f in data.files}}
 
 
 def mutag_card(seed: int, acc: float) -> dict:

@@ -6,12 +6,12 @@ MoleculeNet SMILES that are *not* in the downstream sets (see ``pretraining_smil
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from fmzoo.core.method import Method, PretrainData
 
 from ..data.molecules import collate, featurize, pretraining_smiles
 from ..models.gin import MolGIN, MolGraphMAEDecoder, mask_atoms
@@ -57,58 +57,90 @@ class _Graphs(torch.utils.data.Dataset):
         return self.graphs[i]
 
 
-def pretrain_loader(graphs, batch_size: int, trainer_kwargs: dict) -> tuple[torch.utils.data.DataLoader, int]:
-    """``(loader, optimizer steps per epoch)``. ``batch_size`` is the recipe's global batch: the loader holds this
-    process's share, the steps per epoch count global batches (last one partial, as the official loader)."""
-    from fmzoo.core.training import per_device_batch
+class GraphMAEMol(Method):
+    """Recipe ``method: graphmae-mol``: the MoleculeNet pretraining SMILES of the recipe's ``data`` section, or the
+    user's SMILES CSV (``--data FILE``: a column named smiles, else the first column; other columns ignored)."""
 
-    loader = torch.utils.data.DataLoader(_Graphs(graphs), batch_size=per_device_batch(batch_size, trainer_kwargs),
-                                         shuffle=True, collate_fn=collate, num_workers=0)
-    return loader, math.ceil(len(graphs) / batch_size)
+    citation = "Hou et al., GraphMAE, KDD 2022; Hu et al., Strategies for Pre-training Graph Neural Networks, ICLR 2020."
+    default_batch_size = 256
+    default_epochs = 2
 
+    def max_epochs(self) -> int:
+        return int(self.train_cfg.get("epochs", self.default_epochs))
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """Recipe entry point (``method: graphmae-mol``); returns ``run_dir/checkpoint`` (the MolGIN encoder)."""
-    from fmzoo.core import publish_run, sha256_file
-    from fmzoo.core.runtime import generator
-    from fmzoo.core.training import fit, training_seconds
+    def data(self) -> PretrainData:
+        from fmzoo.core import InputSpecError
+        from fmzoo.core.runtime import generator
 
-    from ..data.molecules import MOLECULENET, moleculenet_dir
+        from ..data.molecules import MOLECULENET, moleculenet_dir, read_csv
 
-    run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process and set the recipe's threads
-    data = recipe.get("data", {})
-    sources = list(data.get("sources", ["hiv", "toxcast", "lipophilicity", "esol", "freesolv"]))
-    exclude = list(data.get("exclude", ["bbbp", "bace", "clintox", "tox21", "sider"]))
-    t0 = time.time()
-    smiles = pretraining_smiles(exclude=exclude, sources=sources)
-    if data.get("max_molecules"):
-        g = generator(seed)
-        keep = torch.randperm(len(smiles), generator=g)[: int(data["max_molecules"])].sort().values.tolist()
-        smiles = [smiles[i] for i in keep]
-    graphs, _ = featurize(smiles, strict=False)
-    prep_s = time.time() - t0
-    m = recipe.get("model", {})
-    model = MolGIN(int(m.get("num_layer", 5)), int(m.get("emb_dim", 300)), m.get("JK", "last"),
-                   float(m.get("drop_ratio", 0.0)))
-    tr = recipe.get("train", {})
-    task = _task_class()(model, float(tr.get("lr", 1e-3)), float(tr.get("weight_decay", 0.0)),
-                         float(tr.get("mask_rate", 0.25)), float(tr.get("alpha_l", 1.0)))
-    kw = dict(trainer_kwargs)
-    loader, steps_per_epoch = pretrain_loader(graphs, int(tr.get("batch_size", 256)), kw)
-    epochs = int(kw.pop("max_epochs", None) or tr.get("epochs", 2))
-    trainer = fit(task, loader, run_dir, max_epochs=epochs, **kw)
-    train_s = training_seconds(trainer)
-    model.eval()
-    d = moleculenet_dir()
-    files = [d / MOLECULENET[n][0] for n in sources + exclude]
-    metrics = {"pretrain_molecules": len(graphs), "pretrain_epochs": epochs,
-               "pretrain_steps": epochs * steps_per_epoch,
-               "featurize_seconds": round(prep_s, 1), "pretrain_seconds": round(train_s, 1)}
-    card = mol_card(recipe, metrics)
-    prov = {"recipe": recipe, "seed": seed, "metrics": metrics, "data_files": [str(f) for f in files],
-            "data_sha256": {f.name: sha256_file(f) for f in files}}
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=prov, trainer=trainer)
+        cfg = self.recipe.get("data", {})
+        t0 = time.time()
+        if self.data_path is not None:
+            path = self.data_path
+            if not path.is_file():
+                raise InputSpecError(f"--data {path}: expected a CSV file with a SMILES column (named smiles, else "
+                                     "the first column)")
+            frame = read_csv(path)
+            col = {c.lower(): c for c in frame.columns}.get("smiles", frame.columns[0])
+            smiles, files = frame[col].tolist(), [path]
+        else:
+            sources = list(cfg.get("sources", ["hiv", "toxcast", "lipophilicity", "esol", "freesolv"]))
+            exclude = list(cfg.get("exclude", ["bbbp", "bace", "clintox", "tox21", "sider"]))
+            smiles = pretraining_smiles(exclude=exclude, sources=sources)
+            d = moleculenet_dir()
+            files = [d / MOLECULENET[n][0] for n in sources + exclude]
+        if cfg.get("max_molecules"):
+            g = generator(self.seed)
+            keep = torch.randperm(len(smiles), generator=g)[: int(cfg["max_molecules"])].sort().values.tolist()
+            smiles = [smiles[i] for i in keep]
+        # the user's file: a row RDKit cannot parse is an error naming the row; the MoleculeNet corpus skips them
+        graphs, _ = featurize(smiles, strict=self.data_path is not None)
+        self.prep_s = time.time() - t0
+        desc = ""
+        if self.data_path is not None:
+            desc = (f"The user's SMILES file {self.data_path}: {len(graphs)} molecules"
+                    + (f" (a seeded random subset of max_molecules {cfg['max_molecules']})" if cfg.get("max_molecules")
+                       else "") + ", read as unlabelled molecules (other columns unused).")
+        return PretrainData(_Graphs(graphs), files=files, description=desc, collate_fn=collate)
+
+    def model(self, data: PretrainData) -> MolGIN:
+        m = self.recipe.get("model", {})
+        return MolGIN(int(m.get("num_layer", 5)), int(m.get("emb_dim", 300)), m.get("JK", "last"),
+                      float(m.get("drop_ratio", 0.0)))
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        tr = self.train_cfg
+        self.epochs, self.steps_per_epoch = max_epochs, steps_per_epoch
+        return _task_class()(model, float(tr.get("lr", 1e-3)), float(tr.get("weight_decay", 0.0)),
+                             float(tr.get("mask_rate", 0.25)), float(tr.get("alpha_l", 1.0)))
+
+    def loader(self, data: PretrainData, batch_size: int):
+        # shuffled by the process's global generator (seeded by run_pretraining), as the official loader
+        return torch.utils.data.DataLoader(data.dataset, batch_size=batch_size, shuffle=True, collate_fn=collate,
+                                           num_workers=0)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        self.trainer = super().fit(task, loader, max_epochs, trainer_kwargs)
+        return self.trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        from fmzoo.core.training import training_seconds
+
+        return {"pretrain_molecules": len(data.dataset), "pretrain_epochs": self.epochs,
+                "pretrain_steps": self.epochs * self.steps_per_epoch,
+                "featurize_seconds": round(self.prep_s, 1), "pretrain_seconds": round(training_seconds(self.trainer), 1)}
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = mol_card(self.recipe, metrics)
+        if self.data_path is not None:
+            card["training_data"] = data.description
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        from fmzoo.core import sha256_file
+
+        return {"data_sha256": {Path(f).name: sha256_file(f) for f in data.files}}
 
 
 def mol_card(recipe: dict, metrics: dict, results: list | None = None) -> dict:
