@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fmzoo.core import load_recipe
+from fmzoo.core.pretrain import run_pretraining
 from fmzoo.tabular.data.adult import load_adult
 from fmzoo.tabular.models.tjepa import TJEPA
 
@@ -50,7 +51,7 @@ def main() -> None:
         tjepa_method.dataset_loader = lambda name: (lambda: every_row)
         recipe = load_recipe("tjepa-adult-cpu")
         recipe.pop("evaluate", None)
-        ckpt = tjepa_method.pretrain(recipe, Path(args.out), {})
+        ckpt = run_pretraining(recipe, Path(args.out), {})  # the tjepa Method reads the patched dataset_loader
     print(f"pretrained on {len(X)} rows in {time.time() - start:.0f} s -> {ckpt}", flush=True)
     downstream.dataset_loader = lambda name: (lambda: readme_split)
     model = TJEPA.from_pretrained(str(ckpt))

@@ -229,20 +229,21 @@ def test_official_trunc_normal_init_keeps_deep_target_latents_apart(data_root):
 
 
 def test_pretraining_writes_the_recipes_evaluation_into_the_card(data_root, tmp_path, monkeypatch):
-    """A recipe's `evaluate` block runs after pretraining (methods.tjepa.pretrain, wired to tasks by the plugin:
-    methods never import tasks); its rows go into the card and the provenance's metrics."""
+    """A recipe's `evaluate` block runs after pretraining (TJEPAPretraining.evaluate, through the core's Method
+    pipeline); its rows go into the card and the provenance's metrics. Unknown recipe keys are refused up front."""
     import json
 
     import fmzoo.tabular.tasks.downstream as downstream
+    from fmzoo.core import RecipeError
     from fmzoo.core.pretrain import run_pretraining
-    from fmzoo.tabular.methods.tjepa import pretrain
 
     recipe = {"name": "tiny", "method": "tjepa", "dataset": "adult", "seed": 0, "max_rows": 256,
               "model": dict(dim=8, depth=1, heads=2, ff_dim=16, pred_dim=8, pred_depth=1, pred_heads=2, pred_ff_dim=16),
               "trainer": {"max_epochs": 1, "batch_size": 128},
               "evaluate": {"seeds": [0, 1], "heads": ["linear"], "max_epochs": 3, "label_fractions": [None, 0.01]}}
-    with pytest.raises(ValueError, match="has an 'evaluate' block but no evaluation was passed"):
-        pretrain(recipe, tmp_path / "direct", {})
+    with pytest.raises(RecipeError, match="unknown key.*optimizer"):
+        run_pretraining({**recipe, "optimizer": {"lr": 1e-3}}, tmp_path / "typo", {})
+    assert not (tmp_path / "typo" / "checkpoint").exists()
     seen = []
 
     def protocol(model, dataset, **kw):  # the frozen protocol itself is tested through the tables
@@ -254,5 +255,45 @@ def test_pretraining_writes_the_recipes_evaluation_into_the_card(data_root, tmp_
     ckpt = run_pretraining(recipe, tmp_path / "run", {"progress": False})
     assert seen == [{"dataset": "adult", "n_features": 14, "seeds": [0, 1], "heads": ["linear"], "max_epochs": 3,
                      "label_fractions": [None, 0.01]}]
-    assert json.loads((ckpt / "provenance.json").read_text())["metrics"]["Linear probe on T-JEPA representations/accuracy"] == 0.5
+    provenance = json.loads((ckpt / "provenance.json").read_text())
+    assert provenance["metrics"]["Linear probe on T-JEPA representations/accuracy"] == 0.5
+    assert provenance["seeds"] == [0] and "seed" not in provenance and provenance["epochs"] == 1
+    assert provenance["steps"] == 2
     assert "accuracy (Linear probe on T-JEPA representations)" in (ckpt / "README.md").read_text()
+
+
+def test_fmzoo_pretrain_on_a_users_csv(data_root, tmp_path, monkeypatch):
+    """`fmzoo pretrain RECIPE --data rows.csv`: the schema is fitted from the user's rows (the recipe's data.target
+    column dropped), the card says what was seen, the model names no dataset, and the recipe's evaluate block (on
+    its own dataset) is skipped and recorded as such."""
+    import json
+
+    import fmzoo.tabular.tasks.downstream as downstream
+    import yaml
+    from fmzoo.core.cli import main
+    from fmzoo.core.pretrain import run_pretraining
+    from fmzoo.tabular.data.adult import TARGET
+
+    X, y = load_adult()["train"]
+    rows = X.iloc[:96, :5].assign(**{TARGET: y[:96]})  # 5 real Adult columns and the target
+    csv = tmp_path / "mine.csv"
+    rows.to_csv(csv, index=False)
+    recipe = {"name": "tiny-csv", "method": "tjepa", "dataset": "adult", "seed": 0, "data": {"target": TARGET},
+              "model": dict(dim=8, depth=1, heads=2, ff_dim=16, pred_dim=8, pred_depth=1, pred_heads=2, pred_ff_dim=16),
+              "trainer": {"max_epochs": 1, "batch_size": 64}, "evaluate": {"seeds": [0], "heads": ["linear"]}}
+    (tmp_path / "tiny-csv.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.setattr(downstream, "compare_on_dataset", lambda *a, **k: pytest.fail("evaluated on adult"))
+    assert main(["pretrain", str(tmp_path / "tiny-csv.yaml"), "--data", str(csv), "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    ckpt = tmp_path / "run" / "checkpoint"
+    model = TJEPA.from_pretrained(str(ckpt))
+    assert model.input_spec["order"] == [str(c) for c in X.columns[:5]] and model.input_spec["dataset"] is None
+    provenance = json.loads((ckpt / "provenance.json").read_text())
+    assert [f["path"] for f in provenance["data_files"]] == [str(csv)] and provenance["data_path"] == str(csv) and provenance["seeds"] == [0]
+    assert provenance["evaluation"].startswith("skipped")
+    card = (ckpt / "README.md").read_text()
+    assert f"mine.csv: 96 rows, 5 feature columns, target column {TARGET!r} dropped" in card
+    with pytest.raises(InputSpecError, match="data.target 'label' is not a column"):
+        run_pretraining({**recipe, "data": {"target": "label"}}, tmp_path / "bad", {}, data_path=csv)
+    with pytest.raises(InputSpecError, match="expected a CSV file"):
+        run_pretraining(recipe, tmp_path / "bad", {}, data_path=tmp_path / "missing.csv")

@@ -1,14 +1,14 @@
-"""T-JEPA pretraining as a Lightning task on the core's SSLTask, and the recipe entry point."""
+"""T-JEPA pretraining as a Lightning task on the core's SSLTask, and the ``tjepa`` recipe method (a core ``Method``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fmzoo.core import publish_run
+from fmzoo.core import InputSpecError
+from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.registry import dataset_loader
-from fmzoo.core.runtime import generator
-from fmzoo.core.training import SSLTask, fit, per_device_batch
-from torch.utils.data import DataLoader, TensorDataset
+from fmzoo.core.training import SSLTask
+from torch.utils.data import TensorDataset
 
 from ..models.tjepa import TJEPA, FeatureMaskSampler
 from ..spec import TabularSchema
@@ -47,58 +47,120 @@ def build_model(schema: TabularSchema, model_cfg: dict, dataset: str | None = No
     return model
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict, evaluate=None) -> Path:
-    """Pretrain T-JEPA on the training split of ``recipe["dataset"]`` (the test split is never seen).
+class TJEPAPretraining(Method):
+    """The ``tjepa`` recipe method: pretrain T-JEPA on the training split of ``recipe["dataset"]`` (the test split
+    is never seen), or on the rows of ``fmzoo pretrain RECIPE --data PATH`` (a CSV file with a header row; a directory
+    holding train.csv: that file). A recipe's ``data.target`` names a target column to drop from the user's CSV; every
+    other column is a feature, and the schema (columns, categories, scaling) is fitted from these rows.
 
-    A recipe's ``evaluate`` block is run, after the checkpoint is saved, by ``evaluate(model, recipe) -> rows``
-    ({name, metric, mean, std, setting}), whose rows go into the card and the provenance's metrics. That
-    evaluation is a downstream task: the package's plugin passes ``tasks.downstream.recipe_evaluation`` (methods
-    never import tasks). Seeds and threads are set around this function by ``fmzoo.core.pretrain.run_pretraining``."""
-    if recipe.get("evaluate") and evaluate is None:
-        raise ValueError(f"recipe {recipe.get('name')!r} has an 'evaluate' block but no evaluation was passed: run it "
-                         "with `fmzoo pretrain` (fmzoo.core.pretrain.run_pretraining), or drop the block")
-    run_dir = Path(run_dir)
-    data = dataset_loader(recipe["dataset"])()
-    X, _ = data["train"]
-    if recipe.get("max_rows"):  # a seeded subset, for smoke tests and tiny runs
-        import numpy as np
+    Recipe sections: ``model`` (``TJEPA`` arguments), ``mask`` (``FeatureMaskSampler``), ``optim`` (lr, weight decay,
+    ``warmup_epochs``, ``ema_start`` / ``ema_end``), ``trainer`` (``batch_size`` = the global batch, ``max_epochs``,
+    other ``fit`` arguments), ``max_rows`` (a seeded subset of the rows, for smoke tests) and ``evaluate`` (the frozen
+    protocol of ``tasks.downstream.recipe_evaluation`` on the recipe's dataset, after training; its rows go into the
+    card and the provenance's metrics; not run with ``--data``, whose schema is not the dataset's)."""
 
-        keep = np.sort(np.random.default_rng(int(recipe.get("seed", 0))).permutation(len(X))[: int(recipe["max_rows"])])
-        X = X.iloc[keep].reset_index(drop=True)
-    schema = TabularSchema.fit(X)
-    x_num, x_cat = schema.transform(X)
-    model = build_model(schema, recipe.get("model", {}), recipe["dataset"])
-    train_cfg = dict(recipe.get("trainer", {}))
-    global_batch = int(train_cfg.pop("batch_size", 512))
-    batch_size = per_device_batch(global_batch, {**train_cfg, **trainer_kwargs})  # this process's share
-    max_epochs = int(trainer_kwargs.pop("max_epochs", train_cfg.pop("max_epochs", 300)))
-    steps_per_epoch = -(-len(x_num) // global_batch)
-    optim = dict(recipe.get("optim", {}))
-    warmup_epochs = optim.pop("warmup_epochs", 0)
-    ema = (optim.pop("ema_start", 0.996), optim.pop("ema_end", 1.0))
-    task = TJEPATask(model, mask=recipe.get("mask", {}), ema=ema, warmup_steps=int(warmup_epochs * steps_per_epoch), **optim)
-    gen = generator(int(recipe.get("seed", 0)))
-    loader = DataLoader(TensorDataset(x_num, x_cat), batch_size=batch_size, shuffle=True, generator=gen, drop_last=len(x_num) > batch_size)
-    trainer = fit(task, loader, run_dir, max_epochs=max_epochs, **{**train_cfg, **trainer_kwargs})
-    if trainer.global_rank != 0:
-        return run_dir / "checkpoint"
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    card = dict(recipe.get("card", {}))
-    card.setdefault("title", f"T-JEPA on {recipe['dataset']} ({recipe['name']})")
-    card.setdefault("citation", CITATION)
-    provenance = {
-        "recipe": recipe,
-        "data_files": [str(f) for f in data["files"]],
-        "seeds": [int(recipe.get("seed", 0))],
-        "metrics": metrics,
-        "epochs": max_epochs,
-        "steps": int(trainer.global_step),
-    }
-    out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)  # saved before evaluating
-    if recipe.get("evaluate"):
-        for r in evaluate(model, recipe):
+    recipe_sections = ("mask", "optim", "trainer", "max_rows")
+    citation = CITATION
+    default_batch_size = 512
+    default_epochs = 300
+
+    @property
+    def trainer_cfg(self) -> dict:
+        return dict(self.recipe.get("trainer") or {})
+
+    def global_batch(self) -> int:
+        return int(self.trainer_cfg.get("batch_size", self.default_batch_size))
+
+    def max_epochs(self) -> int:
+        return int(self.trainer_cfg.get("max_epochs", self.default_epochs))
+
+    def _rows(self):
+        """The table pretrained on, its files and a sentence saying what it is."""
+        if self.data_path is None:
+            data = dataset_loader(self.recipe["dataset"])()
+            X, _ = data["train"]
+            return X, list(data["files"]), ""
+        import pandas as pd
+
+        path = Path(self.data_path)
+        source = path / "train.csv" if path.is_dir() else path
+        if not source.is_file():
+            raise InputSpecError(f"--data {path}: expected a CSV file with a header row (one table row per line), or a "
+                                 "directory holding train.csv; not found")
+        try:
+            X = pd.read_csv(source)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise InputSpecError(f"--data {source}: expected a CSV file with a header row; {e}") from None
+        target = (self.recipe.get("data") or {}).get("target")
+        if target is not None:
+            if target not in X.columns:
+                raise InputSpecError(f"--data {source}: the recipe's data.target {target!r} is not a column; "
+                                     f"columns: {list(X.columns)}")
+            X = X.drop(columns=[target])
+        if len(X) == 0 or X.shape[1] == 0:
+            raise InputSpecError(f"--data {source}: expected a header row and at least one row of feature columns; got "
+                                 f"{X.shape[1]} column(s) and {len(X)} row(s)")
+        dropped = f", target column {target!r} dropped" if target is not None else ""
+        return X, [source], f"{source.name}: {{rows}} rows, {X.shape[1]} feature columns{dropped} ({{kinds}})"
+
+    def data(self) -> PretrainData:
+        X, files, description = self._rows()
+        if self.recipe.get("max_rows"):  # a seeded subset, for smoke tests and tiny runs
+            import numpy as np
+
+            keep = np.sort(np.random.default_rng(self.seed).permutation(len(X))[: int(self.recipe["max_rows"])])
+            X = X.iloc[keep].reset_index(drop=True)
+        schema = TabularSchema.fit(X)
+        x_num, x_cat = schema.transform(X)
+        if description:
+            kinds = f"{len(schema.numerical)} numerical, {len(schema.categorical)} categorical"
+            description = description.format(rows=f"{len(X):,}", kinds=kinds)
+        return PretrainData(TensorDataset(x_num, x_cat), files=files, description=description, extra={"schema": schema})
+
+    def model(self, data: PretrainData) -> TJEPA:
+        # a model pretrained on the user's rows names no dataset: downstream tasks then ask for --data
+        return build_model(data.extra["schema"], self.recipe.get("model", {}),
+                           self.recipe["dataset"] if self.data_path is None else None)
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        optim = dict(self.recipe.get("optim", {}))
+        warmup_epochs = optim.pop("warmup_epochs", 0)
+        ema = (optim.pop("ema_start", 0.996), optim.pop("ema_end", 1.0))
+        return TJEPATask(model, mask=self.recipe.get("mask", {}), ema=ema,
+                         warmup_steps=int(warmup_epochs * steps_per_epoch), **optim)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        extra = {k: v for k, v in self.trainer_cfg.items() if k not in ("batch_size", "max_epochs")}
+        self._trainer = super().fit(task, loader, max_epochs, {**extra, **trainer_kwargs})
+        return self._trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        self._results = []
+        if not self.recipe.get("evaluate") or self.data_path is not None:
+            return {}
+        from ..tasks.downstream import recipe_evaluation
+
+        metrics = {}
+        for r in recipe_evaluation(model, self.recipe):
             metrics[f"{r['name']}/{r['metric']}"] = r["mean"]
-            card.setdefault("results", []).append(
-                {"metric": f"{r['metric']} ({r['name']})", "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})
-        out = publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)
-    return out
+            self._results.append({"metric": f"{r['metric']} ({r['name']})",
+                                  "value": f"{r['mean']:.4f} ± {r['std']:.4f}", "setting": r["setting"]})
+        return metrics
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = dict(self.recipe.get("card", {}))
+        source = self.recipe["dataset"] if self.data_path is None else Path(self.data_path).name
+        card.setdefault("title", f"T-JEPA on {source} ({self.recipe['name']})")
+        card.setdefault("citation", CITATION)
+        if self.data_path is not None:
+            card["training_data"] = data.description
+        for row in getattr(self, "_results", []):
+            card.setdefault("results", []).append(row)
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        extra = {"steps": int(self._trainer.global_step)}
+        if self.data_path is not None and self.recipe.get("evaluate"):
+            extra["evaluation"] = ("skipped: the recipe's evaluate block measures on its dataset "
+                                   f"{self.recipe.get('dataset')!r}, whose columns are not this model's (--data)")
+        return extra

@@ -7,7 +7,9 @@ the T-JEPA encoder and the head fine-tuned together.
 
 Inputs are checked against the checkpoint's feature schema (names, types, categories): a missing,
 extra or renamed column, a wrong dtype, an unseen category or a NaN raises InputSpecError naming
-the column. ``extra="ignore"`` drops unexpected columns instead.
+the column. ``extra="ignore"`` drops unexpected columns instead. Datetime, duration and complex columns are
+refused (convert them to numbers first), as are a ``val_fraction`` outside (0, 1), a classifier's y with NaN or
+with continuous values (use TJEPARegressor), and a regressor's y with NaN, infinities or non-numbers.
 """
 
 from __future__ import annotations
@@ -41,13 +43,20 @@ class _TJEPAEstimator:
         return self.model_
 
     def _frame(self, X) -> pd.DataFrame:
-        if isinstance(X, pd.DataFrame):
-            return X
-        schema = self._model().input_spec or {}
-        X = np.asarray(X, dtype=object)
-        if X.ndim != 2 or X.shape[1] != len(schema.get("order", [])):
-            raise InputSpecError(f"expected a DataFrame or a 2-D array with columns {schema.get('order')}, got shape {X.shape}")
-        return pd.DataFrame(X, columns=schema["order"]).infer_objects()
+        if not isinstance(X, pd.DataFrame):
+            schema = self._model().input_spec or {}
+            X = np.asarray(X, dtype=object)
+            if X.ndim != 2 or X.shape[1] != len(schema.get("order", [])):
+                raise InputSpecError(f"expected a DataFrame or a 2-D array with columns {schema.get('order')}, got shape {X.shape}")
+            X = pd.DataFrame(X, columns=schema["order"]).infer_objects()
+        for col in X.columns:
+            dtype = X[col].dtype
+            if (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+                    or pd.api.types.is_complex_dtype(dtype)):
+                raise InputSpecError(f"column {col!r}: expected real numbers or categories (strings), got dtype "
+                                     f"{dtype}; convert datetimes and durations to numbers first (e.g. days since "
+                                     "a date)")
+        return X
 
     def transform(self, X) -> np.ndarray:
         """The frozen T-JEPA representation of each row."""
@@ -64,9 +73,13 @@ class _TJEPAEstimator:
         return np.asarray(y)
 
     def fit(self, X, y):
+        v = self.val_fraction
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0 < v < 1:
+            raise InputSpecError("val_fraction: expected a number strictly between 0 and 1 (the share of rows held "
+                                 f"out for early stopping), got {v!r}")
+        y = self._prepare_y(y)
         inputs = self._columns(X) if self.finetune else self.transform(X)
         n = len(inputs[0]) if self.finetune else len(inputs)
-        y = self._prepare_y(y)
         if len(y) != n:
             raise InputSpecError(f"X has {n} rows but y has {len(y)}")
         tr, va = split_validation(n, self.val_fraction, self.seed)
@@ -98,7 +111,17 @@ class TJEPAClassifier(_TJEPAEstimator):
     task = "classification"
 
     def _prepare_y(self, y):
-        self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
+        y = np.asarray(y)
+        missing = pd.isna(y) if y.ndim == 1 else np.zeros(0, bool)
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise InputSpecError(f"y: expected a class label for every row, got NaN/None at row {row}")
+        if y.dtype.kind == "f" and len(y):
+            n_unique = len(np.unique(y))
+            if not np.all(y == np.round(y)) and n_unique > 0.5 * len(y):
+                raise InputSpecError(f"y: expected class labels, got continuous values ({n_unique} distinct floats in "
+                                     f"{len(y)} rows); use TJEPARegressor for a numerical target")
+        self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise InputSpecError("y has a single class; a classifier needs at least two")
         return codes
@@ -115,9 +138,17 @@ class TJEPARegressor(_TJEPAEstimator):
     task = "regression"
 
     def _prepare_y(self, y):
-        y = np.asarray(y, dtype=np.float64)
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputSpecError("y: expected real numbers for regression, got values like "
+                                 f"{np.asarray(y).ravel()[:3].tolist()}") from None
         if np.isnan(y).any():
-            raise InputSpecError("y contains NaN")
+            row = int(np.flatnonzero(np.isnan(y))[0])
+            raise InputSpecError(f"y contains NaN at row {row}; expected a finite number for every row")
+        if np.isinf(y).any():
+            row = int(np.flatnonzero(np.isinf(y))[0])
+            raise InputSpecError(f"y: expected finite numbers, got an infinity at row {row}")
         self.y_mean_, self.y_std_ = float(y.mean()), float(y.std() or 1.0)
         return (y - self.y_mean_) / self.y_std_
 
