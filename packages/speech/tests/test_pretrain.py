@@ -4,8 +4,9 @@ import json
 
 import pytest
 import yaml
-from fmzoo.core import load_recipe
+from fmzoo.core import RecipeError, load_recipe
 from fmzoo.core.pretrain import run_pretraining
+from fmzoo.core.registry import method_class
 from fmzoo.speech.plugin import plugin
 
 TINY_W2V = dict(conv_dim=[16, 16, 16, 16, 16, 16, 16], hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -29,6 +30,7 @@ def test_pretrain_writes_a_checkpoint_with_provenance(tmp_path, method):
     cfg = json.loads((ckpt / "config.json").read_text())
     prov = json.loads((ckpt / "provenance.json").read_text())
     assert cfg["architecture"] == cls and prov["metrics"]["steps"] == 2
+    assert prov["seeds"] == [0] and "seed" not in prov and prov["epochs"] == 1  # the core's provenance
     assert prov["data_files"][0]["path"].endswith("(train split: 40 clips)")
     assert "FSDD train split only" in prov["audio_seen"]
     from fmzoo.core import from_pretrained
@@ -40,14 +42,71 @@ def test_pretrain_writes_a_checkpoint_with_provenance(tmp_path, method):
     assert (ckpt / "model.safetensors").stat().st_size > 0
 
 
+@pytest.mark.parametrize("name", ["wav2vec2-small", "tera-small"])
+def test_unknown_recipe_key_is_an_error_naming_it(tmp_path, name):
+    recipe = load_recipe(name)
+    with pytest.raises(RecipeError, match="unknown key.*optimizer"):  # a misspelt 'optim' must not be ignored
+        run_pretraining({**recipe, "optimizer": {"lr": 1.0}}, tmp_path / "run", {"progress": False})
+    if name == "wav2vec2-small":  # TERA's alteration policy is not a wav2vec 2.0 setting
+        with pytest.raises(RecipeError, match="unknown key.*policy"):
+            run_pretraining({**recipe, "policy": {"mask_proportion": 0.1}}, tmp_path / "run", {"progress": False})
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_cli_pretrain_on_a_folder_of_wav_files(tmp_path):
+    """``fmzoo pretrain RECIPE --data FOLDER``: real FSDD clips copied into a user's folder (one in a subfolder, at
+    their own 8 kHz) replace the recipe's dataset; the card and provenance say what was seen."""
+    import shutil
+
+    from fmzoo.core import from_pretrained
+    from fmzoo.core.cli import main
+    from fmzoo.speech.data.fsdd import list_fsdd
+
+    items = list_fsdd("train")[::300][:8]
+    (tmp_path / "mine" / "more").mkdir(parents=True)
+    for i, it in enumerate(items):
+        shutil.copy(it.path, tmp_path / "mine" / ("more" if i == 0 else "") / f"clip{i}.wav")
+    (tmp_path / "mine" / "notes.txt").write_text("not audio: skipped")
+    recipe = {"name": "t", "method": "tera", "seed": 0, "threads": 1, "epochs": 1, "batch_size": 2,
+              "model": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                        "cmvn": "global"}, "data": {"segment_seconds": 0.5, "segments_per_epoch": 4},
+              "card": {"title": "tiny TERA on my clips"}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.warns(UserWarning, match="8 of 8 files resampled to 16000 Hz"):
+        assert main(["pretrain", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--data",
+                     str(tmp_path / "mine"), "--no-progress"]) == 0
+    ckpt = tmp_path / "run" / "checkpoint"
+    prov = json.loads((ckpt / "provenance.json").read_text())
+    assert prov["data_path"].endswith("mine") and prov["seeds"] == [0] and prov["metrics"]["steps"] == 2
+    assert sorted(f["path"].rsplit("/", 1)[-1] for f in prov["data_files"]) == [f"clip{i}.wav" for i in range(8)]
+    assert all(len(f["sha256"]) == 64 for f in prov["data_files"])
+    assert prov["audio_seen"].startswith("8 WAV files of mine (the user's own audio") and "FSDD" not in prov["audio_seen"]
+    card = (ckpt / "README.md").read_text()
+    assert "8 WAV files of mine (the user's own audio" in card and "tiny TERA on my clips" in card
+    assert float(from_pretrained(ckpt).cmvn_std.min()) > 0  # global CMVN from the user's clips
+
+
+def test_pretrain_data_path_refusals(tmp_path):
+    from fmzoo.core import InputSpecError
+
+    recipe = {**load_recipe("wav2vec2-small"), "epochs": 1}
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a.flac").write_bytes(b"")
+    for path, match in [(tmp_path / "empty", "no .wav files"), (tmp_path / "nope", "no such folder"),
+                        (tmp_path / "a.flac", "expected a folder of WAV files")]:
+        with pytest.raises(InputSpecError, match=match):
+            run_pretraining(recipe, tmp_path / "run", {"progress": False}, data_path=path)
+
+
 def test_plugin_recipes_and_table():
     p = plugin()
-    assert set(p.models) == {"Wav2Vec2", "TERA"} and set(p.pretrain) == {"wav2vec2", "tera"}
+    assert set(p.models) == {"Wav2Vec2", "TERA"} and set(p.methods) == {"wav2vec2", "tera"} and not p.pretrain
     names = {f.stem for f in p.recipes_dir.glob("*.yaml")}
     assert {"wav2vec2-small", "wav2vec2-base", "tera-small", "tera-base"} <= names
     for f in p.recipes_dir.glob("*.yaml"):
         r = load_recipe(str(f))
-        assert r["method"] in p.pretrain and r["name"] == f.stem
+        assert r["method"] in p.methods and r["name"] == f.stem
+        method_class(r["method"]).validate(r)  # every shipped recipe's keys are known to its Method
     table = yaml.safe_load((p.tables_dir / "speech-fsdd.yaml").read_text())
     assert table["table"] == "speech-fsdd" and "speech-fsdd" in p.table_runners
     assert {r["init"] for r in table["rows"]} == {"scratch", "pretrained"}

@@ -19,7 +19,7 @@ from fmzoo.core.errors import InputSpecError
 
 from ..spec import AudioSpec, ResampleWarning, load_audio
 
-__all__ = ["LabelledAudio", "load_labelled_folder", "FORMAT"]
+__all__ = ["LabelledAudio", "load_labelled_folder", "load_audio_folder", "audio_files", "FORMAT"]
 
 FORMAT = ("a folder of audio files (WAV) with labels.csv: header file,label[,split] (split: train|test; "
           "without it 20% of every class is held out; --target NAME: another label column), files relative to the "
@@ -89,6 +89,50 @@ def _stratified_test(y: np.ndarray) -> np.ndarray:
     return test
 
 
+def _read_clips(paths: list[Path], spec, where: Path) -> tuple[list, int, int]:
+    """Every clip read and checked with the spec (:func:`load_audio`) and resampled to its rate, with one
+    ResampleWarning for all of them: (waveforms, number resampled, the rate)."""
+    wavs = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResampleWarning)
+        for p in paths:
+            wavs.append(load_audio(p, spec))
+    resampled = sum(issubclass(w.category, ResampleWarning) for w in caught)
+    rate = (spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)).sample_rate
+    if resampled:
+        warnings.warn(f"{where}: {resampled} of {len(paths)} files resampled to {rate} Hz", ResampleWarning, stacklevel=3)
+    for w in caught:  # anything other than resampling is passed on
+        if not issubclass(w.category, ResampleWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return wavs, resampled, rate
+
+
+def audio_files(path: str | Path) -> list[Path]:
+    """The WAV files of an unlabelled folder (searched recursively, in sorted order) or a single WAV file:
+    the ``--data PATH`` of ``fmzoo pretrain`` (no labels needed)."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() != ".wav":
+            raise InputSpecError(f"{path}: expected a folder of WAV files (or one .wav file), got a {path.suffix!r} file")
+        return [path]
+    if not path.is_dir():
+        raise InputSpecError(f"{path}: no such folder; expected a folder of WAV files")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".wav")
+    if not files:
+        raise InputSpecError(f"{path}: no .wav files in the folder (searched recursively); expected a folder of WAV files")
+    return files
+
+
+def load_audio_folder(path: str | Path, spec: AudioSpec | dict | None = None) -> tuple[list, list[Path], str]:
+    """An unlabelled folder of WAV files (see :func:`audio_files`), every clip read as in
+    :func:`load_labelled_folder`: (waveforms, files, a sentence saying what was read)."""
+    files = audio_files(path)
+    wavs, resampled, rate = _read_clips(files, spec, Path(path))
+    seconds = sum(w.numel() for w in wavs) / rate
+    return wavs, files, (f"{len(files)} WAV files of {Path(path).name} (the user's own audio, {seconds:.1f} s; "
+                         f"{resampled} resampled to {rate} Hz)")
+
+
 def load_labelled_folder(path: str | Path, spec: AudioSpec | dict | None = None, label: str | None = None) -> LabelledAudio:
     """The clips and labels of a folder (see the module docstring); ``label``: the label column (default ``label``)."""
     path = Path(path)
@@ -113,18 +157,7 @@ def load_labelled_folder(path: str | Path, spec: AudioSpec | dict | None = None,
         listed = ", ".join(f"{f!r} (line {i})" for i, f in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise InputSpecError(f"{csv_path.name}: no audio file {listed} in {folder}: {len(missing)} of {len(rows)} "
                              "files named in the CSV are missing; expected every file path relative to the CSV's folder")
-    wavs = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResampleWarning)
-        for r in rows:
-            wavs.append(load_audio(folder / r["file"], spec))
-    resampled = sum(issubclass(w.category, ResampleWarning) for w in caught)
-    rate = (spec if isinstance(spec, AudioSpec) else AudioSpec.from_dict(spec)).sample_rate
-    if resampled:
-        warnings.warn(f"{folder}: {resampled} of {len(rows)} files resampled to {rate} Hz", ResampleWarning, stacklevel=2)
-    for w in caught:  # anything other than resampling is passed on
-        if not issubclass(w.category, ResampleWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    wavs, resampled, rate = _read_clips([folder / r["file"] for r in rows], spec, folder)
     # each split ordered by length (stable), so that batches of neighbours pad little
     idx_tr, idx_te = (sorted(np.flatnonzero(sel), key=lambda i: wavs[i].numel()) for sel in (~test, test))
     if len(idx_tr) == 0 or len(idx_te) == 0:

@@ -1,18 +1,20 @@
-"""Shared pretraining loop for the speech methods: FSDD-train segments (plus, if the recipe asks, synthesized
-speech), Lightning fit, publish_run."""
+"""What the speech methods share: FSDD-train segments (plus, if the recipe asks, synthesized speech, or the user's
+own folder of WAV files), the segment loader and the ``SpeechMethod`` base on ``fmzoo.core.Method``."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
-from fmzoo.core import publish_run
+from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.training import fit, per_device_batch, training_seconds
 from torch.utils.data import DataLoader
 
+from ..data.folder import load_audio_folder
 from ..data.fsdd import SegmentDataset, load_fsdd, manifest_entry
 from ..data.synth import SynthConfig, build_corpus, corpus_manifest_entry, load_corpus
 
@@ -82,24 +84,93 @@ def segment_loader(recipe: dict, audio: PretrainAudio, sample_rate: int, transfo
     return ds, loader, seg, batch, n_seg // batch  # drop_last: full global batches only
 
 
-def run_and_publish(task, model, recipe: dict, run_dir: Path, trainer_kwargs: dict, ds, loader, seg: int,
-                    batch: int, audio: PretrainAudio, grad_clip=None) -> Path:
-    kw = dict(trainer_kwargs)
-    epochs = int(kw.pop("max_epochs", recipe.get("epochs", 10)))
-    kw.setdefault("callbacks", []).append(EpochSeed(ds))
-    trainer = fit(task, loader, run_dir, max_epochs=epochs, gradient_clip_val=grad_clip, **kw)
-    secs = training_seconds(trainer)
-    sr = model.input_spec["sample_rate"]
-    steps = int(task.global_step)
-    audio_seconds = steps * batch * seg / sr
-    model.eval()
-    metrics = {"train_seconds": round(secs, 1), "steps": steps, "epochs": epochs,
-               "audio_seconds_seen": round(audio_seconds, 1),
-               "audio_seconds_per_second": round(audio_seconds / max(secs, 1e-9), 2),
-               "torch_threads": torch.get_num_threads()}
-    ckpt = publish_run(model, Path(run_dir) / "checkpoint", card=dict(recipe.get("card", {})),
-                       provenance={"recipe": recipe, "seed": int(recipe.get("seed", 0)),
-                                   "data_files": audio.data_files, "metrics": metrics,
-                                   "audio_seen": audio.audio_seen}, trainer=trainer)
-    (Path(run_dir) / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
-    return ckpt
+class SpeechMethod(Method):
+    """What both speech methods share on top of ``fmzoo.core.Method``: recipes keep ``batch_size`` (the global
+    batch) and ``epochs`` at the top level and the optimiser values under ``optim``; the model is built first (its
+    input spec sets the rate the audio is read at, and its initialisation draws from the seeded global stream before
+    anything else, as the functions this replaces did); the segment loader is unshuffled (segments are drawn on the
+    fly from (seed, epoch, index)) and keeps full global batches; the metrics are the run's time and audio seen.
+
+    ``--data PATH``: a folder of WAV files (recursive; or one .wav file) replaces the recipe's dataset (FSDD and any
+    synthesized speech); the clips are read and resampled as the downstream hooks read a labelled folder."""
+
+    recipe_sections = ("epochs", "batch_size", "optim")
+    default_seconds: ClassVar[float] = 2.0  # segment length without data.segment_seconds
+    default_grad_clip: ClassVar[float | None] = None  # without optim.grad_clip
+    default_epochs = 10
+
+    def build_model(self):
+        raise NotImplementedError
+
+    def transform(self, model):
+        raise NotImplementedError
+
+    def global_batch(self) -> int:
+        return int(self.recipe.get("batch_size", self.default_batch_size))
+
+    def max_epochs(self) -> int:
+        return int(self.recipe.get("epochs", self.default_epochs))
+
+    @property
+    def optim(self) -> dict:
+        return dict(self.recipe.get("optim") or {})
+
+    def data(self) -> PretrainData:
+        model = self.build_model()
+        if self.data_path is None:
+            audio = pretraining_audio(self.recipe, model.input_spec, self.run_dir)
+        else:
+            wavs, files, what = load_audio_folder(self.data_path, model.input_spec)
+            seconds = float(self.recipe.get("data", {}).get("segment_seconds", self.default_seconds))
+            audio = PretrainAudio(wavs, data_files=list(files),
+                                  audio_seen=f"{what}, random concatenations of {seconds:.1f} s")
+        self.prepare(model, audio)
+        sr = model.input_spec["sample_rate"]
+        ds, _, seg, _, steps = segment_loader(self.recipe, audio, sr, self.transform(model), self.default_seconds,
+                                                  self.default_batch_size, {})
+        return PretrainData(ds, files=audio.data_files, description=audio.audio_seen,
+                            extra={"model": model, "audio": audio, "segment": seg, "steps_per_epoch": steps})
+
+    def prepare(self, model, audio: PretrainAudio) -> None:
+        """Anything the model takes from the training audio before the run (TERA: global CMVN statistics)."""
+
+    def model(self, data: PretrainData):
+        return data.extra["model"]
+
+    def total_steps(self, data: PretrainData, max_epochs: int) -> int:
+        return data.extra["steps_per_epoch"] * max_epochs  # full global batches only (drop_last)
+
+    def loader(self, data: PretrainData, batch_size: int):
+        return DataLoader(data.dataset, batch_size=batch_size, shuffle=False, drop_last=True)
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        kw = dict(trainer_kwargs)
+        kw.setdefault("callbacks", []).append(EpochSeed(loader.dataset))
+        self._trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs,
+                            gradient_clip_val=self.optim.get("grad_clip", self.default_grad_clip), **kw)
+        self._task, self._epochs = task, max_epochs
+        return self._trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        secs = training_seconds(self._trainer)
+        steps = int(self._task.global_step)
+        audio_seconds = steps * self.global_batch() * data.extra["segment"] / model.input_spec["sample_rate"]
+        metrics = {"train_seconds": round(secs, 1), "steps": steps, "epochs": self._epochs,
+                   "audio_seconds_seen": round(audio_seconds, 1),
+                   "audio_seconds_per_second": round(audio_seconds / max(secs, 1e-9), 2),
+                   "torch_threads": torch.get_num_threads()}
+        (self.run_dir / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = dict(self.recipe.get("card") or {})  # no default title (as the shipped runs' cards)
+        if self.citation:
+            card.setdefault("citation", self.citation)
+        card["training_data"] = data.description if self.data_path is not None else card.get(
+            "training_data", data.description)
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        # data_files as they are: FSDD's and the synthetic corpus's manifest entries are dicts (the core's default
+        # would write their str()); the user's WAV files are paths, hashed one by one
+        return {"data_files": data.files, "audio_seen": data.extra["audio"].audio_seen}

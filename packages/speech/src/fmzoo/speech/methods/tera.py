@@ -7,14 +7,13 @@ the run (see recipes/tera-small.yaml)."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 from fmzoo.core.training import SSLTask
 
 from ..models.tera import TERA
-from ._common import pretraining_audio, run_and_publish, segment_loader
+from ._common import SpeechMethod
 
-__all__ = ["TERATask", "pretrain"]
+__all__ = ["TERATask", "TERAMethod"]
 
 
 class TERATask(SSLTask):
@@ -31,23 +30,33 @@ class TERATask(SSLTask):
         return self.model.reconstruction_loss(feats, None, generator=self.rng, **self.policy)
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
+class TERAMethod(SpeechMethod):
     """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
-    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``). Seed and CPU threads are
-    set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
-    seed = int(recipe.get("seed", 0))
-    model = TERA(**recipe["model"])
-    audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
-    if model.feat_cfg["cmvn"] == "global":
-        model.set_global_cmvn(audio.wavs)  # FSDD's statistics: the downstream data
-    sr = model.input_spec["sample_rate"]
-    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, audio, sr, model.featurize, 3.0, 32, trainer_kwargs)
-    epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
-    max_steps = steps_per_epoch * epochs
-    opt = recipe.get("optim", {})
-    task = TERATask(model, seed=seed, policy=recipe.get("policy"), lr=float(opt.get("lr", 2e-4)),
-                    weight_decay=float(opt.get("weight_decay", 0.01)),
-                    warmup_steps=int(float(opt.get("warmup_fraction", 0.07)) * max_steps), max_steps=max_steps,
-                    schedule=opt.get("schedule", "cosine"))
-    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, audio,
-                           grad_clip=opt.get("grad_clip", 5.0))
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``), or on the user's own folder of
+    WAV files (``fmzoo pretrain RECIPE --data PATH``; global CMVN statistics then come from it). Seed and CPU threads
+    are set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
+
+    recipe_sections = (*SpeechMethod.recipe_sections, "policy")
+    citation = ("Liu, Li, Lee. TERA: Self-Supervised Learning of Transformer Encoder Representation for Speech. "
+                "IEEE/ACM TASLP 2021")
+    default_batch_size = 32
+    default_seconds = 3.0
+    default_grad_clip = 5.0
+
+    def build_model(self):
+        return TERA(**self.recipe["model"])
+
+    def prepare(self, model, audio):
+        if model.feat_cfg["cmvn"] == "global":
+            model.set_global_cmvn(audio.wavs)  # the training audio's statistics (FSDD's: the downstream data)
+
+    def transform(self, model):
+        return model.featurize
+
+    def task(self, model, data, steps_per_epoch, max_epochs):
+        max_steps = self.total_steps(data, max_epochs)
+        opt = self.optim
+        return TERATask(model, seed=self.seed, policy=self.recipe.get("policy"), lr=float(opt.get("lr", 2e-4)),
+                        weight_decay=float(opt.get("weight_decay", 0.01)),
+                        warmup_steps=int(float(opt.get("warmup_fraction", 0.07)) * max_steps), max_steps=max_steps,
+                        schedule=opt.get("schedule", "cosine"))

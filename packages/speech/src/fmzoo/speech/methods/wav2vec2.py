@@ -10,15 +10,13 @@ does at about 70% of its run).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from fmzoo.core.training import SSLTask, global_mean_divisor
 
 from ..models.wav2vec2 import Wav2Vec2
-from ._common import pretraining_audio, run_and_publish, segment_loader
+from ._common import SpeechMethod
 
-__all__ = ["Wav2Vec2Task", "pretrain", "normalize"]
+__all__ = ["Wav2Vec2Task", "Wav2Vec2Method", "normalize"]
 
 
 def normalize(wav: torch.Tensor) -> torch.Tensor:
@@ -49,22 +47,29 @@ class Wav2Vec2Task(SSLTask):
                 "accuracy": out["accuracy"], "temperature": torch.tensor(self.model.quantizer.temperature)}
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
+class Wav2Vec2Method(SpeechMethod):
     """Pretrain on FSDD's train split (README split: index 5-49; test clips are never seen), plus synthesized
-    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``). Seed and CPU threads are
-    set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
-    model = Wav2Vec2(**recipe["model"])
-    audio = pretraining_audio(recipe, model.input_spec, Path(run_dir))
-    sr = model.input_spec["sample_rate"]
-    ds, loader, seg, batch, steps_per_epoch = segment_loader(recipe, audio, sr, normalize, 2.0, 8, trainer_kwargs)
-    epochs = int(trainer_kwargs.get("max_epochs", recipe.get("epochs", 10)))
-    max_steps = steps_per_epoch * epochs
-    opt = recipe.get("optim", {})
-    task = Wav2Vec2Task(model, lr=float(opt.get("lr", 5e-4)), weight_decay=float(opt.get("weight_decay", 0.01)),
-                        warmup_steps=int(float(opt.get("warmup_fraction", 0.08)) * max_steps), max_steps=max_steps,
-                        betas=tuple(opt.get("betas", (0.9, 0.98))),
-                        feature_grad_mult=float(opt.get("feature_grad_mult", 0.1)),
-                        feature_penalty_weight=float(opt.get("feature_penalty_weight", 10.0)),
-                        temp_steps=int(0.7 * max_steps))
-    return run_and_publish(task, model, recipe, Path(run_dir), trainer_kwargs, ds, loader, seg, batch, audio,
-                           grad_clip=opt.get("grad_clip"))
+    speech when the recipe has ``data.synthetic`` (see ``_common.pretraining_audio``), or on the user's own folder of
+    WAV files (``fmzoo pretrain RECIPE --data PATH``). Seed and CPU threads are set by
+    ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
+
+    citation = ("Baevski, Zhou, Mohamed, Auli. wav2vec 2.0: A Framework for Self-Supervised Learning of Speech "
+                "Representations. NeurIPS 2020")
+    default_batch_size = 8
+    default_seconds = 2.0
+
+    def build_model(self):
+        return Wav2Vec2(**self.recipe["model"])
+
+    def transform(self, model):
+        return normalize
+
+    def task(self, model, data, steps_per_epoch, max_epochs):
+        max_steps = self.total_steps(data, max_epochs)
+        opt = self.optim
+        return Wav2Vec2Task(model, lr=float(opt.get("lr", 5e-4)), weight_decay=float(opt.get("weight_decay", 0.01)),
+                            warmup_steps=int(float(opt.get("warmup_fraction", 0.08)) * max_steps), max_steps=max_steps,
+                            betas=tuple(opt.get("betas", (0.9, 0.98))),
+                            feature_grad_mult=float(opt.get("feature_grad_mult", 0.1)),
+                            feature_penalty_weight=float(opt.get("feature_penalty_weight", 10.0)),
+                            temp_steps=int(0.7 * max_steps))
