@@ -29,5 +29,7 @@ def plugin() -> Plugin:
             "flip_gb1": "fmzoo.protein.data.gb1:load_gb1",
             "flip_sequences": "fmzoo.protein.data.fasta:load_pretraining_sequences",
         },
+        weight_formats={"tape-bert": "fmzoo.protein.weights:TapeBertRelease"},
+        official="fmzoo.protein.weights:OFFICIAL",
         recipes_dir=HERE / "recipes", tables_dir=HERE / "tables", checkpoints_dir=HERE / "checkpoints",
     )

@@ -60,7 +60,9 @@ class TAPETokenizer:
     def residue_ids(self, sequence: str) -> np.ndarray:
         """Ids of the residues only (no ``<cls>``/``<sep>``)."""
         if not isinstance(sequence, str):
-            raise InputSpecError(f"expected a protein sequence as str, got {type(sequence).__name__}")
+            from .bio import as_sequence  # Biopython Seq / SeqRecord
+
+            sequence = as_sequence(sequence)
         if len(sequence) == 0:
             raise InputSpecError("expected a non-empty protein sequence, got ''")
         try:

@@ -14,10 +14,11 @@ Key mapping (tested against TAPE's own modules in tests/test_tape_equivalence.py
   :func:`tape_config_to_kwargs`; TAPE-only fields (``finetuning_task``, ``num_labels``,
   ``output_attentions``, ``output_hidden_states``, ``torchscript``) are dropped.
 
-TAPE distributes ``pytorch_model.bin`` (a pickle). fmzoo never unpickles: convert it once yourself,
-in an environment you trust, with ``torch.load(path, weights_only=True)`` and
-``safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, "model.safetensors")``
-(clone tied tensors first), then call :func:`load_tape_checkpoint` on the directory.
+TAPE distributes ``pytorch_model.bin`` (a pickle of tensors). :class:`TapeBertRelease` (format ``tape-bert``,
+``fmzoo import FOLDER`` / ``fmzoo.core.from_pretrained(FOLDER)``) reads it with
+:func:`fmzoo.core.weights.safe_torch_load` (``weights_only=True``, no allow-list: the file holds tensors only), clones
+every tensor (TAPE's tied decoder shares storage with the word embeddings) and converts. A directory already holding
+``model.safetensors`` + ``config.json`` loads with :func:`load_tape_checkpoint`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from pathlib import Path
 
 import torch
 from fmzoo.core import CheckpointError
+from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
 from torch import nn
 
 from .models import TapeResNet, TapeTransformer
+from .spec import TAPETokenizer
 
 _TAPE_ONLY = {"finetuning_task", "num_labels", "output_attentions", "output_hidden_states", "torchscript",
               "pruned_heads", "vocab_size_or_config_json_file"}
@@ -101,3 +104,95 @@ def load_tape_checkpoint(directory: str | Path, family: str | None = None) -> nn
     cls = _FAMILY["resnet" if family in ("resnet",) else "bert"]
     model = cls(**tape_config_to_kwargs(config))
     return from_tape_state_dict(model, sd).eval()
+
+
+# ------------------------------------------------------------------------------ official release (tape-bert)
+
+#: TAPE's released file names: ``save_pretrained`` writes config.json + pytorch_model.bin (tape/models/modeling_utils.py
+#: CONFIG_NAME / WEIGHTS_NAME); the S3 archive maps (tape/models/modeling_bert.py) name the downloads
+#: bert-base-config.json + bert-base-pytorch_model.bin.
+_RELEASE_PREFIXES = ("", "bert-base-")
+#: ProteinBertConfig keys (tape/models/modeling_bert.py) that together identify a TAPE Transformer config.
+_BERT_CONFIG_KEYS = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size", "layer_norm_eps"}
+
+
+def _release_files(path: Path) -> tuple[Path, Path] | None:
+    if not path.is_dir():
+        return None
+    for prefix in _RELEASE_PREFIXES:
+        cfg, w = path / f"{prefix}config.json", path / f"{prefix}pytorch_model.bin"
+        if cfg.is_file() and w.is_file():
+            return cfg, w
+    return None
+
+
+def _is_tape_bert_config(config: dict) -> bool:
+    # HF/transformers configs carry model_type; TAPE's ProteinConfig never does. TAPE's IUPAC vocabulary has 30 tokens.
+    return _BERT_CONFIG_KEYS <= set(config) and "model_type" not in config and config.get("vocab_size") == 30
+
+
+class TapeBertRelease(WeightFormat):
+    """TAPE's released Transformer (``bert-base``) in tape-proteins' ``save_pretrained`` layout."""
+
+    name = "tape-bert"
+    architecture = "TapeTransformer"
+    description = ("a folder with TAPE's ProteinBertConfig config.json and pytorch_model.bin (tape-proteins "
+                   "save_pretrained; also the S3 names bert-base-config.json / bert-base-pytorch_model.bin)")
+    pickle_allow = ()
+
+    def detect(self, path):
+        files = _release_files(Path(path))
+        if files is None:
+            return False
+        try:
+            return _is_tape_bert_config(json.loads(files[0].read_text()))
+        except (ValueError, OSError):
+            return False
+
+    def convert(self, path, **options):
+        files = _release_files(Path(path))
+        if files is None:
+            raise CheckpointError(f"{str(path)!r}: expected a folder with config.json and pytorch_model.bin (TAPE layout)")
+        config = json.loads(files[0].read_text())
+        if not _is_tape_bert_config(config):
+            raise CheckpointError(f"{str(files[0])!r} is not TAPE's ProteinBertConfig with the IUPAC vocabulary "
+                                  f"(needs {sorted(_BERT_CONFIG_KEYS)}, vocab_size 30, no model_type)")
+        obj = safe_torch_load(files[1], allow=self.pickle_allow)
+        if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+            raise CheckpointError(f"{str(files[1])!r} is not a TAPE state dict (a mapping of names to tensors)")
+        # TAPE ties mlm.decoder.weight to the word embeddings: both names share one storage; clone them apart
+        sd, storages = {}, set()
+        for k, v in obj.items():
+            ptr = v.untyped_storage().data_ptr()
+            sd[k] = v.detach().clone() if ptr in storages else v.detach()
+            storages.add(ptr)
+        import inspect
+
+        accepted = set(inspect.signature(TapeTransformer.__init__).parameters) - {"self"}
+        kwargs = {k: v for k, v in tape_config_to_kwargs(config).items() if k in accepted}
+        model = TapeTransformer(**kwargs)
+        has_head = any(k.startswith("mlm.") for k in sd)
+        # a ProteinBertModel file (no MLM head) loads the encoder; the MLM head keeps TAPE's fresh initialisation
+        from_tape_state_dict(model, sd, allow_missing_head=not has_head)
+        model.eval()
+        model.input_spec = {**TAPETokenizer().spec(), "max_length": model.max_len}  # TAPE's iupac tokenizer
+        if not has_head:
+            import warnings
+
+            warnings.warn(f"{str(files[1])!r} holds no MLM head (a ProteinBertModel file): the encoder is TAPE's, the "
+                          "masked-LM head is freshly initialised (features and fine-tuning are unaffected)", stacklevel=2)
+        return model
+
+
+OFFICIAL = [
+    OfficialWeights(
+        id="songlab/tape-bert-base", method="TAPE Transformer (masked LM on Pfam)", format="tape-bert",
+        source="https://s3.amazonaws.com/songlabdata/proteindata/pytorch-models/bert-base-pytorch_model.bin",
+        license="BSD-3-Clause", params="92M", hf_repo=None,
+        files=("bert-base-config.json", "bert-base-pytorch_model.bin"),
+        citation="Rao et al., Evaluating Protein Transfer Learning with TAPE, NeurIPS 2019",
+        notes="Download both files (URL prefix https://s3.amazonaws.com/songlabdata/proteindata/pytorch-models/, "
+              "tape-proteins' BERT_PRETRAINED_*_ARCHIVE_MAP) into one folder; the S3 names are recognised.",
+    ),
+]

@@ -32,6 +32,7 @@ from fmzoo.core import InputSpecError
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
 from torch import nn
 
+from ..bio import as_sequences
 from ..spec import TAPETokenizer
 
 GB1_DATASETS = ("gb1_three_vs_rest", "gb1_two_vs_rest", "gb1_one_vs_rest", "gb1_low_vs_high", "gb1_sampled")
@@ -180,7 +181,7 @@ class TapeHooks(DownstreamHooks):
         spec = getattr(model, "input_spec", None) or {}
         tok = TAPETokenizer(unknown=spec.get("unknown", "error"))
         capacity = _residue_capacity(model)
-        seqs = list(items)
+        seqs = as_sequences(items)  # str, Biopython Seq / SeqRecord
         if capacity is not None:
             seqs = [s[:capacity] for s in seqs]
         return tok.batch_encode(seqs)

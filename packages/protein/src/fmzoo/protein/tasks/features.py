@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..bio import as_sequences
 from ..spec import TAPETokenizer
 
 
@@ -14,7 +15,10 @@ def residue_features(model, sequences: list[str], max_tokens: int = 16384, layer
     """One ``(len(seq), hidden)`` float32 array per sequence, from the last layer (or ``layer``).
 
     Sequences longer than the model's positions are embedded in consecutive windows (documented cropping).
+    ``sequences``: str, Biopython ``Seq``/``SeqRecord`` objects, or a FASTA path; ``fmzoo.protein.bio.annotate``
+    turns the arrays into SeqRecords with ``letter_annotations``.
     """
+    sequences = as_sequences(sequences)
     max_len = getattr(model, "max_len", None)
     if max_len is not None and any(len(s) > max_len - 2 for s in sequences):
         # longer than the learned positions: embed consecutive windows of max_len - 2 residues and concatenate
