@@ -1,0 +1,692 @@
+"""fmzoo vs the official code: one table, every method, same configuration on both sides (not run by CI).
+
+    OMP_WAIT_POLICY=PASSIVE FMZOO_DATA=/work/shared/data .venv/bin/python benchmarks/run_all.py --quick \
+        --official-root /tmp/official --tape-site /tmp/tapelib
+
+Columns: method (objective) | unit | official s/unit | fmzoo s/unit (both: median over the timed steps) | ratio =
+official time / fmzoo time (>1: fmzoo faster) | best = the same ratio on each side's fastest step (less sensitive
+to load spikes) | peak RSS of each side | fmzoo GFLOPs per unit | FLOP-bound time (FLOPs / the machine's measured
+single-thread fp32 matmul GFLOP/s) | t/bound = fmzoo median time / FLOP-bound time (1 = as fast as dense GEMMs).
+
+Both sides: fp32, torch.set_num_threads(--threads, default 1), OMP_NUM_THREADS likewise, each side in its own
+subprocess (peak RSS = that process's ru_maxrss), official and fmzoo of one row run back to back, the order
+alternating from row to row, so that machine load falls on both alike. The first step(s) of every side are warm-up
+and not timed. FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (matmul/conv/attention only) in a
+separate short run of the fmzoo side, never during the timed steps. Same configuration on both sides: model size,
+batch, sequence/crop size, and the same real data (shared/data) wherever both sides take it.
+
+--official-root DIR holds checkouts (e.g. `git -C <mirror> archive <commit> | tar -x -C DIR/<name>`) named below;
+each also has its own flag. Nothing of them is copied into this repository; the patches a current
+Python/NumPy/torch needs are applied at run time (stub modules, monkeypatching), never by editing the checkout.
+  GraphMAE (node)  THUDM/GraphMAE, branch pyg @ 9127f25e (DIR/GraphMAE-pyg, --graphmae-pyg-root): graphmae.models
+                   build_model with configs.yml "cora" (GAT 2x512, 4 heads, mask 0.5, replace 0.05, SCE 3),
+                   edge_index with self-loops as its data_util, model(x, edge_index) + Adam (main_transductive).
+                   Patch: stub `tensorboardX`. (The DGL main branch cannot be installed here.)
+  GraphMAE (mol)   THUDM/GraphMAE @ b14f080c919257b495e3cb6474286d5252d6a635 chem/model.py GNN + GNNDecoder (GIN 5x300),
+                   the train_mae step of chem/pretraining.py (SCE on masked atoms' one-hot types, two Adams), on the
+                   same fmzoo-featurised batch of 256 MoleculeNet molecules; MaskAtom's per-molecule masking done
+                   in-step on both sides. Patch: `torch_scatter.scatter_add` -> torch_geometric.utils.scatter.
+  T-JEPA           jose-melo/t-jepa @ 98dda991dd5e5d12266b3557aa80a33c4e0a6606 was fetched but its driver (Encoder,
+                   Predictors, MaskCollator, TorchDataset) is not wired yet: "not available (pass --tjepa-root)".
+  GPHT             icantnamemyself/GPHT @ cfdbbd2f8386603476d0b48705b6189cfae0ad90 (DIR/GPHT, --gpht-root):
+                   models/GPHT.py as is, with fmzoo/gpht-mixed's weights loaded (key renaming only; the forward
+                   check is printed). Patches: stub `reformer_pytorch` and `einops` (imported, unused by GPHT).
+                   Training: forward(x, None, None, None) + MSE + backward + Adam, as exp_long_term_forecasting_GPHT;
+                   inference: its test loop's autoregression (append the last token_len, keep seq_len).
+  TAPE MLM         tape-proteins 0.5 (PyPI) ProteinBertForMaskedLM (--tape-site DIR if installed with --target);
+                   patch: stub `lmdb`, `boto3`, `botocore`, `tensorboardX` (datasets / S3 download / logging only).
+  wav2vec 2.0      transformers Wav2Vec2ForPreTraining, same config, weights, masks and negatives
+                   (benchmarks/speech_throughput.py).
+  TERA             s3prl 0.4.18 (PyPI, --no-deps): upstream/mockingjay/model.py TransformerModel +
+                   TransformerSpecPredictionHead at TERA-small's size, masking by pretrain/mockingjay/task.py
+                   generate_masked_acoustic_model_data (time 15% x 7 frames + frequency 20%), L1 on masked entries.
+  VoCo             Luffy03/VoCo @ ba7b7bd22e98a8807b4798abbc37846928750c1d (DIR/VoCo, --voco-root):
+                   models/voco_head.py VoCoHead (student + EMA teacher Swin encoders, projection head, its loss) on
+                   the same crops/bases/labels of fmzoo's VoCoDataset. Patches to voco-small's configuration (the
+                   file hard-codes the paper's): Swin window 7 -> 4, projection 1152->2048->2048 -> 288->512->512;
+                   its per-step print is silenced; inputs wrapped as MONAI MetaTensor.
+  Volume Fusion    openmedlab/MIS-FM @ 1506d6591a3083575b59b53b88210a110a0a4a36 trains PCT-Net/FMUNet through PyMIC;
+                   fmzoo uses MONAI SwinUNETR (recipe volumefusion-small), so no same-configuration official exists:
+                   "not available".
+  SoftCon          zhu-xlab/softcon @ b687e46cd25750a852e13d5e029e331feb231639 ships only the DINOv2 ViT encoder and a
+                   demo notebook (no pretraining loop, no ResNet): "not available".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class NotAvailable(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- per-method sides
+# Each side: f(a, steps) -> (seconds per unit over the timed steps, units executed in total incl. warm-up).
+
+
+def _stub(name, *attrs):
+    """Run-time patch: an empty module for an import the measured code path never uses."""
+    try:
+        __import__(name)
+    except ImportError:
+        mod = sys.modules[name] = types.ModuleType(name)
+        for at in attrs:
+            setattr(mod, at, type(at, (Exception,), {}))
+
+
+CHECKS: dict = {}  # correctness checks made on the way, printed under the table
+STEP_TIMES: list[float] = []  # per-unit seconds of the timed steps, read by child()
+
+
+def _timed(step, steps: int, warmup: int = 1):
+    for i in range(warmup):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        t = time.perf_counter()
+        step(i)
+        STEP_TIMES.append(time.perf_counter() - t)
+    return (time.perf_counter() - t0) / max(steps, 1), warmup + steps
+
+
+def _stamped(fn, warmup: int):
+    """Per-step times for the benchmarks reused from the other modules (their loops end every step with one
+    optimizer.step()): a global optimizer post-step hook stamps the clock; the first ``warmup`` steps are dropped."""
+
+    stamps = []
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    h = register_optimizer_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
+    try:
+        out = fn()
+    finally:
+        h.remove()
+    STEP_TIMES.extend(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:], strict=False))
+    return out
+
+
+def graphmae_node(a, side, steps):
+    import torch
+    from fmzoo.graph.data.planetoid import load_cora
+
+    g = load_cora()
+    torch.manual_seed(0)
+    if side == "official":
+        root = a.graphmae_pyg_root
+        if not (root and (Path(root) / "graphmae" / "models" / "edcoder.py").exists()):
+            raise NotAvailable("pass --graphmae-pyg-root (THUDM/GraphMAE, branch pyg)")
+        _stub("tensorboardX", "SummaryWriter")
+        sys.path.insert(0, str(root))
+        from graphmae.models import build_model
+        from torch_geometric.utils import add_self_loops, remove_self_loops
+
+        cfg = dict(num_heads=4, num_out_heads=1, num_hidden=512, num_layers=2, residual=False, attn_drop=0.1,
+                   in_drop=0.2, norm=None, negative_slope=0.2, encoder="gat", decoder="gat", mask_rate=0.5,
+                   drop_edge_rate=0.0, replace_rate=0.05, activation="prelu", loss_fn="sce", alpha_l=3,
+                   concat_hidden=False, num_features=g.num_features)  # configs.yml "cora" + main's defaults
+        m = build_model(types.SimpleNamespace(**cfg)).train()
+        ei = add_self_loops(remove_self_loops(g.edge_index)[0])[0]  # as graphmae/datasets/data_util.py
+
+        def loss_fn():
+            return m(g.x, ei)[0]
+    else:
+        from fmzoo.graph.models.graphmae import GraphMAE
+
+        m = GraphMAE(g.num_features).train()
+        pg = m.prepare(g.x, g.edge_index)
+
+        def loss_fn():
+            return m.loss_prepared(pg)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=2e-4)
+
+    def step(i):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return _timed(step, steps, warmup=2)
+
+
+def graphmae_mol(a, side, steps):
+    import torch
+    import torch.nn.functional as F
+    from fmzoo.graph.data.molecules import collate, featurize, pretraining_smiles
+    from fmzoo.graph.models.gin import MolGIN, MolGraphMAEDecoder, mask_atoms
+    from fmzoo.graph.models.graphmae import sce_loss
+
+    root = a.graphmae_root
+    if side == "official" and not (root and (Path(root) / "chem" / "model.py").exists()):
+        raise NotAvailable("pass --graphmae-root (checkout of THUDM/GraphMAE)")
+    torch.manual_seed(0)
+    smiles = pretraining_smiles()[: 4 * 256]
+    graphs = featurize(smiles, strict=False)[0]
+    batches = [collate(graphs[i:i + 256]) for i in range(0, len(graphs) - 255, 256)]
+    if side == "fmzoo":
+        from fmzoo.graph.methods.graphmae_mol import mol_mae_loss
+
+        enc, dec = MolGIN(5, 300, "last", 0.0).train(), MolGraphMAEDecoder(300, 119).train()
+
+        def loss_fn(b):
+            return mol_mae_loss(enc, dec, b, 0.25, 1.0)
+    else:  # chem/pretraining.py train_mae: GNN + GNNDecoder, SCE on the masked atoms' one-hot types
+        try:
+            import torch_scatter  # noqa: F401
+        except ImportError:  # run-time patch: torch_scatter.scatter_add -> torch_geometric.utils.scatter
+            from torch_geometric.utils import scatter
+
+            mod = sys.modules["torch_scatter"] = types.ModuleType("torch_scatter")
+            mod.scatter_add = lambda src, index, dim=0, dim_size=None: scatter(src, index, dim, dim_size, "sum")
+        sys.path.insert(0, str(Path(root) / "chem"))
+        from model import GNN, GNNDecoder
+
+        enc = GNN(5, 300, JK="last", drop_ratio=0.0, gnn_type="gin").train()
+        dec = GNNDecoder(300, 119, JK="last", gnn_type="gin").train()
+
+        def loss_fn(b):  # MaskAtom (done per molecule in the official collate) + the train_mae step
+            xm, masked = mask_atoms(b["x"], b["batch"], b["num_graphs"], 0.25)
+            label = F.one_hot(b["x"][masked, 0], num_classes=119).float()
+            h = enc(xm, b["edge_index"], b["edge_attr"])
+            pred = dec(h, b["edge_index"], b["edge_attr"], masked)
+            return sce_loss(label, pred[masked], 1.0)
+    opts = [torch.optim.Adam(enc.parameters(), lr=1e-3), torch.optim.Adam(dec.parameters(), lr=1e-3)]
+
+    def step(i):
+        loss = loss_fn(batches[i % len(batches)])
+        for o in opts:
+            o.zero_grad()
+        loss.backward()
+        for o in opts:
+            o.step()
+    return _timed(step, steps, warmup=1)
+
+
+def tjepa(a, side, steps):
+    if side == "official":
+        if not a.tjepa_root:
+            raise NotAvailable("pass --tjepa-root; official repo not fetchable here")
+        raise NotAvailable("--tjepa-root given but the official T-JEPA driver is not wired yet")
+    import torch
+    from fmzoo.core.registry import load_recipe
+    from fmzoo.tabular.data.adult import load_adult
+    from fmzoo.tabular.methods.tjepa import build_model
+    from fmzoo.tabular.models.tjepa import FeatureMaskSampler
+    from fmzoo.tabular.spec import TabularSchema
+
+    torch.manual_seed(0)
+    r = load_recipe("tjepa-adult")
+    X, _ = load_adult()["train"]
+    schema = TabularSchema.fit(X)
+    xn, xc = schema.transform(X)
+    m = build_model(schema, r["model"])
+    sampler = FeatureMaskSampler(m.n_features, **r["mask"])
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-4)
+    bs = r["trainer"]["batch_size"]
+
+    def step(i):
+        j = (i * bs) % (len(xn) - bs)
+        x1, x2 = xn[j:j + bs], xc[j:j + bs]
+        keep, targets = sampler(len(x1))
+        loss = m.jepa_loss(x1, x2, keep, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        m.update_target(0.996)
+    return _timed(step, steps, warmup=2)
+
+
+def _gpht_official(model, root):
+    if not root or not (Path(root) / "models" / "GPHT.py").exists():
+        raise NotAvailable("pass --gpht-root (checkout of icantnamemyself/GPHT)")
+    import torch
+
+    for name, attrs in (("reformer_pytorch", ("LSHSelfAttention",)), ("einops", ("rearrange", "repeat"))):
+        try:
+            __import__(name)
+        except ImportError:
+            mod = types.ModuleType(name)
+            for at in attrs:
+                setattr(mod, at, None)
+            sys.modules[name] = mod
+    sys.path.insert(0, str(root))
+    from models.GPHT import Model
+
+    ia = model.init_args
+    cfg = types.SimpleNamespace(GT_pooling_rate=list(ia["pooling"]), token_len=ia["token_len"], GT_d_model=ia["d_model"],
+                                GT_d_ff=ia["d_ff"], GT_e_layers=ia["n_layers"], factor=1, dropout=ia["dropout"],
+                                output_attention=False, n_heads=ia["n_heads"], activation="gelu",
+                                pred_len=ia["token_len"], depth=len(ia["pooling"]), seq_len=model.context_len)
+    off = Model(cfg).float()
+    sys.path.insert(0, str(HERE))
+    from timeseries_gpht import reference_from
+
+    sd = {}
+    for k, v in reference_from(model).state_dict().items():
+        p, rest = k.split(".", 2)[:2], k.split(".", 2)[2]
+        pre = ".".join(p) + "."
+        if rest == "pe":
+            continue
+        if rest.startswith("value_embedding"):
+            rest = "patch_embedding." + rest
+        elif rest.startswith("layers."):
+            rest = "encoder.attn_layers." + rest[len("layers."):]
+        elif rest.startswith("norm."):
+            rest = "encoder." + rest
+        sd[pre + rest] = v
+    missing, unexpected = off.load_state_dict(sd, strict=False)
+    bad = [k for k in missing if not k.endswith(".pe")] + list(unexpected)
+    if bad:
+        raise RuntimeError(f"GPHT weight mapping: {bad[:5]}")
+    x = torch.randn(2, model.context_len, 3)
+    model.eval()
+    with torch.no_grad():
+        diff = float((off.eval()(x, None, None, None) - _gpht_seq(model, x)).abs().max())
+    return off, diff
+
+
+def _gpht_seq(model, x):  # fmzoo forward on [B, L, C] -> [B, L, C]
+    b, length, c = x.shape
+    return model(x.permute(0, 2, 1).reshape(b * c, length)).reshape(b, c, length).permute(0, 2, 1)
+
+
+def gpht_train(a, side, steps):
+    import torch
+    import torch.nn.functional as F
+    from fmzoo.timeseries import GPHT
+    from fmzoo.timeseries.data.ltsf import MixtureWindows
+
+    model = GPHT.from_pretrained(a.gpht_checkpoint)
+    if side == "fmzoo":
+        net = model
+    else:
+        net, diff = _gpht_official(model, a.gpht_root)
+        CHECKS["max |official - fmzoo| forward, same weights"] = f"{diff:.1e}"
+    ds = MixtureWindows(["ETTh1"], model.context_len, model.token_len)
+    g = torch.Generator().manual_seed(0)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    t = model.token_len
+    batches = [torch.stack([ds[int(k)] for k in torch.randint(len(ds), (a.gpht_batch,), generator=g)]) for _ in range(4)]
+
+    def step(i):
+        b = batches[i % len(batches)]
+        y = net(b[:, :-t]) if side == "fmzoo" else net(b[:, :-t, None], None, None, None)[..., 0]
+        loss = F.mse_loss(y, b[:, t:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return _timed(step, steps, warmup=1)
+
+
+def gpht_infer(a, side, steps):
+    import torch
+    from fmzoo.timeseries import GPHT
+    from fmzoo.timeseries.data.ltsf import eval_windows, load_ltsf
+
+    model = GPHT.from_pretrained(a.gpht_checkpoint).eval()
+    ctx, _ = eval_windows(load_ltsf("ETTh1"), "test", 720, max_windows=a.gpht_windows)
+    if side == "fmzoo":
+        def gen(x):
+            return model.generate(x, 720)
+    else:
+        off = _gpht_official(model, a.gpht_root)[0].eval()
+        seq_len, tl = model.context_len, model.token_len
+
+        def gen(x):  # exp_long_term_forecasting_GPHT.test: autoregress token_len at a time
+            outs = []
+            for _ in range(-(-720 // tl)):
+                out = off(x, None, None, None)
+                outs.append(out[:, -tl:])
+                x = torch.cat([x, outs[-1]], 1)[:, -seq_len:]
+            return torch.cat(outs, 1)[:, :720]
+
+    def step(i):
+        with torch.no_grad():
+            gen(ctx)
+    return _timed(step, steps, warmup=1)
+
+
+def tape_mlm(a, side, steps):
+    import torch
+
+    if side == "official":
+        if a.tape_site:
+            sys.path.insert(0, a.tape_site)
+        # run-time patches: stub modules that tape only needs for its datasets / S3 downloads / tensorboard
+        for name in ("lmdb", "boto3", "botocore", "botocore.exceptions", "tensorboardX"):
+            try:
+                __import__(name)
+            except ImportError:
+                mod = sys.modules[name] = types.ModuleType(name)
+                mod.ClientError = mod.SummaryWriter = type("Stub", (Exception,), {})
+        try:
+            from tape import ProteinBertConfig
+            from tape.models.modeling_bert import ProteinBertForMaskedLM
+        except ImportError as e:
+            raise NotAvailable(f"tape-proteins not importable ({e}); pass --tape-site") from e
+    sys.path.insert(0, str(HERE))
+    from fmzoo.protein import TAPETokenizer
+    from fmzoo.protein.data.fasta import load_pretraining_sequences
+    from fmzoo.protein.methods.mlm import apply_bert_mask
+    from protein_mlm import CONFIGS
+
+    cfg = CONFIGS["cpu (tape-transformer-small)"]
+    torch.manual_seed(0)
+    seqs = [s[:510] for s in load_pretraining_sequences() if len(s) >= 510][:8]  # real FLIP sequences, 8 x 512
+    ids, mask = TAPETokenizer(unknown="X").batch_encode(seqs)
+    ids, targets = apply_bert_mask(ids, torch.Generator().manual_seed(0))
+    if side == "fmzoo":
+        from fmzoo.protein import TapeTransformer
+        from fmzoo.protein.methods.mlm import mlm_loss
+
+        model = TapeTransformer(**cfg).train()
+
+        def loss_fn():
+            return mlm_loss(model, ids, mask, targets)[0]
+    else:
+        model = ProteinBertForMaskedLM(ProteinBertConfig(**cfg)).train()
+
+        def loss_fn():
+            return model(ids, input_mask=mask, targets=targets)[0][0]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(i):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return _timed(step, steps, warmup=1)
+
+
+def _speech(model, a, side, steps):
+    sys.path.insert(0, str(HERE))
+    from speech_throughput import _child
+
+    impl = "fmzoo" if side == "fmzoo" else "transformers"
+    r = _stamped(lambda: _child(model, impl, "small", max(steps, 1), 4, 2.0), 1)
+    return r["step_s"], max(steps, 1) + 1
+
+
+def wav2vec2(a, side, steps):
+    return _speech("wav2vec2", a, side, steps)
+
+
+def tera(a, side, steps):
+    if side == "fmzoo":
+        return _speech("tera", a, side, steps)
+    import torch
+    from s3prl.pretrain.mockingjay.task import generate_masked_acoustic_model_data
+    from s3prl.upstream.mockingjay.model import (
+        TransformerConfig,
+        TransformerModel,
+        TransformerSpecPredictionHead,
+    )
+
+    sys.path.insert(0, str(HERE))
+    from speech_throughput import SMALL_TERA
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig({**SMALL_TERA, "hidden_act": "gelu", "hidden_dropout_prob": 0.3,
+                             "attention_probs_dropout_prob": 0.3, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+                             "share_layer": False, "pre_layer_norm": False})
+    body, head = TransformerModel(cfg, 80).train(), TransformerSpecPredictionHead(cfg, 80).train()
+    mcfg = {"position_encoding_size": cfg.hidden_size, "mask_proportion": 0.15, "mask_consecutive_min": 7,
+            "mask_consecutive_max": 7, "mask_allow_overlap": True, "mask_bucket_ratio": 1.5, "mask_frequency": 0.2,
+            "noise_proportion": 0.0}
+    frames = 1 + (int(2.0 * 16000) - 400) // 160
+    x = torch.randn(4, frames, 80)
+    opt = torch.optim.AdamW(list(body.parameters()) + list(head.parameters()), 1e-4)
+
+    def step(i):
+        spec_masked, pos_enc, mask_label, attn_mask, spec_target = generate_masked_acoustic_model_data([x], mcfg)
+        h = body(spec_masked, pos_enc, attn_mask, output_all_encoded_layers=False)
+        pred, _ = head(h)
+        ml = mask_label.bool()
+        loss = torch.nn.functional.l1_loss(pred.masked_select(ml), spec_target.masked_select(ml))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return _timed(step, steps, warmup=1)
+
+
+def _medical(kind, a, steps):
+    sys.path.insert(0, str(HERE))
+    from medical_pretrain import child
+
+    r = _stamped(lambda: child(kind, max(steps, 1), 8, a.threads), 1)
+    return r["s_per_step"], max(steps, 1) + 1
+
+
+def voco(a, side, steps):
+    if side == "fmzoo":
+        return _medical("voco", a, steps)
+    root = a.voco_root
+    if not (root and (Path(root) / "models" / "voco_head.py").exists()):
+        raise NotAvailable("pass --voco-root (checkout of Luffy03/VoCo)")
+    import contextlib
+    import io
+
+    import torch
+    from fmzoo.core import load_recipe
+    from fmzoo.medical.data.hippocampus import load_hippocampus
+    from fmzoo.medical.methods.voco import VoCoDataset, VoCoGeometry
+    from monai.data import MetaTensor
+    from monai.utils import ensure_tuple_rep
+
+    sys.path.insert(0, str(root))
+    import models.voco_head as vh
+
+    r = load_recipe("voco-small")
+    m = r["model"]
+    # run-time patches to voco-small's configuration (the official file hard-codes the paper's): Swin window 7 ->
+    # recipe window; projection head 1152->2048->2048 -> feat_dim->proj_hidden->proj_out. The 16-bases slice in
+    # VoCoHead.forward takes all 9 bases at batch 1, so it needs no patch.
+    vh.ensure_tuple_rep = lambda x, n: ensure_tuple_rep(m["window_size"] if x == 7 else x, n)
+    base_head = vh.projection_head
+
+    class Head(base_head):
+        def __init__(self, in_dim=768, hidden_dim=2048, out_dim=2048):
+            super().__init__(m["feature_size"] * 24, m["proj_hidden"], m["proj_out"])
+    vh.projection_head = Head
+    args = types.SimpleNamespace(spatial_dims=3, in_channels=1, feature_size=m["feature_size"], dropout_path_rate=0.0,
+                                 use_checkpoint=False)
+    torch.manual_seed(0)
+    net = vh.VoCoHead(args).train()
+    data = load_hippocampus()
+    vols = [data["load"](c)[0] for c in data["train"][:8]]
+    ds = VoCoDataset(vols, VoCoGeometry.from_dict(r["geometry"]), foreground_threshold=r["foreground_threshold"])
+    opt = torch.optim.AdamW(net.student.parameters(), lr=1e-4)
+
+    def step(i):
+        item = ds[i % len(ds)]
+        with contextlib.redirect_stdout(io.StringIO()):  # VoCoHead.forward prints labels and logits every step
+            pos, neg, b_loss = net(MetaTensor(item["crops"]), MetaTensor(item["bases"]), item["labels"][None])
+        loss = pos + neg + b_loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.student.parameters(), r["grad_clip"])
+        opt.step()
+    return _timed(step, steps, warmup=1)
+
+
+def volume_fusion(a, side, steps):
+    if side == "official":
+        raise NotAvailable("MIS-FM trains PCT-Net/FMUNet via PyMIC; fmzoo uses SwinUNETR: no same-config official")
+    return _medical("volf", a, steps)
+
+
+def softcon(a, side, steps):
+    if side == "official":
+        raise NotAvailable("zhu-xlab/softcon has no pretraining loop (ViT encoder + demo only)")
+    sys.path.insert(0, str(HERE))
+    from remotesensing_pretrain import run_fmzoo
+
+    r = _stamped(lambda: run_fmzoo(max(steps, 5), a.softcon_batch, a.threads), 3)
+    return a.softcon_batch / r["images_per_s"], max(steps, 5)
+
+
+# key, label, unit, function, timed steps (quick, full)
+ROWS = [
+    ("graphmae-node", "GraphMAE (node, Cora)", "s/epoch (full graph, GAT 2x512)", graphmae_node, (8, 20)),
+    ("graphmae-mol", "GraphMAE (mol, GIN 5x300)", "s/step (batch 256 molecules)", graphmae_mol, (3, 10)),
+    ("tjepa", "T-JEPA (Adult, tjepa-adult)", "s/step (batch 512)", tjepa, (3, 20)),
+    ("gpht-train", "GPHT (train, gpht-mixed)", "s/step (batch 256)", gpht_train, (5, 10)),
+    ("gpht-h720", "GPHT (H=720 inference)", "s/call (32 win x 7 ch)", gpht_infer, (2, 5)),
+    ("tape-mlm", "TAPE (MLM, transformer-small)", "s/step (8 x 512 tok)", tape_mlm, (3, 10)),
+    ("wav2vec2", "wav2vec 2.0 (small)", "s/step (4 x 2 s audio)", wav2vec2, (5, 10)),
+    ("tera", "TERA (small)", "s/step (4 x 2 s, 80 mel)", tera, (6, 12)),
+    ("voco", "VoCo (voco-small)", "s/step (1 volume)", voco, (2, 5)),
+    ("volume-fusion", "Volume Fusion (small)", "s/step (batch 2, 32x64x32)", volume_fusion, (2, 5)),
+    ("softcon", "SoftCon (ResNet-small, 96 px)", "s/step (batch 32)", softcon, (6, 15)),
+]
+NO_FLOPS = {"softcon"}  # Lightning loop: counting would need the whole fit; skipped
+
+
+# ----------------------------------------------------------------------------- child / parent
+def child(a) -> dict:
+    import torch
+
+    torch.set_num_threads(a.threads)
+    key, side, mode = a.child
+    _, _, _, fn, (q, full) = next(r for r in ROWS if r[0] == key)
+    steps = q if a.quick else full
+    try:
+        if mode == "flops":
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as fc:
+                _, units = fn(a, side, 1)
+            return {"flops_per_unit": fc.get_total_flops() / units}
+        s, _ = fn(a, side, steps)
+        ts = sorted(STEP_TIMES) or [s]
+        return {"s_per_unit": ts[len(ts) // 2] if len(ts) % 2 else (ts[len(ts) // 2 - 1] + ts[len(ts) // 2]) / 2,
+                "s_min": ts[0], "s_mean": s, "n": len(STEP_TIMES), **({"checks": CHECKS} if CHECKS else {}),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    except NotAvailable as e:
+        return {"na": str(e)}
+
+
+def matmul_gflops(threads: int, n: int = 512, seconds: float = 1.5) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    x, y = torch.randn(n, n), torch.randn(n, n)
+    x @ y
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        x @ y
+        reps += 1
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def run_child(a, key, side, mode, timeout):
+    cmd = [sys.executable, __file__, "--child", key, side, mode, "--threads", str(a.threads)]
+    for k in ("official_root", "gpht_root", "tjepa_root", "graphmae_root", "voco_root", "graphmae_pyg_root", "tape_site", "gpht_checkpoint"):
+        v = getattr(a, k)
+        if v:
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+    if a.quick:
+        cmd.append("--quick")
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
+           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"err": f"timeout {timeout}s"}
+    if out.returncode:
+        return {"err": out.stderr.strip().splitlines()[-1][:120] if out.stderr.strip() else f"rc {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fmt_s(r):
+    if "s_per_unit" in r:
+        return f"{r['s_per_unit']:.3f}"
+    return "n/a"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="few timed steps per side (~10 min in all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated row keys")
+    ap.add_argument("--no-flops", action="store_true")
+    ap.add_argument("--official-root", default=None, help="folder holding GPHT/, GraphMAE/, t-jepa/ checkouts")
+    ap.add_argument("--gpht-root", default=None)
+    ap.add_argument("--tjepa-root", default=None)
+    ap.add_argument("--graphmae-root", default=None)
+    ap.add_argument("--voco-root", default=None)
+    ap.add_argument("--graphmae-pyg-root", default=None)
+    ap.add_argument("--tape-site", default=None, help="folder where tape-proteins was pip-installed with --target")
+    ap.add_argument("--gpht-checkpoint", default="fmzoo/gpht-mixed")
+    ap.add_argument("--child", nargs=3, metavar=("ROW", "SIDE", "MODE"), help=argparse.SUPPRESS)
+    ap.add_argument("--timeout", type=int, default=240, help="seconds per child process")
+    a = ap.parse_args(argv)
+    a.gpht_batch, a.gpht_windows, a.softcon_batch = 256, 32, 32
+    if a.official_root:
+        root = Path(a.official_root)
+        a.gpht_root = a.gpht_root or (str(root / "GPHT") if (root / "GPHT").exists() else None)
+        a.graphmae_pyg_root = a.graphmae_pyg_root or (str(root / "GraphMAE-pyg") if (root / "GraphMAE-pyg").exists() else None)
+        a.voco_root = a.voco_root or (str(root / "VoCo") if (root / "VoCo").exists() else None)
+        a.graphmae_root = a.graphmae_root or (str(root / "GraphMAE") if (root / "GraphMAE").exists() else None)
+        a.tjepa_root = a.tjepa_root or (str(root / "t-jepa") if (root / "t-jepa").exists() else None)
+    if a.child:
+        print(json.dumps(child(a)))
+        return 0
+    t_start = time.time()
+    keys = [k for k in a.only.split(",") if k] or [r[0] for r in ROWS]
+    g0 = matmul_gflops(a.threads)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  {os.cpu_count()} cores, load {os.getloadavg()}, threads "
+          f"{a.threads}, fp32, {'quick' if a.quick else 'full'}; matmul 512^3 fp32: {g0:.1f} GFLOP/s", flush=True)
+    rows = []
+    for i, (key, label, unit, _, _) in enumerate(r for r in ROWS if r[0] in keys):
+        order = ("official", "fmzoo") if i % 2 == 0 else ("fmzoo", "official")
+        res = {side: run_child(a, key, side, "time", a.timeout) for side in order}
+        fl = None
+        if not a.no_flops and key not in NO_FLOPS and "s_per_unit" in res["fmzoo"]:
+            fl = run_child(a, key, "fmzoo", "flops", a.timeout).get("flops_per_unit")
+        rows.append((label, unit, res, fl))
+        print(f"  done {key}: {json.dumps(res)} flops={fl}", file=sys.stderr, flush=True)
+    g1 = matmul_gflops(a.threads)
+    gf = max(g0, g1)
+    print(f"# matmul GFLOP/s at the end: {g1:.1f}; FLOP bound uses the best of the two ({gf:.1f})")
+    hdr = (f"{'method (objective)':<31}{'unit':<29}{'official s':>11}{'fmzoo s':>9}{'ratio':>7}{'best':>6}"
+           f"{'off RSS MB':>11}{'fmz RSS MB':>11}{'GFLOP/unit':>11}{'bound s':>9}{'t/bound':>8}")
+    print(hdr)
+    print("-" * len(hdr))
+    notes = []
+    for label, unit, res, fl in rows:
+        o, f = res["official"], res["fmzoo"]
+        both = "s_per_unit" in o and "s_per_unit" in f
+        ratio = f"{o['s_per_unit'] / f['s_per_unit']:.2f}" if both else "-"
+        best = f"{o['s_min'] / f['s_min']:.2f}" if both else "-"
+        rss = lambda r: f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"  # noqa: E731
+        bound = fl / (gf * 1e9) if fl else None
+        tb = f"{f['s_per_unit'] / bound:.1f}" if bound and "s_per_unit" in f else "-"
+        print(f"{label:<31}{unit:<29}{fmt_s(o):>11}{fmt_s(f):>9}{ratio:>7}{best:>6}{rss(o):>11}{rss(f):>11}"
+              f"{(f'{fl / 1e9:.2f}' if fl else '-'):>11}{(f'{bound:.3f}' if bound else '-'):>9}{tb:>8}")
+        for side, r in (("official", o), ("fmzoo", f)):
+            if "na" in r:
+                notes.append(f"{label}: {side}: not available ({r['na']})")
+            if "checks" in r:
+                notes.append(f"{label}: {side}: check: {r['checks']}")
+            if "err" in r:
+                notes.append(f"{label}: {side}: error: {r['err']}")
+    for n in notes:
+        print("  " + n)
+    print(f"# total {time.time() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
