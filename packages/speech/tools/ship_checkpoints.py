@@ -1,5 +1,5 @@
 """Evaluate two pretraining runs on the full speech-fsdd protocol and ship them as fmzoo/tera-small and
-fmzoo/wav2vec2-small (weights unchanged; the card gains the measured results), plus model_cards/<name>.md.
+fmzoo/wav2vec2-small (weights unchanged; the card gains the measured results), (the card lives with the checkpoint: `fmzoo card fmzoo/<name>`).
 
     OMP_NUM_THREADS=1 python packages/speech/tools/ship_checkpoints.py --tera RUN_DIR --wav2vec2 RUN_DIR [--out results.json]
 """
@@ -162,8 +162,6 @@ def main(argv=None) -> int:
         if dest.exists():
             shutil.rmtree(dest)
         model.save_pretrained(dest, card=card, provenance=prov)
-        (REPO / "model_cards").mkdir(exist_ok=True)
-        shutil.copy(dest / "README.md", REPO / "model_cards" / f"{name}.md")
         print(f"shipped {dest} ({(dest / 'model.safetensors').stat().st_size / 1e6:.2f} MB)")
     for k, v in res.items():
         print(k, {t: f"{mean_std(x)[0]:.4f} ± {mean_std(x)[1]:.4f}" for t, x in v.items()})

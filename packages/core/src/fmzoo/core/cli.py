@@ -451,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("card", help="print (or write) a checkpoint's model card",
                        description="Print the model card (README.md) of a checkpoint, or write it to a file with --write.")
     s.add_argument("model", help="repo id or checkpoint directory")
-    s.add_argument("--write", metavar="PATH", help="write the card to PATH (e.g. model_cards/NAME.md)")
+    s.add_argument("--write", metavar="PATH", help="write the card to PATH (e.g. a copy to attach elsewhere)")
     s.add_argument("--results", metavar="JSON", help="re-render the card of a checkpoint directory with the rows of a `fmzoo reproduce` JSON")
     s.set_defaults(fn=cmd_card)
     return p

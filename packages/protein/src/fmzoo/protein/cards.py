@@ -1,7 +1,7 @@
 """Render the shipped card of fmzoo/tape-transformer-small from ``fmzoo reproduce`` results (weights untouched).
 
     python -m fmzoo.protein.cards /tmp/pr6/tape-ss-cb513.json /tmp/pr6/tape-gb1.json \
-        --write model_cards/tape-transformer-small.md
+        (the card is the checkpoint's README.md; `fmzoo card fmzoo/tape-transformer-small` prints it)
 
 The card text is the ``card:`` block of the committed recipe (recipes/tape-transformer-small.yaml); it is also
 stored in provenance.json ``card``, so ``fmzoo card --results`` re-renders the same text (with one table's rows).
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", help="fmzoo reproduce JSON files (tape-ss-cb513.json, tape-gb1.json)")
     ap.add_argument("--checkpoint", default=str(SHIPPED_DIR))
-    ap.add_argument("--write", metavar="PATH", help="also write the card to PATH (e.g. model_cards/tape-transformer-small.md)")
+    ap.add_argument("--write", metavar="PATH", help="also write the card to PATH (e.g. a copy for a paper's supplement)")
     args = ap.parse_args(argv)
     text = render_shipped_card([json.loads(Path(p).read_text()) for p in args.results], args.checkpoint)
     if args.write:

@@ -5,7 +5,7 @@
 copies config.json / model.safetensors / provenance.json into
 ``src/fmzoo/remotesensing/checkpoints/NAME`` (weights unchanged: the sha256 in config.json is checked),
 renders README.md from the recipe's card plus every row of the given reproduce JSON files that
-concerns NAME, and writes a copy of the card to ``model_cards/NAME.md`` when run inside the repo.
+concerns NAME (the card lives with the checkpoint: `fmzoo card fmzoo/NAME`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def results_from(json_files, name: str) -> list[dict]:
     return out
 
 
-def ship(run_ckpt: str | Path, name: str, results_json=(), repo_root: str | Path | None = None) -> Path:
+def ship(run_ckpt: str | Path, name: str, results_json=()) -> Path:
     src = Path(run_ckpt)
     config = json.loads((src / "config.json").read_text())
     if sha256_file(src / "model.safetensors") != config["weights_sha256"]:
@@ -83,10 +83,6 @@ def ship(run_ckpt: str | Path, name: str, results_json=(), repo_root: str | Path
     )
     text = render_card(config, card, prov)
     (dst / "README.md").write_text(text)
-    root = Path(repo_root) if repo_root else next((p for p in HERE.parents if (p / "packages").is_dir()), None)
-    if root is not None:
-        (root / "model_cards").mkdir(exist_ok=True)
-        (root / "model_cards" / f"{name}.md").write_text(text)
     return dst
 
 
