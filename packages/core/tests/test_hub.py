@@ -239,7 +239,8 @@ def test_hugging_face_hub_is_used_only_when_online_and_not_local(tmp_hub, tmp_pa
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     loaded = TinyNet.from_pretrained("someone/tiny", revision="v1")
     assert torch.equal(loaded.fc.weight, remote.fc.weight)
-    assert calls == [("someone/tiny", "v1", ("config.json", "model.safetensors", "README.md", "provenance.json"))]
+    assert calls == [("someone/tiny", "v1", ("config.json", "model.safetensors", "README.md", "provenance.json",
+                                                   "preprocessor_config.json"))]
     TinyNet().push_to_hub("someone/tiny")  # a local copy now shadows the remote one
     TinyNet.from_pretrained("someone/tiny")
     assert len(calls) == 1
