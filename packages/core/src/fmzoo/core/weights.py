@@ -83,6 +83,21 @@ def safe_torch_load(path: str | os.PathLike, allow: tuple = ()) -> Any:
         raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint: {exc}".split("\n")[0]) from None
 
 
+def pickle_head(path: str | os.PathLike, limit: int = 8 << 20) -> bytes:
+    """The pickled structure of a torch file without its tensor data, for cheap detection by key names (search the
+    bytes for a key; nothing is unpickled): ``data.pkl`` of the zip format, else the first ``limit`` bytes of the
+    legacy format (its object pickle precedes the storages). Empty for an unreadable file."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = [n for n in z.namelist() if n.endswith("data.pkl")]
+                return z.read(names[0]) if names else b""
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, zipfile.BadZipFile):
+        return b""
+
+
 def state_dict_keys(path: str | os.PathLike) -> list[str]:
     """Tensor names of a release: from a safetensors header without reading tensors, else from a safe torch.load."""
     path = Path(path)

@@ -35,12 +35,11 @@ enc_mask_token, encoder_to_decoder.weight           same names
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import torch
 from fmzoo.core import CheckpointError
-from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
+from fmzoo.core.weights import OfficialWeights, WeightFormat, pickle_head, safe_torch_load
 
 
 def _strip(sd: dict, prefix: str) -> dict:
@@ -125,18 +124,6 @@ def _strict_load(model, sd: dict) -> None:
 # ------------------------------------------------------------------------------------------- weight format
 
 
-def _pickle_head(path: Path, limit: int = 1 << 20) -> bytes:
-    """The pickled structure of a torch file without reading its tensors (cheap detection by key names): ``data.pkl``
-    of the zip format, else the first bytes of the legacy format (its object pickle precedes the storages)."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.endswith("data.pkl")]
-                return z.read(names[0]) if names else b""
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except (OSError, zipfile.BadZipFile):
-        return b""
 
 
 _CHEM_MARKERS = (b"x_embedding1.weight", b"x_embedding2.weight", b"gnns.0.mlp.0.weight", b"edge_embedding1.weight",
@@ -180,7 +167,7 @@ class ChemGINRelease(WeightFormat):
             except Exception:
                 return False
         else:
-            keys = _pickle_head(path)
+            keys = pickle_head(path)
         return all(m in keys for m in _CHEM_MARKERS)
 
     def convert(self, path: Path, JK: str = "last", **options):

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import re
 import warnings
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from fmzoo.core import CheckpointError
-from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
+from fmzoo.core.weights import OfficialWeights, WeightFormat, pickle_head, safe_torch_load
 
 from .models.backbones import SoftConResNet, SoftConViT
 from .spec import S1_GRD_ORDER, S2_L1C_ORDER, add_product, canonical_bands, make_input_spec
@@ -88,17 +87,6 @@ def softcon_input_spec(bands, input_size: int = RELEASE_SIZE, mean=None, std=Non
 # ------------------------------------------------------------------------------------------- reading
 
 
-def _pickle_head(path: Path) -> bytes:
-    """The pickled structure of a torch zip file (key names, no tensor data): cheap detection."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.endswith("data.pkl")]
-                return z.read(names[0]) if names else b""
-        with open(path, "rb") as f:
-            return f.read(8 << 20)
-    except (OSError, zipfile.BadZipFile):
-        return b""
 
 
 def _unwrap(obj) -> dict[str, torch.Tensor]:
@@ -252,7 +240,7 @@ class SoftConRN50(WeightFormat):
         path = Path(path)
         if not path.is_file() or path.suffix not in SUFFIXES:
             return False
-        head = _pickle_head(path)
+        head = pickle_head(path)
         return (b"layer4.2.conv3.weight" in head and b"conv1.weight" in head and b"swinViT" not in head
                 and b"encoder10" not in head)
 
@@ -270,7 +258,7 @@ class SoftConViTRelease(WeightFormat):
         path = Path(path)
         if not path.is_file() or path.suffix not in SUFFIXES:
             return False
-        head = _pickle_head(path)
+        head = pickle_head(path)
         return b"patch_embed.proj.weight" in head and b"cls_token" in head and b"ls1.gamma" in head
 
     def convert(self, path: Path, **options) -> SoftConViT:

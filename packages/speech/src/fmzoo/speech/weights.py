@@ -26,11 +26,10 @@ from __future__ import annotations
 import ast
 import json
 import warnings
-import zipfile
 from pathlib import Path
 
 from fmzoo.core.errors import CheckpointError
-from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
+from fmzoo.core.weights import OfficialWeights, WeightFormat, pickle_head, safe_torch_load
 
 from .models.tera import TERA
 from .models.wav2vec2 import HF_CONFIG_DEFAULTS, Wav2Vec2
@@ -207,19 +206,6 @@ class TransformersWav2Vec2(WeightFormat):
 # ------------------------------------------------------------------------------------------- pickled releases
 
 
-def _pickle_head(path: Path, limit: int = 8 << 20) -> bytes:
-    """The pickled structure of a torch file without its tensor data (cheap detection by key names): ``data.pkl``
-    of the zip format, else the first ``limit`` bytes of the legacy format (the object pickle precedes the
-    storages)."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = [n for n in z.namelist() if n.endswith("data.pkl")]
-                return z.read(names[0]) if names else b""
-        with open(path, "rb") as f:
-            return f.read(limit)
-    except (OSError, zipfile.BadZipFile):
-        return b""
 
 
 def _numpy_scalars() -> list:
@@ -447,7 +433,7 @@ class FairseqWav2Vec2(WeightFormat):
         path = Path(path)
         if not path.is_file():
             return False
-        head = _pickle_head(path)
+        head = pickle_head(path)
         return b"post_extract_proj" in head and b"feature_extractor.conv_layers" in head
 
     def convert(self, path: Path, **options) -> Wav2Vec2:
@@ -584,7 +570,7 @@ class S3PRLTera(WeightFormat):
         path = Path(path)
         if not path.is_file():
             return False
-        head = _pickle_head(path)
+        head = pickle_head(path)
         return b"Transformer" in head and b"input_representations.spec_transform" in head
 
     def convert(self, path: Path, **options) -> TERA:
