@@ -117,3 +117,16 @@ def test_core_imports_no_domain():
 def test_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_every_table_names_its_runner_once():
+    import yaml
+
+    from fmzoo.core.registry import import_object, load_table, tables
+
+    assert len(tables()) == 13
+    for name, path in tables().items():
+        raw = yaml.safe_load(path.read_text())
+        assert "table" not in raw, f"{path}: 'table' restates the file name"
+        assert isinstance(raw.get("runner"), str) and ":" in raw["runner"], f"{path}: runner: 'module:function'"
+        assert callable(import_object(raw["runner"])) and load_table(name)["table"] == name

@@ -198,7 +198,9 @@ def load_table(name: str) -> dict:
     if name not in known:
         raise UnknownNameError(f"unknown table {name!r}; known: {', '.join(known) or 'none'}")
     table = yaml.safe_load(known[name].read_text())
-    table.setdefault("table", name)
+    if "table" in table:
+        raise ValueError(f"{known[name]}: 'table' restates the file name; remove it")
+    table["table"] = name
     return table
 
 
@@ -219,7 +221,14 @@ def method_class(method: str) -> type | None:
     return import_object(merged[method][1]) if method in merged else None
 
 
-def table_runner(table: str) -> Callable:
+def table_runner(table: str | dict) -> Callable:
+    """The function that runs a table: its YAML's ``runner: "module:function"`` (the name is stated once, in the
+    table), else a plugin's ``table_runners`` entry."""
+    if isinstance(table, dict):
+        ref = table.get("runner")
+        if isinstance(ref, str) and ":" in ref:
+            return import_object(ref)
+        table = table["table"]
     return _lookup("table_runners", table, "table runner")
 
 

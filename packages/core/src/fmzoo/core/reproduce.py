@@ -191,7 +191,7 @@ def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_o
     table = load_table(name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runner = table_runner(table.get("runner", name))
+    runner = table_runner(table)
     start = time.perf_counter()
     from .runtime import threads
 

@@ -19,11 +19,6 @@ def plugin() -> Plugin:
             "graphmae-mol": "fmzoo.graph.methods.graphmae_mol:GraphMAEMol",
             "graphmae-graph": "fmzoo.graph.methods.graphmae_graph:GraphMAEGraph",
         },
-        table_runners={
-            "graphmae-cora": "fmzoo.graph.reproduce:run_cora",
-            "graphmae-moleculenet": "fmzoo.graph.reproduce:run_moleculenet",
-            "graphmae-mutag": "fmzoo.graph.reproduce:run_mutag",
-        },
         downstream={
             "GraphMAE": "fmzoo.graph.tasks.downstream:NodeHooks",
             "MolGIN": "fmzoo.graph.tasks.downstream:MoleculeHooks",

@@ -22,7 +22,6 @@ def plugin() -> Plugin:
             "VolumeFusionNet": "fmzoo.medical.tasks.downstream:VolumeFusionHooks",
             "SwinUNETRSegmenter": "fmzoo.medical.tasks.downstream:SegmenterHooks",
         },
-        table_runners={"medical-hippocampus": "fmzoo.medical.reproduce:run_hippocampus"},
         datasets={"msd_hippocampus": "fmzoo.medical.data.hippocampus:load_hippocampus"},
         weight_formats={"voco": "fmzoo.medical.weights:VoCoRelease"},
         official="fmzoo.medical.weights:OFFICIAL",

@@ -15,10 +15,6 @@ def plugin() -> Plugin:
             "SoftConViT": "fmzoo.remotesensing.models.backbones:SoftConViT",
         },
         methods={"softcon": "fmzoo.remotesensing.methods.softcon:SoftCon"},
-        table_runners={
-            "rs-preprocessing": "fmzoo.remotesensing.reproduce:run_preprocessing",
-            "softcon-eurosat": "fmzoo.remotesensing.reproduce:run_softcon_eurosat",
-        },
         datasets={
             "eurosat_rgb_5class": "fmzoo.remotesensing.data.eurosat:load_eurosat_rgb",
             "eolearn_testeopatch": "fmzoo.remotesensing.data.eopatch:load_eopatch",

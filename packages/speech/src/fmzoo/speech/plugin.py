@@ -12,7 +12,6 @@ def plugin() -> Plugin:
         name="speech",
         models={"Wav2Vec2": "fmzoo.speech.models.wav2vec2:Wav2Vec2", "TERA": "fmzoo.speech.models.tera:TERA"},
         methods={"wav2vec2": "fmzoo.speech.methods.wav2vec2:Wav2Vec2Method", "tera": "fmzoo.speech.methods.tera:TERAMethod"},
-        table_runners={"speech-fsdd": "fmzoo.speech.reproduce:run_fsdd"},
         datasets={"fsdd": "fmzoo.speech.data.fsdd:load_fsdd"},
         downstream={"Wav2Vec2": "fmzoo.speech.tasks.downstream:SpeechHooks",
                     "TERA": "fmzoo.speech.tasks.downstream:SpeechHooks"},

@@ -10,10 +10,6 @@ def plugin() -> Plugin:
         name="tabular",
         models={"TJEPA": "fmzoo.tabular.models.tjepa:TJEPA"},
         methods={"tjepa": "fmzoo.tabular.methods.tjepa:TJEPAPretraining"},
-        table_runners={
-            "tjepa-adult": "fmzoo.tabular.reproduce:run_adult",
-            "tjepa-diamonds": "fmzoo.tabular.reproduce:run_diamonds",
-        },
         datasets={"adult": "fmzoo.tabular.data.adult:load_adult", "diamonds": "fmzoo.tabular.data.diamonds:load_diamonds"},
         downstream={"TJEPA": "fmzoo.tabular.tasks.downstream:TJEPAHooks"},
         recipes_dir=HERE / "recipes",

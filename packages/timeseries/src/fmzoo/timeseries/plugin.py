@@ -11,8 +11,6 @@ def plugin() -> Plugin:
         models={"GPHT": "fmzoo.timeseries.models.gpht:GPHT"},
         methods={"gpht": "fmzoo.timeseries.methods.gpht:GPHTPretraining"},
         downstream={"GPHT": "fmzoo.timeseries.tasks.downstream:GPHTHooks"},
-        table_runners={"gpht-etth1": "fmzoo.timeseries.reproduce:run_etth1",
-                       "gpht-zeroshot": "fmzoo.timeseries.reproduce:run_zeroshot"},
         datasets={"ETTh1": "fmzoo.timeseries.data.ltsf:load_etth1", "ETTh2": "fmzoo.timeseries.data.ltsf:load_etth2",
                   "ETTm1": "fmzoo.timeseries.data.ltsf:load_ettm1",
                   "exchange_rate": "fmzoo.timeseries.data.ltsf:load_exchange_rate",
