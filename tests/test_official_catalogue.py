@@ -19,3 +19,4 @@ def test_catalogue_size_and_methods(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(key in out for key in entries)
+    assert "datasets:   " in out and "cora (graph)" in out and "adult (tabular)" in out

@@ -92,6 +92,10 @@ def cmd_list(args) -> int:
     print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
     print("\nrecipes:    " + ", ".join(recipes()))
     print("tables:     " + ", ".join(tables()))
+    from .registry import _merged
+
+    print("datasets:   " + ", ".join(f"{k} ({p})" for k, (p, _) in sorted(_merged("datasets").items()))
+          + "\n            (read from $FMZOO_DATA; `fmzoo doctor` says which are present)")
     return 0
 
 
