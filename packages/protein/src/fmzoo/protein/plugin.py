@@ -13,15 +13,11 @@ def plugin() -> Plugin:
             "TapeResNet": "fmzoo.protein.models.resnet:TapeResNet",
             "TapeTaskModel": "fmzoo.protein.models.task:TapeTaskModel",
         },
-        pretrain={"tape_mlm": "fmzoo.protein.methods.mlm:pretrain"},
+        methods={"tape_mlm": "fmzoo.protein.methods.mlm:TapeMLM"},
         downstream={
             "TapeTransformer": "fmzoo.protein.tasks.downstream:TapeHooks",
             "TapeResNet": "fmzoo.protein.tasks.downstream:TapeHooks",
             "TapeTaskModel": "fmzoo.protein.tasks.downstream:TapeHooks",
-        },
-        table_runners={
-            "tape-ss-cb513": "fmzoo.protein.reproduce:run_ss_cb513",
-            "tape-gb1": "fmzoo.protein.reproduce:run_gb1",
         },
         datasets={
             "flip_secondary_structure": "fmzoo.protein.data.secondary_structure:load_flip_ss",

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fmzoo.core import publish_run, sha256_file
+from fmzoo.core import InputSpecError, sha256_file
+from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask, fit, global_rank, world_size
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -65,6 +66,7 @@ class SequenceDataset(Dataset):
 
     def __init__(self, sequences: list[str], max_length: int = 1024, seed: int = 0):
         tok = TAPETokenizer()
+        self.sequences = sequences
         self.ids = [tok.residue_ids(s) for s in sequences]
         self.max_res = max_length - 2
         self.rng = random.Random(seed)
@@ -212,73 +214,150 @@ def evaluate_mlm(model, sequences, max_length=1024, max_tokens=8192, seed=1234):
     return {"mlm_loss": tot / n, "perplexity": math.exp(tot / n), "masked_accuracy": correct / n, "masked_tokens": n}
 
 
-def pretrain(recipe: dict, run_dir: Path, trainer_kwargs: dict) -> Path:
-    """MLM pretraining on the FLIP secondary-structure ``sequences.fasta`` (train proteins only)."""
-    from fmzoo.core import data_root
+class TapeMLM(Method):
+    """MLM pretraining on the FLIP secondary-structure ``sequences.fasta`` (train proteins only), or on the user's
+    own FASTA file (``fmzoo pretrain RECIPE --data PATH``, read with Biopython as ``data/fasta.py``).
 
-    from ..data.fasta import load_pretraining_sequences
+    The batch is a token budget, ``data.max_tokens`` (the global budget of one optimizer step), not a number of
+    sequences: ``global_batch()`` is that budget, the per-process share is handed out by ``TokenBudgetSampler``
+    (each process takes ``batch[rank::world]`` of every global batch) and the steps of an epoch are the sampler's
+    global batches, never ``len(dataset) / global_batch``. Recipes keep TAPE's layout: ``family``, ``optim`` and
+    ``trainer`` (``max_epochs``, ``max_steps`` and any Lightning Trainer argument)."""
 
-    run_dir = Path(run_dir)
-    seed = int(recipe.get("seed", 0))  # run_pretraining has seeded the process with it (the model's init)
-    seqs = load_pretraining_sequences()
-    data_cfg = recipe.get("data", {})
-    excluded = list(data_cfg.get("exclude_overlap_with", []))
-    n_dropped = 0
-    if excluded:  # drop pretraining proteins that share a k-mer with an evaluation set's sequences
-        from ..data.overlap import drop_overlapping, evaluation_sequences
+    recipe_sections = ("family", "optim", "trainer")
+    citation = CITATION
+    default_epochs = 1
 
-        seqs, n_dropped = drop_overlapping(seqs, evaluation_sequences(excluded), int(data_cfg.get("overlap_kmer", 20)))
-    rng = random.Random(seed)
-    order = list(range(len(seqs)))
-    rng.shuffle(order)
-    n_val = int(recipe.get("data", {}).get("val_sequences", 300))
-    val = [seqs[i] for i in order[:n_val]]
-    train = [seqs[i] for i in order[n_val:]]
-    limit = recipe.get("data", {}).get("max_train_sequences")
-    if limit:
-        train = train[: int(limit)]
-    max_length = int(data_cfg.get("max_length", 1024))
-    max_tokens = int(data_cfg.get("max_tokens", 8192))
-    model = build_model(recipe)
-    tr = dict(recipe.get("trainer", {}))
-    max_epochs = int(trainer_kwargs.pop("max_epochs", tr.pop("max_epochs", 1)))
-    max_steps = tr.pop("max_steps", None)
-    optim = dict(recipe.get("optim", {}))
-    # max_tokens is the global budget: each process loads its share of every global batch (our sampler does the
-    # split, Lightning must not swap in a DistributedSampler), so len(loader) counts optimizer steps
-    kw = {"gradient_clip_val": float(optim.get("max_grad_norm", 1.0)), "log_every_n_steps": 20,
-          "use_distributed_sampler": False, **tr, **trainer_kwargs}
-    loader = make_loader(train, max_length, max_tokens, seed, num_replicas=world_size(kw))
-    total = int(max_steps) if max_steps else max_epochs * len(loader)
-    task = MLMTask(model, lr=float(optim.get("lr", 1e-4)), weight_decay=float(optim.get("weight_decay", 0.0)),
-                   warmup_steps=int(optim.get("warmup_steps", 0)), max_steps=total)
-    if max_steps:
-        kw["max_steps"] = int(max_steps)
-    trainer = fit(task, loader, run_dir, max_epochs=max_epochs, **kw)
-    if trainer.global_rank != 0:
-        return run_dir / "checkpoint"
-    model.eval()
-    held = evaluate_mlm(model, val, max_length, max_tokens)
-    fasta = data_root() / "proteins" / "flip_secondary_structure"
-    card = dict(recipe.get("card", {}))
-    card.setdefault("title", f"TAPE {recipe.get('family', 'transformer')} ({recipe.get('name', 'run')})")
-    card.setdefault("citation", CITATION)
-    card["results"] = [
-        {"metric": "held-out MLM perplexity", "value": f"{held['perplexity']:.3f}",
-         "setting": f"{n_val} held-out FLIP train proteins, 15% masking, {held['masked_tokens']} masked tokens"},
-        {"metric": "held-out masked-token accuracy", "value": f"{held['masked_accuracy']:.4f}", "setting": "same"},
-    ] + list(card.get("results", []))
-    provenance = {
-        "recipe": recipe,
-        "data_files": [str(fasta / "sequences.fasta"), str(fasta / "sampled.fasta")],
-        "data_sha256": {"sequences.fasta": sha256_file(fasta / "sequences.fasta")},
-        "seeds": [seed],
-        "metrics": {**{k: float(v) for k, v in trainer.callback_metrics.items()}, **held},
-        "epochs": max_epochs,
-        "steps": int(trainer.global_step),
-        "train_sequences": len(train),
-        "excluded_overlap_with": excluded,
-        "excluded_sequences": n_dropped,
-        "train_tokens_per_epoch": int(sum(min(len(s), max_length - 2) + 2 for s in train)),
-    }
-    return publish_run(model, run_dir / "checkpoint", card=card, provenance=provenance, trainer=trainer)
+    # -- the recipe -----------------------------------------------------------------------------------
+    @property
+    def data_cfg(self) -> dict:
+        return dict(self.recipe.get("data") or {})
+
+    @property
+    def trainer_cfg(self) -> dict:
+        return dict(self.recipe.get("trainer") or {})
+
+    def global_batch(self) -> int:
+        """The global token budget of one optimizer step (``data.max_tokens``)."""
+        return int(self.data_cfg.get("max_tokens", 8192))
+
+    def max_epochs(self) -> int:
+        return int(self.trainer_cfg.get("max_epochs", self.default_epochs))
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def data(self) -> PretrainData:
+        from fmzoo.core import data_root
+
+        from ..data.fasta import load_pretraining_sequences, read_fasta
+
+        data_cfg = self.data_cfg
+        if self.data_path is not None:
+            path = Path(self.data_path)
+            seqs = [s for _, _, s in read_fasta(path)]
+            files = [str(path)]
+            sha = {path.name: sha256_file(path)}
+        else:
+            seqs = load_pretraining_sequences()
+            fasta = data_root() / "proteins" / "flip_secondary_structure"
+            files = [str(fasta / "sequences.fasta"), str(fasta / "sampled.fasta")]
+            sha = {"sequences.fasta": sha256_file(fasta / "sequences.fasta")}
+        excluded = list(data_cfg.get("exclude_overlap_with", []))
+        n_dropped = 0
+        if excluded:  # drop pretraining proteins that share a k-mer with an evaluation set's sequences
+            from ..data.overlap import drop_overlapping, evaluation_sequences
+
+            seqs, n_dropped = drop_overlapping(seqs, evaluation_sequences(excluded),
+                                               int(data_cfg.get("overlap_kmer", 20)))
+        rng = random.Random(self.seed)
+        order = list(range(len(seqs)))
+        rng.shuffle(order)
+        n_val = int(data_cfg.get("val_sequences", 300))
+        if self.data_path is not None and len(seqs) - n_val < 1:
+            raise InputSpecError(f"{str(self.data_path)!r} has {len(seqs)} sequences after the overlap filter; the "
+                                 f"recipe holds out data.val_sequences={n_val} for perplexity and needs at least one "
+                                 f"more to train on")
+        val = [seqs[i] for i in order[:n_val]]
+        train = [seqs[i] for i in order[n_val:]]
+        limit = data_cfg.get("max_train_sequences")
+        if limit:
+            train = train[: int(limit)]
+        max_length = int(data_cfg.get("max_length", 1024))
+        if self.data_path is not None:
+            description = (f"{len(train)} protein sequences of {Path(self.data_path).name} (the user's own FASTA "
+                           f"data; {n_val} more held out for perplexity, {n_dropped} dropped for overlap with "
+                           f"{', '.join(excluded) or 'no evaluation set'}), crops of {max_length} tokens")
+        else:
+            description = (f"{len(train)} FLIP secondary_structure SET=train proteins ({n_val} more held out for "
+                           f"perplexity), crops of {max_length} tokens")
+        return PretrainData(dataset=train, files=files, description=description,
+                            extra={"val": val, "n_val": n_val, "excluded": excluded, "n_dropped": n_dropped,
+                                   "max_length": max_length, "sha": sha})
+
+    def model(self, data: PretrainData):
+        return build_model(self.recipe)
+
+    def task(self, model, data: PretrainData, steps_per_epoch: int, max_epochs: int):
+        """The steps of the schedule are counted by ``fit`` from the token-budget loader (``steps_per_epoch``,
+        a count of sequences / tokens, does not apply)."""
+        return self._task(model, None)
+
+    def _task(self, model, total):
+        optim = dict(self.recipe.get("optim", {}))
+        return MLMTask(model, lr=float(optim.get("lr", 1e-4)), weight_decay=float(optim.get("weight_decay", 0.0)),
+                       warmup_steps=int(optim.get("warmup_steps", 0)), max_steps=total)
+
+    def loader(self, data: PretrainData, batch_size: int):
+        """``batch_size`` is this process's share of the token budget: the run has ``max_tokens // batch_size``
+        processes, and the sampler hands each its share of every global batch."""
+        return make_loader(data.dataset, data.extra["max_length"], self.global_batch(), self.seed,
+                           num_replicas=max(1, self.global_batch() // batch_size))
+
+    def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):
+        # max_tokens is the global budget: each process loads its share of every global batch (our sampler does the
+        # split, Lightning must not swap in a DistributedSampler), so len(loader) counts optimizer steps
+        tr = self.trainer_cfg
+        tr.pop("max_epochs", None)
+        max_steps = tr.pop("max_steps", None)
+        optim = dict(self.recipe.get("optim", {}))
+        kw = {"gradient_clip_val": float(optim.get("max_grad_norm", 1.0)), "log_every_n_steps": 20,
+              "use_distributed_sampler": False, **tr, **trainer_kwargs}
+        world = world_size(kw)
+        if loader.batch_sampler.num_replicas != world:  # the recipe's own trainer section sets the processes
+            loader = make_loader(loader.dataset.sequences, loader.dataset.max_res + 2, self.global_batch(),
+                                 self.seed, num_replicas=world)
+        total = int(max_steps) if max_steps else max_epochs * len(loader)
+        task = self._task(task.model, total)
+        if max_steps:
+            kw["max_steps"] = int(max_steps)
+        self._trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs, **kw)
+        return self._trainer
+
+    def evaluate(self, model, data: PretrainData) -> dict:
+        return evaluate_mlm(model, data.extra["val"], data.extra["max_length"], self.global_batch())
+
+    def card(self, data: PretrainData, metrics: dict) -> dict:
+        card = dict(self.recipe.get("card", {}))
+        card.setdefault("title", f"TAPE {self.recipe.get('family', 'transformer')} ({self.recipe.get('name', 'run')})")
+        card.setdefault("citation", CITATION)
+        if self.data_path is not None:  # the card says what was seen
+            card["training_data"] = data.description
+        n_val = data.extra["n_val"]
+        source = "FLIP train proteins" if self.data_path is None else f"proteins of {Path(self.data_path).name}"
+        card["results"] = [
+            {"metric": "held-out MLM perplexity", "value": f"{metrics['perplexity']:.3f}",
+             "setting": f"{n_val} held-out {source}, 15% masking, {metrics['masked_tokens']} masked tokens"},
+            {"metric": "held-out masked-token accuracy", "value": f"{metrics['masked_accuracy']:.4f}",
+             "setting": "same"},
+        ] + list(card.get("results", []))
+        return card
+
+    def provenance(self, data: PretrainData) -> dict:
+        max_length = data.extra["max_length"]
+        return {
+            "data_sha256": data.extra["sha"],
+            "steps": int(self._trainer.global_step),
+            "train_sequences": len(data.dataset),
+            "excluded_overlap_with": data.extra["excluded"],
+            "excluded_sequences": data.extra["n_dropped"],
+            "train_tokens_per_epoch": int(sum(min(len(s), max_length - 2) + 2 for s in data.dataset)),
+        }
