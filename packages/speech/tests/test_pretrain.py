@@ -6,7 +6,7 @@ import pytest
 import yaml
 from fmzoo.core import RecipeError, load_recipe
 from fmzoo.core.pretrain import run_pretraining
-from fmzoo.core.registry import method_class
+from fmzoo.core.registry import method_class, table_runner
 from fmzoo.speech.plugin import plugin
 
 TINY_W2V = dict(conv_dim=[16, 16, 16, 16, 16, 16, 16], hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -108,7 +108,7 @@ def test_plugin_recipes_and_table():
         assert r["method"] in p.methods and r["name"] == f.stem
         method_class(r["method"]).validate(r)  # every shipped recipe's keys are known to its Method
     table = yaml.safe_load((p.tables_dir / "speech-fsdd.yaml").read_text())
-    assert table["table"] == "speech-fsdd" and "speech-fsdd" in p.table_runners
+    assert table["runner"] == "fmzoo.speech.reproduce:run_fsdd" and callable(table_runner("speech-fsdd"))
     assert {r["init"] for r in table["rows"]} == {"scratch", "pretrained"}
     # the paper BASE recipes build the paper's architectures
     from fmzoo.speech.models.wav2vec2 import HF_CONFIG_DEFAULTS

@@ -224,12 +224,12 @@ def method_class(method: str) -> type | None:
 def table_runner(table: str | dict) -> Callable:
     """The function that runs a table: its YAML's ``runner: "module:function"`` (the name is stated once, in the
     table), else a plugin's ``table_runners`` entry."""
-    if isinstance(table, dict):
-        ref = table.get("runner")
-        if isinstance(ref, str) and ":" in ref:
-            return import_object(ref)
-        table = table["table"]
-    return _lookup("table_runners", table, "table runner")
+    if not isinstance(table, dict):
+        table = load_table(table) if table in tables() else {"table": table}
+    ref = table.get("runner")
+    if isinstance(ref, str) and ":" in ref:
+        return import_object(ref)
+    return _lookup("table_runners", table["table"], "table runner")
 
 
 def finetune_fn(architecture: str) -> Callable:
