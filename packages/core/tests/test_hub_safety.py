@@ -1,6 +1,7 @@
 """The local hub copies only a checkpoint's own files, follows no link, serialises publishes of one id, never
 modifies a published revision, refuses to shadow a shipped id, and writes files readable as the umask says."""
 
+import json
 import multiprocessing as mp
 import os
 import re
@@ -148,3 +149,18 @@ def test_set_values_parse_as_yaml_1_2(raw, value):
     from fmzoo.core.cli import yaml_value
 
     assert yaml_value(raw) == value and type(yaml_value(raw)) is type(value)
+
+
+def test_the_same_weights_give_the_same_file_in_every_process(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom fmzoo.core import HubMixin\n"
+            "class M(torch.nn.Module, HubMixin):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.fc = torch.nn.Linear(2, 2)\n"
+            "torch.manual_seed(0)\nM().save_pretrained(sys.argv[1])\n")
+    shas = set()
+    for i in range(4):  # two metadata keys came out in one order or the other, process to process
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / str(i))], check=True)
+        shas.add(json.loads((tmp_path / str(i) / "config.json").read_text())["weights_sha256"])
+    assert len(shas) == 1  # config.json records the same sha256 for the same tensors

@@ -418,7 +418,7 @@ class HubMixin:
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".safetensors.tmp")
         os.close(fd)
         try:
-            save_model(self, tmp, metadata={"format": "pt", "architecture": config["architecture"]})
+            save_model(self, tmp, metadata={"format": "pt"})  # one key: safetensors orders several at random, per process
             config["weights_sha256"] = sha256_file(tmp)
             os.chmod(tmp, 0o644)
             os.replace(tmp, out / WEIGHTS_NAME)
