@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fmzoo.core import InputSpecError
-from fmzoo.core.downstream import DownstreamHooks, Split, Task
+from fmzoo.core.downstream import DownstreamHooks, Split, Task, encoder_head
 from torch import nn
 
 from ..bio import as_sequences
@@ -199,8 +199,9 @@ class TapeHooks(DownstreamHooks):
         from ..models.layers import SequenceToSequenceClassificationHead
 
         hidden = hidden_size(model)
-        return ResidueNetwork(model, SequenceToSequenceClassificationHead(hidden, task.n_outputs), freeze,
-                              self._positions_for(task))
+        head = nn.Sequential(SequenceToSequenceClassificationHead(hidden, task.n_outputs),
+                             PadPositions(self._positions_for(task)))
+        return encoder_head(model, _residue_states, head, freeze)
 
     # -- objective (segmentation: per-residue labels, -1 = not scored) ------------------------------
     def _positions_of(self, task) -> int:
@@ -255,23 +256,17 @@ def hidden_size(model) -> int:
     return int(model.init_args.get("backbone", {}).get("hidden_size", 768 if model.family == "transformer" else 512))
 
 
-class ResidueNetwork(nn.Module):
-    """Encoder + TAPE's per-residue head; outputs padded to ``positions`` tokens so that batches concatenate.
-    ``freeze``: the encoder has no gradients and stays in eval mode while the head trains."""
+def _residue_states(encoder, inputs):
+    ids, mask = inputs
+    return hidden_states(encoder, ids, mask)
 
-    def __init__(self, encoder, head, freeze: bool, positions: int):
+
+class PadPositions(nn.Module):
+    """Per-residue outputs padded to ``positions`` tokens, so that prediction batches concatenate."""
+
+    def __init__(self, positions: int):
         super().__init__()
-        self.encoder, self.head, self.freeze, self.positions = encoder, head, freeze, positions
-        if freeze:
-            encoder.requires_grad_(False)
+        self.positions = positions
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze:
-            self.encoder.eval()
-        return self
-
-    def forward(self, inputs):
-        ids, mask = inputs
-        out = self.head(hidden_states(self.encoder, ids, mask))
+    def forward(self, out):
         return nn.functional.pad(out, (0, 0, 0, self.positions - out.size(1)))
