@@ -168,7 +168,7 @@ def test_finetuning_trains_a_copy_and_freezing_keeps_the_encoder():
         train_network(hooks, net, up, task, task.train, seed=0, epochs=1, lr=1e-3, batch_size=8, weight_decay=0.0)
         moved = any(not torch.equal(before[k], v) for k, v in up.state_dict().items() if v.is_floating_point())
         assert moved != freeze
-        assert not torch.equal(net.probe.layer_weights.detach(), torch.zeros(up.num_layers))  # the head learns
+        assert not torch.equal(net.head.layer_weights.detach(), torch.zeros(up.num_layers))  # the head learns
 
 
 def test_reproduce_smoke_gives_every_row(tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from fmzoo.core.downstream import DownstreamHooks, Split, Task
+from fmzoo.core.downstream import DownstreamHooks, Split, Task, encoder_head
 from fmzoo.core.errors import InputSpecError
 
 from ..data.folder import FORMAT, load_labelled_folder
@@ -31,7 +31,7 @@ from ..models.tera import TERA
 from ..models.wav2vec2 import Wav2Vec2, batch_waveforms
 from .probe import WeightedSumProbe
 
-__all__ = ["SpeechHooks", "collate_waveforms", "pooled_layers", "SpeechClassifier", "FSDD_TASKS"]
+__all__ = ["SpeechHooks", "collate_waveforms", "pooled_layers", "FSDD_TASKS"]
 
 # --dataset name -> (which FSDD label, class names)
 FSDD_TASKS = {"fsdd-speaker": ("speaker", SPEAKERS), "fsdd-digit": ("digit", [str(d) for d in range(10)])}
@@ -79,27 +79,6 @@ def pooled_layers(model: nn.Module, batch: dict) -> torch.Tensor:
     return (h * m[:, None, :, None]).sum(2) / m.sum(1).clamp(min=1)[:, None, None]
 
 
-class SpeechClassifier(nn.Module):
-    """Encoder + SUPERB head (learned softmax-weighted layer sum of the pooled layers, then linear). With
-    ``freeze`` the encoder has no gradients and stays in eval mode."""
-
-    def __init__(self, upstream: nn.Module, num_classes: int, freeze: bool = False):
-        super().__init__()
-        self.upstream, self.freeze = upstream, freeze
-        self.probe = WeightedSumProbe(upstream.num_layers, upstream.hidden_size, num_classes)
-        if freeze:
-            upstream.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.freeze:
-            self.upstream.eval()
-        return self
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.probe(pooled_layers(self.upstream, batch))
-
-
 class SpeechHooks(DownstreamHooks):
     """Downstream hooks of both speech architectures (registered for Wav2Vec2 and TERA)."""
 
@@ -142,5 +121,7 @@ class SpeechHooks(DownstreamHooks):
         return pooled_layers(model, inputs).mean(1)  # uniform layer weights: SUPERB's weighted sum at its start
 
     def network(self, model, task: Task, freeze: bool):
-        return SpeechClassifier(model, task.n_outputs, freeze)
+        # SUPERB's head: a learned softmax-weighted sum of the pooled layers, then linear
+        return encoder_head(model, pooled_layers, WeightedSumProbe(model.num_layers, model.hidden_size, task.n_outputs),
+                            freeze)
 
