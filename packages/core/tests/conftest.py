@@ -13,8 +13,10 @@ import pytest
 import torch
 from fmzoo.core import HubMixin, Plugin
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
+from fmzoo.core.errors import InputSpecError
 from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.runtime import generator
+from fmzoo.core.spec import InputSpec
 from fmzoo.core.training import SSLTask
 from fmzoo.core.weights import OfficialWeights, WeightFormat, safe_torch_load
 from torch import nn
@@ -22,7 +24,20 @@ from torch import nn
 MODULE = "fmzoo_fake_domain"
 
 
+class DigitsInput(InputSpec):
+    modality = "digits"
+    required = {"num_features": int}
+    optional = {"dataset": str}
+
+    @classmethod
+    def check(cls, spec, where):
+        if spec["num_features"] < 1:
+            raise InputSpecError(f"{where}['num_features']: expected a positive count, got {spec['num_features']}")
+
+
 class DigitsMLP(nn.Module, HubMixin):
+    input_spec_class = DigitsInput
+
     def __init__(self, in_dim: int = 64, hidden: int = 32):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
@@ -146,7 +161,7 @@ def install_fake_plugin(setitem, setattr_):
 
     module = types.ModuleType(MODULE)
     module.DigitsMLP, module.DigitsHooks, module.DigitsMAE = DigitsMLP, DigitsHooks, DigitsMAE
-    module.DigitsRelease, module.OFFICIAL = DigitsRelease, OFFICIAL
+    module.DigitsRelease, module.OFFICIAL, module.plugin = DigitsRelease, OFFICIAL, plugin
     setitem(sys.modules, MODULE, module)
     setattr_(registry, "plugins", lambda: {"fake": plugin()})
     return module

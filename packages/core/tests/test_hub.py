@@ -246,35 +246,65 @@ def test_hugging_face_hub_is_used_only_when_online_and_not_local(tmp_hub, tmp_pa
     assert len(calls) == 1
 
 
-def test_push_to_hf_uploads_the_checkpoint_unchanged(tmp_path, monkeypatch):
+def _fake_hf_api(monkeypatch, calls: list):
+    """A stand-in for huggingface_hub.HfApi that records each call after binding its arguments to the REAL
+    method's signature (a keyword the real API does not take fails the test)."""
+    import inspect
+
     import huggingface_hub
 
-    uploaded = {}
+    real = huggingface_hub.HfApi
 
     class FakeApi:
         def __init__(self, token=None):
             pass
 
-        def create_repo(self, repo_id, exist_ok=False):
-            uploaded["repo"] = repo_id
+        def __getattr__(self, name):
+            def method(*args, **kwargs):
+                inspect.signature(getattr(real, name)).bind(self, *args, **kwargs)
+                calls.append((name, kwargs))
+                if name == "upload_folder":
+                    from pathlib import Path
 
-        def upload_folder(self, folder_path, repo_id, allow_patterns):
-            from pathlib import Path
-
-            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
-            return "https://huggingface.co/lab/tiny/commit/abc"
+                    folder = Path(kwargs["folder_path"])
+                    kwargs["files"] = sorted(p.name for p in folder.iterdir() if p.name in kwargs["allow_patterns"])
+                    kwargs["config"] = json.loads((folder / "config.json").read_text())
+                    return "https://huggingface.co/lab/tiny/commit/abc"
+            return method
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setenv("FMZOO_OFFLINE", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+
+def test_push_to_hf_uploads_the_checkpoint_unchanged(tmp_path, monkeypatch):
+    calls = []
+    _fake_hf_api(monkeypatch, calls)
     url = TinyNet().push_to_hub("lab/tiny", hub="hf")
-    assert url.endswith("/commit/abc") and uploaded["repo"] == "lab/tiny"
-    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors", "provenance.json"]
-    assert uploaded["config"]["architecture"] == "TinyNet"
+    assert url.endswith("/commit/abc") and calls[0] == ("create_repo", {"exist_ok": True, "private": False})
+    upload = dict(calls)["upload_folder"]
+    assert upload["files"] == ["README.md", "config.json", "model.safetensors", "provenance.json"]
+    assert upload["config"]["architecture"] == "TinyNet" and upload["create_pr"] is False
     monkeypatch.setenv("FMZOO_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="networking is off"):
         TinyNet().push_to_hub("lab/tiny", hub="hf")
+
+
+def test_publish_hf_private_branch_message_and_pr(tmp_path, monkeypatch):
+    from fmzoo.core.cli import main
+
+    calls = []
+    _fake_hf_api(monkeypatch, calls)
+    TinyNet().save_pretrained(tmp_path / "ck")
+    assert main(["publish", str(tmp_path / "ck"), "lab/tiny", "--hub", "hf", "--private", "--revision", "v2",
+                 "--commit-message", "second run"]) == 0
+    got = dict(calls)
+    assert got["create_repo"]["private"] is True and got["create_branch"] == {"branch": "v2", "exist_ok": True}
+    assert got["upload_folder"]["revision"] == "v2" and got["upload_folder"]["commit_message"] == "second run"
+    calls.clear()
+    assert main(["publish", str(tmp_path / "ck"), "lab/tiny", "--hub", "hf", "--create-pr"]) == 0
+    assert "create_branch" not in dict(calls) and dict(calls)["upload_folder"]["create_pr"] is True
+    assert main(["publish", str(tmp_path / "ck"), "lab/tiny", "--private"]) == 2  # the local hub has no visibility
 
 
 def test_publish_run_writes_only_on_rank_zero(tmp_path, monkeypatch):

@@ -102,8 +102,11 @@ def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_
     assert lines[1] == "| accuracy: MLP (pretrained) | 0.8512 ± 0.0010 (paper 0.866) | fmzoo reproduce t-one --quick, seeds [0, 1, 2] |"
     assert lines[2].startswith("| accuracy: MLP (pretrained) | 0.5000 ± 0.0010 | fmzoo reproduce t-two, seeds")
     prov = json.loads((ckpt / "provenance.json").read_text())
-    assert set(prov["evaluations"]) == {"t-one:quick", "t-two:full"} and "results" not in prov["card"]
+    assert set(prov["evaluations"]) == {"t-one:quick", "t-two:full"}
+    assert [r["metric"] for r in prov["card"]["results"]][0] == "held-out loss"  # the whole card is kept
     assert (ckpt / "README.md").read_text() == text and (ckpt / "model.safetensors").read_bytes() == weights
+    assert refresh_card(ckpt, results) == text  # the same results again: rows replaced, not repeated
+    assert refresh_card(ckpt) == text  # provenance alone renders the same card
 
 
 def test_card_refresh_keeps_every_result_of_one_table_and_setting(tmp_path):

@@ -67,6 +67,6 @@ def test_gb1_finetune_runner_with_early_stopping(tmp_path, tmp_hub, monkeypatch)
     assert all(-1.0 <= r["ours"] <= 1.0 and "fine-tuned [two_vs_rest]" in r["model"] for r in rows)
     assert "train 381" in rows[0]["note"] and "43 validation variants" in rows[0]["note"]  # FLIP's train part only
     assert calls == [43, 43, 40] * 2  # per init: steps 2 and 4 on the validation variants, then the test score
-    # a result of these rows is what the card takes (fmzoo card --results / fmzoo.protein.cards)
+    # a result of these rows is what the card takes (fmzoo ship fmzoo/NAME --results / fmzoo card --results)
     setting = result_rows({"table": "tape-gb1", "setting": "full", "rows": rows})[0]["setting"]
     assert setting.startswith("fmzoo reproduce tape-gb1, seeds [0]; split two_vs_rest")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from .errors import RecipeError
 
 # Hugging Face metric ids (the `evaluate` library's names) of the metrics fmzoo reports
 METRIC_IDS = {"accuracy": "accuracy", "roc_auc": "roc_auc", "roc-auc": "roc_auc", "auroc": "roc_auc", "dice": "dice",
@@ -16,51 +19,140 @@ def metric_id(name: str) -> str | None:
     return METRIC_IDS.get(head)
 
 
-def _metadata(config: dict, card: dict, title: str) -> str:
+@dataclass
+class ResultRow:
+    """One row of the card's results table: a metric, its value (a number or text such as "0.85 ± 0.01") and the
+    setting that produced it (command, data, seeds)."""
+
+    metric: str
+    value: float | str
+    setting: str = ""
+
+
+@dataclass
+class EvalEntry:
+    """One structured result for the card's ``model-index`` (Hugging Face ``EvalResult``): the metric must have a
+    Hugging Face metric id (``metric_id``) and a numeric value."""
+
+    dataset: str
+    metric: str
+    value: float
+    task_type: str = "feature-extraction"
+    dataset_name: str | None = None
+    name: str | None = None
+
+
+@dataclass
+class CardData:
+    """What a model card says, typed: the ``card:`` block of a recipe, what ``Method.card`` returns and what
+    ``fmzoo ship`` renders. Unknown keys are an error naming the key (``from_dict``)."""
+
+    title: str | None = None
+    summary: str | None = None
+    intended_use: str | None = None
+    training_data: str | None = None
+    paper_results: str | None = None
+    limitations: str | None = None
+    citation: str | None = None
+    tags: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    license: str = "apache-2.0"
+    library_name: str = "fmzoo"
+    base_model: str | list[str] | None = None
+    pipeline_tag: str | None = None
+    language: str | list[str] | None = None
+    results: list[ResultRow] = field(default_factory=list)
+    eval_results: list[EvalEntry] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: "dict | CardData | None", where: str = "card") -> "CardData":
+        if isinstance(d, CardData):
+            return d
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)}; a card takes {', '.join(sorted(known))}")
+        for key in ("title", "summary", "intended_use", "training_data", "paper_results", "limitations", "citation",
+                    "license", "library_name", "pipeline_tag"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise RecipeError(f"{where}.{key}: expected text, got {type(d[key]).__name__}")
+        for key in ("tags", "datasets"):
+            if d.get(key) is None:
+                d.pop(key, None)
+            elif not isinstance(d[key], list | tuple) or not all(isinstance(x, str) for x in d[key]):
+                raise RecipeError(f"{where}.{key}: expected a list of strings, got {d[key]!r}")
+        d["results"] = [_row(r, ResultRow, f"{where}.results[{i}]") for i, r in enumerate(d.get("results") or [])]
+        d["eval_results"] = [_row(r, EvalEntry, f"{where}.eval_results[{i}]")
+                             for i, r in enumerate(d.get("eval_results") or [])]
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        """The card as plain JSON (empty fields left out), as provenance.json stores it."""
+        out = asdict(self)
+        return {k: v for k, v in out.items() if v not in (None, [], "") or k in ("license", "library_name")}
+
+
+def _row(r, cls, where: str):
+    if isinstance(r, cls):
+        return r
+    if not isinstance(r, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {type(r).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown, missing = sorted(set(r) - known), [f.name for f in fields(cls) if f.name not in r and f.default is
+                                                 f.default_factory and f.name in ("metric", "value", "dataset")]
+    if unknown or missing:
+        raise RecipeError(f"{where}: {'unknown key(s) ' + ', '.join(unknown) if unknown else ''}"
+                          f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
+                          f" (a {cls.__name__} has {', '.join(sorted(known))})")
+    return cls(**r)
+
+
+def _metadata(config: dict, card: CardData, title: str) -> str:
     """The card's YAML header, built with huggingface_hub's ModelCardData: metrics are ids, and structured results
     (``card["eval_results"]``: task_type, dataset, dataset_name, metric, value, name) become a ``model-index``."""
     from huggingface_hub import EvalResult, ModelCardData
 
     evals = []
-    for r in card.get("eval_results") or []:
-        mid = metric_id(r["metric"])
+    for r in card.eval_results:
+        mid = metric_id(r.metric)
         if mid is None:
             continue
-        evals.append(EvalResult(task_type=r.get("task_type", "feature-extraction"), dataset_type=r["dataset"],
-                                dataset_name=r.get("dataset_name", r["dataset"]), metric_type=mid,
-                                metric_value=float(r["value"]), metric_name=r.get("name", r["metric"])))
+        evals.append(EvalResult(task_type=r.task_type, dataset_type=r.dataset, dataset_name=r.dataset_name or r.dataset,
+                                metric_type=mid, metric_value=float(r.value), metric_name=r.name or r.metric))
+    tags = ["fmzoo", "self-supervised", *(t for t in card.tags if t not in ("fmzoo", "self-supervised"))]
     data = ModelCardData(
-        library_name=card.get("library_name", "fmzoo"), license=card.get("license", "apache-2.0"),
-        tags=["fmzoo", "self-supervised", *card.get("tags", [])], datasets=list(card.get("datasets") or []) or None,
-        base_model=card.get("base_model"), pipeline_tag=card.get("pipeline_tag"), language=card.get("language"),
+        library_name=card.library_name, license=card.license, tags=tags, datasets=list(card.datasets) or None,
+        base_model=card.base_model, pipeline_tag=card.pipeline_tag, language=card.language,
         metrics=sorted({e.metric_type for e in evals}) or None, model_name=title if evals else None,
         eval_results=evals or None)
     return data.to_yaml()
 
 
-def render_card(config: dict, card: dict, provenance: dict | None = None) -> str:
-    title = card.get("title") or config["architecture"]
+def render_card(config: dict, card: "CardData | dict", provenance: dict | None = None) -> str:
+    """The README.md of a checkpoint: YAML metadata (``ModelCardData``) and the sections a user reads."""
+    card = CardData.from_dict(card)
+    title = card.title or config["architecture"]
     lines = ["---", _metadata(config, card, title).strip(), "---", "", f"# {title}", ""]
-    if card.get("summary"):
-        lines += [card["summary"].strip(), ""]
-    lines += ["## Intended use", "", (card.get("intended_use") or "Research use: feature extraction and fine-tuning.").strip(), ""]
-    lines += ["## Training data", "", (card.get("training_data") or "See provenance.json.").strip(), ""]
-    results = card.get("results") or []
+    if card.summary:
+        lines += [card.summary.strip(), ""]
+    lines += ["## Intended use", "", (card.intended_use or "Research use: feature extraction and fine-tuning.").strip(), ""]
+    lines += ["## Training data", "", (card.training_data or "See provenance.json.").strip(), ""]
     lines += ["## Results", ""]
-    if results:
+    if card.results:
         lines += ["| metric | value | setting |", "|---|---|---|"]
-        for r in results:
-            value = r["value"] if isinstance(r["value"], str) else f"{r['value']:.4g}"
-            lines.append(f"| {r['metric']} | {value} | {r.get('setting', '')} |")
+        for r in card.results:
+            value = r.value if isinstance(r.value, str) else f"{r.value:.4g}"
+            lines.append(f"| {r.metric} | {value} | {r.setting} |")
     else:
         lines.append("No results recorded for this checkpoint.")
     lines.append("")
-    if card.get("paper_results"):
-        lines += ["## The paper's numbers (context, not our runs)", "", card["paper_results"].strip(), ""]
-    if card.get("limitations"):
-        lines += ["## Limitations", "", card["limitations"].strip(), ""]
-    lines += ["## Input spec", "", "```json", json.dumps(config.get("input_spec"), indent=2), "```", ""]
-    lines += ["## Architecture", "", f"`{config['architecture']}` with", "", "```json", json.dumps(config["init_args"], indent=2), "```", ""]
+    if card.paper_results:
+        lines += ["## The paper's numbers (context, not our runs)", "", card.paper_results.strip(), ""]
+    if card.limitations:
+        lines += ["## Limitations", "", card.limitations.strip(), ""]
+    lines += ["## Input spec", "", "```json", json.dumps(config.get("input_spec"), indent=2, sort_keys=True), "```", ""]
+    lines += ["## Architecture", "", f"`{config['architecture']}` with", "", "```json", json.dumps(config["init_args"], indent=2, sort_keys=True), "```", ""]
     if provenance:
         lines += ["## Provenance", ""]
         if provenance.get("recipe_name"):
@@ -78,18 +170,16 @@ def render_card(config: dict, card: dict, provenance: dict | None = None) -> str
         for f in provenance.get("data_files", []):
             lines.append(f"- data: `{f['path']}` sha256 `{f['sha256'][:16]}`")
         lines.append("")
-    lines += ["## Citation", "", "```bibtex", (card.get("citation") or "").strip(), "```", ""]
+    lines += ["## Citation", "", "```bibtex", (card.citation or "").strip(), "```", ""]
     return "\n".join(lines)
 
 
 def provenance_seeds(provenance: dict) -> list[int] | None:
     """The seeds a run used: ``seeds`` (a list), or ``seed`` as written by checkpoints shipped before provenance was
     typed (graph, medical, speech and remote sensing wrote a single ``seed``)."""
-    if provenance.get("seeds") is not None:
-        return list(provenance["seeds"])
-    if provenance.get("seed") is not None:
-        return [provenance["seed"]]
-    return None
+    from .provenance import Provenance
+
+    return Provenance.from_dict(provenance).seeds
 
 
 def eval_results(result: dict, table: dict | None = None) -> list[dict]:
@@ -108,8 +198,7 @@ def eval_results(result: dict, table: dict | None = None) -> list[dict]:
 def result_rows(result: dict) -> list[dict]:
     """Card rows ({metric, value, setting}) of one ``fmzoo reproduce`` result (``result["command"]``, when a
     result comes from another command than ``fmzoo reproduce TABLE [--quick]``, names that command)."""
-    flag = " --quick" if result["setting"] == "quick" else ""
-    command = result.get("command") or f"fmzoo reproduce {result['table']}{flag}"
+    command = _command(result)
     return [
         {
             "metric": f"{r['metric']}: {r['model']} ({r['init']})",
@@ -120,38 +209,62 @@ def result_rows(result: dict) -> list[dict]:
     ]
 
 
-def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card: dict | None = None) -> str:
-    """Re-render a checkpoint's README.md from its config, provenance (whose recipe holds the card
-    text) and, optionally, reproduction results (``fmzoo reproduce`` JSON, one or a list) whose rows
-    follow any rows already in ``card["results"]``. Weights and config are untouched; each result's
-    rows are also recorded in provenance.json under ``evaluations["table:setting"]`` (the rows of every result
-    of this call with that table and setting; other keys are kept). Both files are
-    replaced atomically."""
-    import os
-    import tempfile
+def _command(result: dict) -> str:
+    flag = " --quick" if result["setting"] == "quick" else ""
+    return result.get("command") or f"fmzoo reproduce {result['table']}{flag}"
+
+
+def with_results(card: "CardData | dict", results: dict | list[dict]) -> CardData:
+    """``card`` plus the rows (and model-index entries) of ``fmzoo reproduce`` results. Rows that an earlier call
+    added from the same command are replaced, not repeated, so re-rendering with the same results is idempotent."""
+    card = CardData.from_dict(card)
+    results = [results] if isinstance(results, dict) else list(results)
+    commands = {_command(r) + ", seeds" for r in results}
+    rows = [r for r in card.results if not any(r.setting.startswith(c) for c in commands)]
+    names = {n for r in results for n in (e["name"] for e in eval_results(r, r.get("table_meta")))}
+    evals = [e for e in card.eval_results if e.name not in names]
+    for result in results:
+        rows += [ResultRow(**r) for r in result_rows(result)]
+        evals += [EvalEntry(**e) for e in eval_results(result, result.get("table_meta"))]
+    return CardData(**{**card.__dict__, "results": rows, "eval_results": evals})
+
+
+def card_of(provenance: dict, config: dict) -> CardData:
+    """The card a checkpoint's provenance.json holds (``card``; before cards were stored whole: its recipe's
+    ``card:`` block), with a title."""
+    card = CardData.from_dict(provenance.get("card") or (provenance.get("recipe") or {}).get("card") or {},
+                              "provenance.json card")
+    if not card.title:
+        card.title = f"{config['architecture']} ({provenance.get('recipe_name', '')})"
+    return card
+
+
+def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card: "CardData | dict | None" = None) -> str:
+    """Re-render a checkpoint's README.md from its config and provenance.json, which holds the whole card
+    (``card``, results rows included): the rendered card always equals what provenance says. ``card`` replaces the
+    stored card; ``results`` (``fmzoo reproduce`` JSON, one or a list) add their rows after the card's own
+    (``with_results``), and each result's raw rows are recorded under ``evaluations["table:setting"]`` (every
+    result of this call with that table and setting; other keys are kept). Weights and config are untouched; both
+    files are replaced atomically."""
     from pathlib import Path
+
+    from .files import atomic_write_text
 
     path = Path(checkpoint_dir)
     config = json.loads((path / "config.json").read_text())
     prov = json.loads((path / "provenance.json").read_text())
-    card = dict(card or prov.get("card") or (prov.get("recipe") or {}).get("card") or {})
-    prov["card"] = {k: v for k, v in card.items() if k != "results"}
-    card.setdefault("title", f"{config['architecture']} ({prov.get('recipe_name', '')})")
+    card = CardData.from_dict(card) if card is not None else card_of(prov, config)
+    if not card.title:
+        card.title = f"{config['architecture']} ({prov.get('recipe_name', '')})"
     if results is not None:
         results = [results] if isinstance(results, dict) else list(results)
-        card["results"] = list(card.get("results") or [])
+        card = with_results(card, results)
         recorded: dict[str, list] = {}  # results of one table and setting (e.g. two partial runs) add up
-        card["eval_results"] = list(card.get("eval_results") or [])
         for result in results:
-            card["results"] += result_rows(result)
-            card["eval_results"] += eval_results(result, result.get("table_meta"))
             recorded.setdefault(f"{result['table']}:{result['setting']}", []).extend(result["rows"])
         prov.setdefault("evaluations", {}).update(recorded)
+    prov["card"] = card.to_dict()
     text = render_card(config, card, prov)
-    for name, content in (("provenance.json", json.dumps(prov, indent=2) + "\n"), ("README.md", text)):
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path / name)
+    atomic_write_text(path / "provenance.json", json.dumps(prov, indent=2) + "\n")
+    atomic_write_text(path / "README.md", text)
     return text

@@ -208,7 +208,12 @@ def cmd_publish(args) -> int:
     from .hub import publish_dir
 
     ckpt = _checkpoint_in(Path(args.run_dir))
-    result = publish_dir(ckpt, args.repo_id, hub=args.hub, replace_shipped=args.replace_shipped)
+    hf = {k: getattr(args, k) for k in ("private", "revision", "commit_message", "create_pr", "token")}
+    if args.hub != "hf" and any(hf.values()):
+        raise UsageError(f"--{next(k for k, v in hf.items() if v).replace('_', '-')} applies to --hub hf only "
+                         "(the local hub keeps every revision and has no branches, PRs or visibility)")
+    result = publish_dir(ckpt, args.repo_id, hub=args.hub, replace_shipped=args.replace_shipped,
+                         **({k: v for k, v in hf.items() if v} if args.hub == "hf" else {}))
     print(f"published {args.repo_id} ({args.hub}): {result}")
     return 0
 
@@ -333,6 +338,21 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_ship(args) -> int:
+    from .ship import check_cards, ship
+
+    if args.check:
+        bad = check_cards()
+        print("\n".join(bad) if bad else "every shipped card agrees with its provenance")
+        return 1 if bad else 0
+    if not args.source:
+        raise UsageError("give the run directory, checkpoint directory or shipped id to ship (or --check)")
+    dest = ship(args.source, name=args.name, package=args.package, results=args.results, card_file=args.card,
+                replace=args.replace)
+    print(f"shipped {dest} (fmzoo/{dest.name}; `fmzoo card fmzoo/{dest.name}` prints its card)")
+    return 0
+
+
 def cmd_card(args) -> int:
     from .hub import CARD_NAME, resolve_checkpoint
 
@@ -427,7 +447,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hub", choices=("local", "hf"), default="local")
     s.add_argument("--replace-shipped", action="store_true",
                    help="allow publishing an id that an installed package ships (it then shadows the shipped checkpoint)")
+    hf = s.add_argument_group("Hugging Face Hub (--hub hf)")
+    hf.add_argument("--private", action="store_true", help="create the repository private (default: public)")
+    hf.add_argument("--revision", help="the branch to commit to (created from main if missing; default main)")
+    hf.add_argument("--commit-message", help="the commit message (default: names the fmzoo version)")
+    hf.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to the branch")
+    hf.add_argument("--token", help="a Hugging Face token (default: the logged-in one, HF_TOKEN)")
     s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("ship", help="ship a run's checkpoint inside its package (card rendered from provenance)",
+                       description="Copy a pretraining run's checkpoint (run dir, checkpoint dir or a shipped id) into "
+                       "its package's checkpoints/NAME with the card its provenance holds, updated by --card and "
+                       "--results, and swap the folder in whole. A shipped id re-renders that checkpoint in place "
+                       "(weights untouched). --check: verify every shipped README is what its provenance renders.",
+                       epilog="examples: fmzoo ship runs/tera --name tera-small --results out/speech-fsdd.json; "
+                       "fmzoo ship fmzoo/tjepa-adult --results reproduce_out/tjepa-adult.json; fmzoo ship --check")
+    s.add_argument("source", nargs="?", help="run directory, checkpoint directory or shipped id (fmzoo/NAME)")
+    s.add_argument("--name", help="the shipped name (its id is fmzoo/NAME; default: the source folder's name)")
+    s.add_argument("--package", help="the fmzoo package to ship into (default: the one registering the architecture)")
+    s.add_argument("--results", nargs="+", default=[], metavar="JSON", help="`fmzoo reproduce` JSON whose rows join the card")
+    s.add_argument("--card", metavar="YAML", help="card keys (title, summary, limitations, ...) replacing the card's")
+    s.add_argument("--replace", action="store_true", help="ship over an existing checkpoint of that name")
+    s.add_argument("--check", action="store_true", help="check that every shipped card agrees with its provenance")
+    s.set_defaults(fn=cmd_ship)
 
     s = sub.add_parser("reproduce", help="run a paper table and print ours beside the paper's",
                        description="Run a paper table (see `fmzoo list`); writes OUT/TABLE.json and OUT/TABLE.png. "

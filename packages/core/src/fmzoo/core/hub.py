@@ -33,6 +33,7 @@ from typing import Any
 
 from .errors import CheckpointError, RepoIdError
 from .files import _fsync_dir, atomic_write_text, hub_root, is_offline, sha256_file  # noqa: F401  (re-exported)
+from .spec import validate_input_spec
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -379,6 +380,7 @@ class HubMixin:
     """
 
     input_spec: dict | None = None
+    input_spec_class: type | None = None  # the domain's fmzoo.core.spec.InputSpec subclass (its package's spec.py)
     checkpoint_dir: Path | None = None  # set by from_pretrained
 
     def __init_subclass__(cls, **kwargs):
@@ -393,6 +395,7 @@ class HubMixin:
         return dict(getattr(self, "_fmzoo_init_args", {}))
 
     def get_config(self) -> dict[str, Any]:
+        validate_input_spec(self, self.input_spec, f"{type(self).__name__}.input_spec")  # never ship what load refuses
         return {
             "architecture": type(self).__name__,
             "format_version": FORMAT_VERSION,
@@ -407,11 +410,16 @@ class HubMixin:
         card: dict | None = None,
         provenance: dict | None = None,
     ) -> Path:
+        """Write config.json, model.safetensors, provenance.json (which stores the whole card) and README.md
+        (rendered from that card). ``card`` is a CardData or its dict; ``provenance`` a Provenance or its dict."""
         from safetensors.torch import save_model
 
-        from .card import render_card
-        from .provenance import build_provenance
+        from .card import CardData, render_card
+        from .provenance import Provenance, build_provenance
 
+        prov = Provenance.from_dict(provenance.to_dict() if isinstance(provenance, Provenance) else provenance)
+        card = CardData.from_dict(card if card is not None else prov.card, "card")  # checked before any write
+        prov.card = card.to_dict()
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         config = self.get_config()
@@ -424,10 +432,10 @@ class HubMixin:
             os.replace(tmp, out / WEIGHTS_NAME)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        prov = build_provenance(provenance or {})
+        prov = build_provenance(prov)
         atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n")
         atomic_write_text(out / PROVENANCE_NAME, json.dumps(prov, indent=2) + "\n")
-        atomic_write_text(out / CARD_NAME, render_card(config, card or {}, prov))
+        atomic_write_text(out / CARD_NAME, render_card(config, card, prov))
         return out
 
     # -- load --------------------------------------------------------------------------------
@@ -459,7 +467,7 @@ class HubMixin:
         except TypeError as exc:  # init_args that the class does not take: a config written for another class
             raise CheckpointError(f"{str(path / CONFIG_NAME)!r}: its init_args do not fit {arch} ({exc})") from None
         load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
-        model.input_spec = config.get("input_spec")
+        model.input_spec = validate_input_spec(target, config.get("input_spec"), f"{path / CONFIG_NAME}: input_spec")
         model.checkpoint_dir = path  # where the weights came from (its provenance names the data they saw)
         model.eval()
         return model
@@ -472,31 +480,44 @@ class HubMixin:
         card: dict | None = None,
         provenance: dict | None = None,
         token: str | None = None,
+        **hf_options,
     ) -> str:
-        """Publish to the local hub (returns the revision) or to the Hugging Face Hub (returns the URL)."""
+        """Publish to the local hub (returns the revision) or to the Hugging Face Hub (returns the URL;
+        ``hf_options``: private, revision, commit_message, create_pr, as ``publish_dir`` takes them)."""
         validate_repo_id(repo_id)
         with tempfile.TemporaryDirectory(prefix="fmzoo-push-") as tmp:
             self.save_pretrained(tmp, card=card, provenance=provenance)
-            return publish_dir(tmp, repo_id, hub=hub, token=token)
+            return publish_dir(tmp, repo_id, hub=hub, token=token, **hf_options)
 
 
 def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None,
-                replace_shipped: bool = False) -> str:
-    """Publish an existing checkpoint directory to the local hub or the Hugging Face Hub."""
+                replace_shipped: bool = False, private: bool = False, revision: str | None = None,
+                commit_message: str | None = None, create_pr: bool = False) -> str:
+    """Publish an existing checkpoint directory to the local hub (returns the revision) or the Hugging Face Hub
+    (returns the commit or pull-request URL; ``private``, ``revision`` (a branch, created from main when missing),
+    ``commit_message`` and ``create_pr`` as in ``huggingface_hub.HfApi.upload_folder``)."""
     validate_repo_id(repo_id)
     check_checkpoint_dir(Path(src))
     if hub == "local":
+        if private or revision or commit_message or create_pr:
+            raise ValueError("private/revision/commit_message/create_pr apply to hub='hf' only")
         return LocalHub().publish(src, repo_id, replace_shipped=replace_shipped)
     if hub == "hf":
         if is_offline():
             raise CheckpointError("cannot push to the Hugging Face Hub: networking is off (FMZOO_OFFLINE/HF_HUB_OFFLINE)")
         from huggingface_hub import HfApi
 
+        from . import __version__
+
         api = HfApi(token=token)
-        api.create_repo(repo_id, exist_ok=True)
-        _own_files(Path(src))  # the same rule as the local hub: no links
-        info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=list(PUBLISHED_FILES))
-        return str(getattr(info, "commit_url", info))
+        api.create_repo(repo_id, exist_ok=True, private=private)
+        if revision and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        files = _own_files(Path(src))  # the same rule as the local hub: no links, only the checkpoint's files
+        info = api.upload_folder(folder_path=str(src), repo_id=repo_id, allow_patterns=files, revision=revision,
+                                 commit_message=commit_message or f"Upload {repo_id} with fmzoo {__version__}",
+                                 create_pr=create_pr)
+        return str(getattr(info, "pr_url", None) or getattr(info, "commit_url", info))
     raise ValueError(f"hub must be 'local' or 'hf', got {hub!r}")
 
 

@@ -64,6 +64,10 @@ class Method:
             if section in recipe and recipe[section] is not None and not isinstance(recipe[section], dict):
                 raise RecipeError(f"recipe {recipe.get('name')!r}: {section!r} must be a mapping, "
                                   f"got {type(recipe[section]).__name__}")
+        if recipe.get("card") is not None:
+            from .card import CardData
+
+            CardData.from_dict(recipe["card"], f"recipe {recipe.get('name')!r}: card")
 
     @property
     def train_cfg(self) -> dict:

@@ -8,8 +8,10 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import asdict, dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
+from typing import Any
 
 from .files import sha256_file
 
@@ -58,14 +60,59 @@ def _data_file_entry(f) -> dict:
     return {"path": shown, "sha256": sha256_file(p), "bytes": p.stat().st_size}
 
 
-def build_provenance(extra: dict) -> dict:
-    prov = dict(extra)
-    if "recipe" in prov and prov["recipe"] is not None:
-        prov.setdefault("recipe_name", prov["recipe"].get("name"))
-        prov["recipe_sha256"] = recipe_sha256(prov["recipe"])
-    prov["data_files"] = [_data_file_entry(f) for f in prov.get("data_files", [])]
-    prov.setdefault("packages", package_versions())
-    prov.setdefault("python", platform.python_version())
-    prov.setdefault("git_commit", git_commit())
-    prov.setdefault("created_utc", _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    return prov
+@dataclass
+class Provenance:
+    """What produced a checkpoint, typed: provenance.json is ``to_dict()`` of this. The keys every checkpoint has
+    are fields; what a method adds of its own (tokens seen, audio seconds, ...) goes in ``extra`` and is written
+    at the top level beside them, so the file's layout does not change. ``from_dict`` reads every provenance.json
+    fmzoo has written (a single ``seed`` before ``seeds``)."""
+
+    recipe: dict | None = None
+    recipe_name: str | None = None
+    recipe_sha256: str | None = None
+    seeds: list[int] | None = None
+    data_files: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    training: dict | None = None  # seconds and steps of each part of the run (fmzoo.core.training)
+    card: dict | None = None  # the whole card (CardData.to_dict()): README.md is rendered from it
+    evaluations: dict = field(default_factory=dict)  # "table:setting" -> fmzoo reproduce rows
+    imported_from: dict | None = None  # official weights: source, format, files with sha256
+    init_from: str | None = None  # a continued run: the checkpoint it started from
+    data_path: str | None = None  # fmzoo pretrain --data PATH
+    packages: dict = field(default_factory=dict)
+    python: str | None = None
+    git_commit: str | None = None
+    created_utc: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Provenance:
+        d = dict(d or {})
+        if d.get("seeds") is None and d.get("seed") is not None:  # written before provenance was typed
+            d["seeds"] = [d.pop("seed")]
+        d.pop("seed", None)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: d.pop(k) for k in list(d) if k in known and d[k] is not None}
+        return cls(**kwargs, extra={**d.pop("extra", {}), **d})
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (None, {}) or k == "data_files"}
+        clash = set(self.extra) & {f.name for f in fields(self)}
+        if clash:
+            raise ValueError(f"provenance extra keys {sorted(clash)} shadow typed fields; set the fields instead")
+        return {**out, **self.extra}
+
+
+def build_provenance(extra: dict | Provenance) -> dict:
+    """provenance.json for a checkpoint being saved: the run's facts plus the recipe's hash, the data files'
+    hashes, package versions, Python, git commit and time."""
+    prov = Provenance.from_dict(extra.to_dict() if isinstance(extra, Provenance) else extra)
+    if prov.recipe is not None:
+        prov.recipe_name = prov.recipe_name or prov.recipe.get("name")
+        prov.recipe_sha256 = recipe_sha256(prov.recipe)
+    prov.data_files = [_data_file_entry(f) for f in prov.data_files]
+    prov.packages = prov.packages or package_versions()
+    prov.python = prov.python or platform.python_version()
+    prov.git_commit = prov.git_commit or git_commit()
+    prov.created_utc = prov.created_utc or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return prov.to_dict()
