@@ -3,7 +3,6 @@
 import json
 
 import yaml
-
 from fmzoo.core.registry import shipped_checkpoints
 from fmzoo.core.ship import check_cards
 

@@ -65,7 +65,7 @@ class CardData:
     eval_results: list[EvalEntry] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, d: "dict | CardData | None", where: str = "card") -> "CardData":
+    def from_dict(cls, d: dict | CardData | None, where: str = "card") -> CardData:
         if isinstance(d, CardData):
             return d
         d = dict(d or {})
@@ -99,12 +99,11 @@ def _row(r, cls, where: str):
     if not isinstance(r, dict):
         raise RecipeError(f"{where}: expected a mapping, got {type(r).__name__}")
     known = {f.name for f in fields(cls)}
-    unknown, missing = sorted(set(r) - known), [f.name for f in fields(cls) if f.name not in r and f.default is
-                                                 f.default_factory and f.name in ("metric", "value", "dataset")]
-    if unknown or missing:
-        raise RecipeError(f"{where}: {'unknown key(s) ' + ', '.join(unknown) if unknown else ''}"
-                          f"{'; ' if unknown and missing else ''}{'missing ' + ', '.join(missing) if missing else ''}"
-                          f" (a {cls.__name__} has {', '.join(sorted(known))})")
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in r]
+    problems = ([f"unknown key(s) {', '.join(sorted(set(r) - known))}"] if set(r) - known else []) + (
+        [f"missing {', '.join(missing)}"] if missing else [])
+    if problems:
+        raise RecipeError(f"{where}: {'; '.join(problems)} (a {cls.__name__} has {', '.join(sorted(known))})")
     return cls(**r)
 
 
@@ -129,7 +128,7 @@ def _metadata(config: dict, card: CardData, title: str) -> str:
     return data.to_yaml()
 
 
-def render_card(config: dict, card: "CardData | dict", provenance: dict | None = None) -> str:
+def render_card(config: dict, card: CardData | dict, provenance: dict | None = None) -> str:
     """The README.md of a checkpoint: YAML metadata (``ModelCardData``) and the sections a user reads."""
     card = CardData.from_dict(card)
     title = card.title or config["architecture"]
@@ -214,7 +213,7 @@ def _command(result: dict) -> str:
     return result.get("command") or f"fmzoo reproduce {result['table']}{flag}"
 
 
-def with_results(card: "CardData | dict", results: dict | list[dict]) -> CardData:
+def with_results(card: CardData | dict, results: dict | list[dict]) -> CardData:
     """``card`` plus the rows (and model-index entries) of ``fmzoo reproduce`` results. Rows that an earlier call
     added from the same command are replaced, not repeated, so re-rendering with the same results is idempotent."""
     card = CardData.from_dict(card)
@@ -239,7 +238,7 @@ def card_of(provenance: dict, config: dict) -> CardData:
     return card
 
 
-def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card: "CardData | dict | None" = None) -> str:
+def refresh_card(checkpoint_dir, results: dict | list[dict] | None = None, card: CardData | dict | None = None) -> str:
     """Re-render a checkpoint's README.md from its config and provenance.json, which holds the whole card
     (``card``, results rows included): the rendered card always equals what provenance says. ``card`` replaces the
     stored card; ``results`` (``fmzoo reproduce`` JSON, one or a list) add their rows after the card's own

@@ -16,11 +16,11 @@ import shutil
 import uuid
 from pathlib import Path
 
+from . import registry
 from .card import CardData, card_of, refresh_card, render_card
 from .errors import CheckpointError, UsageError
 from .files import sha256_file
 from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, _own_files, check_checkpoint_dir
-from . import registry
 from .registry import SHIPPED_ORG
 
 
