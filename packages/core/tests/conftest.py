@@ -167,6 +167,48 @@ def install_fake_plugin(setitem, setattr_):
     return module
 
 
+DOMAINS = ("graph", "medical", "protein", "remotesensing", "speech", "tabular", "timeseries")
+
+
+class _NoDomainPackages:
+    """A meta-path finder that refuses to import any fmzoo domain package."""
+
+    def find_spec(self, name, path=None, target=None):
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[0] == "fmzoo" and parts[1] in DOMAINS:
+            raise ImportError(f"{name}: the core's tests run with only fmzoo-core installed; use the fake plugin "
+                              "(packages/core/tests/conftest.py)")
+        return None
+
+    def find_spec_safe(self, name) -> bool:
+        try:
+            self.find_spec(name)
+        except ImportError:
+            return True
+        return False
+
+
+@pytest.fixture(autouse=True)
+def only_fmzoo_core(monkeypatch):
+    """Every core test runs as if only fmzoo-core were installed: the registry sees no domain plugin (subprocesses
+    too: FMZOO_PLUGINS is empty) and importing a domain package fails, even where another test of the same worker
+    imported it before (its modules are hidden for the test and put back after)."""
+    from fmzoo.core import registry
+
+    hidden = {k: v for k, v in sys.modules.items() if _NoDomainPackages().find_spec_safe(k)}
+    for k in hidden:
+        del sys.modules[k]
+    finder = _NoDomainPackages()
+    sys.meta_path.insert(0, finder)
+    monkeypatch.setenv("FMZOO_PLUGINS", "")
+    monkeypatch.setattr(registry, "plugins", lambda: {})
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        sys.modules.update(hidden)
+
+
 @pytest.fixture
 def fake_plugin(monkeypatch):
     """The registry sees exactly the fake domain (and no installed domain package)."""

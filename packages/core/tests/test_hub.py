@@ -195,13 +195,10 @@ def test_killed_publish_process_leaves_hub_consistent(tmp_hub, tmp_path):
     assert not hub.has("lab/big") or hub.resolve("lab/big")  # complete if visible (verify=True)
 
 
-def test_registry_resolves_class_from_config(tmp_path):
-    from fmzoo.tabular import TJEPA
-
-    m = TJEPA(n_num=2, cardinalities=[3], depth=1, pred_depth=1)
-    m.save_pretrained(tmp_path)
+def test_registry_resolves_class_from_config(tmp_path, fake_plugin):
+    fake_plugin.DigitsMLP(hidden=8).save_pretrained(tmp_path)
     loaded = from_pretrained(tmp_path)
-    assert type(loaded) is TJEPA
+    assert type(loaded) is fake_plugin.DigitsMLP and loaded.init_args["hidden"] == 8
 
 
 def test_unknown_architecture_is_a_clear_error(tmp_path):

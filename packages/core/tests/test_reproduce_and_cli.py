@@ -4,22 +4,7 @@ import sys
 
 import pytest
 import torch
-from fmzoo.core.registry import PLUGIN_ERRORS, list_models, plugins, recipes, shipped_checkpoints, tables
 from fmzoo.core.reproduce import ROW_KEYS, format_table, make_row, plot_table
-
-
-def test_every_installed_plugin_loads():
-    found = plugins()
-    assert "tabular" in found
-    assert PLUGIN_ERRORS == {}, PLUGIN_ERRORS
-
-
-def test_registry_lists_models_checkpoints_recipes_tables():
-    names = {r["name"] for r in list_models()}
-    assert {"TJEPA", "fmzoo/tjepa-adult"} <= names
-    assert "fmzoo/tjepa-adult" in shipped_checkpoints()
-    assert {"tjepa-adult", "tjepa-adult-cpu"} <= set(recipes())
-    assert "tjepa-adult" in tables()
 
 
 def test_make_row_fills_paper_values_and_validates():
@@ -52,18 +37,12 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "fmzoo.core.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("cmd", ["list", "pretrain", "finetune", "evaluate", "publish", "reproduce", "card"])
+@pytest.mark.parametrize("cmd", ["list", "doctor", "pretrain", "finetune", "evaluate", "publish", "ship", "reproduce",
+                                 "import", "card"])
 def test_every_command_has_useful_help(cmd):
     out = _cli(cmd, "--help")
     assert out.returncode == 0 and "usage: fmzoo " + cmd in out.stdout
     assert len(out.stdout.splitlines()) > 5
-
-
-def test_list_and_card_offline(tmp_hub):
-    out = _cli("list")
-    assert out.returncode == 0 and "fmzoo/tjepa-adult" in out.stdout and "TJEPA" in out.stdout
-    card = _cli("card", "fmzoo/tjepa-adult")
-    assert card.returncode == 0 and card.stdout.startswith("---") and "T-JEPA" in card.stdout
 
 
 def test_unknown_table_and_recipe_are_clear_errors():
@@ -73,10 +52,8 @@ def test_unknown_table_and_recipe_are_clear_errors():
     assert out.returncode != 0 and "unknown recipe 'no-such-recipe'" in out.stderr
 
 
-def test_publish_rejects_bad_repo_id(tmp_path, tmp_hub):
-    from fmzoo.tabular import TJEPA
-
-    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(tmp_path / "checkpoint")
+def test_publish_rejects_bad_repo_id(tmp_path, tmp_hub, fake_plugin):
+    fake_plugin.DigitsMLP().save_pretrained(tmp_path / "checkpoint")
     out = _cli("publish", str(tmp_path), "../evil")
     assert out.returncode != 0 and "invalid repo id" in out.stderr
     out = _cli("publish", str(tmp_path), "lab/ok")
@@ -84,12 +61,11 @@ def test_publish_rejects_bad_repo_id(tmp_path, tmp_hub):
     assert json.loads((tmp_hub / "lab" / "ok" / "revisions").glob("*.json").__next__().read_text())["repo_id"] == "lab/ok"
 
 
-def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_path):
+def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_path, fake_plugin):
     from fmzoo.core.card import refresh_card
-    from fmzoo.tabular import TJEPA
 
     ckpt = tmp_path / "checkpoint"
-    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(ckpt)
+    fake_plugin.DigitsMLP().save_pretrained(ckpt)
     weights = (ckpt / "model.safetensors").read_bytes()
     row = {"model": "MLP", "init": "pretrained", "metric": "accuracy", "higher_is_better": True, "ours": 0.8512,
            "std": 0.001, "seeds": [0, 1, 2], "paper": 0.866, "paper_source": "x"}
@@ -109,14 +85,13 @@ def test_card_refresh_renders_results_after_existing_rows_and_keeps_weights(tmp_
     assert refresh_card(ckpt) == text  # provenance alone renders the same card
 
 
-def test_card_refresh_keeps_every_result_of_one_table_and_setting(tmp_path):
+def test_card_refresh_keeps_every_result_of_one_table_and_setting(tmp_path, fake_plugin):
     """Two partial runs of one table (e.g. two groups of splits, each its own command) both stay in the
     provenance's evaluations: the second must not replace the first."""
     from fmzoo.core.card import refresh_card
-    from fmzoo.tabular import TJEPA
 
     ckpt = tmp_path / "checkpoint"
-    TJEPA(n_num=1, cardinalities=[2], depth=1, pred_depth=1).save_pretrained(ckpt)
+    fake_plugin.DigitsMLP().save_pretrained(ckpt)
     row = {"model": "A", "init": "pretrained", "metric": "spearman", "ours": 0.1, "std": 0.0, "seeds": [0]}
     results = [{"table": "t", "setting": "full", "command": "run --splits a", "rows": [row]},
                {"table": "t", "setting": "full", "command": "run --splits b", "rows": [dict(row, model="B", ours=0.2)]}]
@@ -152,12 +127,6 @@ def test_a_table_runs_with_its_thread_count_and_does_not_leak_it(tmp_path, monke
             assert torch.get_num_threads() == 2 and seen == [3]
     finally:
         torch.set_num_threads(before)
-
-
-def test_every_installed_table_names_its_thread_count():
-    from fmzoo.core.reproduce import all_tables, load_table, table_threads
-
-    assert {n: table_threads(load_table(n)) for n in all_tables()}["tape-gb1"] == 2
 
 
 def test_reproduce_jobs_runs_each_table_in_its_own_process_longest_first(tmp_path, monkeypatch, capsys):
