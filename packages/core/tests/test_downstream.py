@@ -207,3 +207,32 @@ def test_regression_tasks_report_spearman(digits_checkpoint):
     assert result["rows"][0]["metrics"]["spearman"]["mean"] > 0.5
     result = run("finetune", model, hooks, task, seeds=[0], budget=Budget(n=300), epochs=2)
     assert np.isfinite(result["rows"][0]["metrics"]["spearman"]["mean"])
+
+
+def test_device_is_resolved_or_refused_and_batches_follow_it():
+    import torch
+    from fmzoo.core.downstream import resolve_device, to_device
+
+    assert resolve_device(None).type == "cpu" and resolve_device("CPU").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else
+                                           "mps" if torch.backends.mps.is_available() else "cpu")
+    with pytest.raises(InputSpecError, match="expected cpu, cuda, cuda:N, mps or auto"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputSpecError, match="no such CUDA device is visible"):
+            resolve_device("cuda:0")
+    batch = {"x": torch.ones(2), "parts": [torch.zeros(1), ("name", torch.ones(1))], "n": 3}
+    moved = to_device(batch, torch.device("meta"))
+    assert moved["x"].is_meta and moved["parts"][0].is_meta and moved["parts"][1][1].is_meta
+    assert moved["parts"][1][0] == "name" and moved["n"] == 3
+    assert to_device(batch, torch.device("cpu")) is batch  # nothing to move
+
+
+def test_cli_device_flag_is_recorded_and_checked(fake_plugin, digits_checkpoint, tmp_path, capsys):
+    from fmzoo.core.cli import main
+
+    assert main(["evaluate", str(digits_checkpoint), "--device", "cpu", "--no-progress", "--out", str(tmp_path)]) == 0
+    result = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert result["settings"]["device"] == "cpu"
+    assert main(["evaluate", str(digits_checkpoint), "--device", "tpu", "--no-progress"]) == 2
+    assert "--device 'tpu': expected cpu, cuda" in capsys.readouterr().err

@@ -305,7 +305,7 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
                  lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
-                 steps=args.steps)
+                 steps=args.steps, device=args.device)
     result = {"model": str(args.model), "architecture": config["architecture"], **result}
     print(format_result(result))
     if args.out:
@@ -330,6 +330,8 @@ def cmd_import(args) -> int:
         validate_repo_id(args.out)
         out_dir, repo_id = None, args.out
     fmt = args.format or (entry.format if entry else None)
+    print(f"importing {args.source} ({'format ' + fmt if fmt else 'detecting its format'}): reading it with "
+          "weights_only, converting, checking", file=sys.stderr, flush=True)
     path = import_weights(args.source, fmt, out=out_dir, entry=entry)
     print(f"converted {args.source} -> {path}")
     if repo_id:
@@ -436,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--lr", type=float, help="learning rate (default: the domain's)")
         s.add_argument("--batch-size", type=int, help="batch size (default: the domain's)")
         s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+        s.add_argument("--device", default="cpu", metavar="{cpu,cuda,cuda:N,mps,auto}",
+                       help="where the encoder and networks run (default cpu; probes and scores stay on the CPU)")
         s.add_argument("--out", help="directory for the JSON result")
         s.add_argument("--no-progress", action="store_true", help="hide progress bars")
         s.set_defaults(fn=lambda a, m=mode: _finetune_or_evaluate(a, m))

@@ -306,31 +306,71 @@ def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
+def resolve_device(device: str | None):
+    """A torch device from ``--device`` (cpu, cuda, cuda:N, mps, auto; None: cpu), refused with a clear message
+    when that kind of device is not visible."""
+    import torch
+
+    name = (device or "cpu").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputSpecError(f"--device {device!r}: expected cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise InputSpecError(f"--device {device}: no such CUDA device is visible "
+                             f"({torch.cuda.device_count()} CUDA devices; torch {torch.__version__})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputSpecError(f"--device {device}: Apple MPS is not available in this torch build")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputSpecError(f"--device {device!r}: expected cpu, cuda, cuda:N, mps or auto")
+    return dev
+
+
+def to_device(obj, device):
+    """``obj`` (a tensor, a PyG batch, or dicts/lists/tuples of them) on ``device``; anything else unchanged."""
+    if device is None or str(device) == "cpu":  # collated batches are built on the CPU
+        return obj
+    if hasattr(obj, "to") and callable(obj.to) and not isinstance(obj, type):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
 def _batches(n: int, size: int):
     return [np.arange(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+def _device_of(module):
+    return next((p.device for p in module.parameters()), None)
+
+
 def embed(hooks: DownstreamHooks, model, items, progress: bool = False, desc: str = "embedding") -> np.ndarray:
-    """Frozen pooled features of every item, batched, in eval mode without gradients."""
+    """Frozen pooled features of every item, batched, in eval mode without gradients (on the model's device)."""
     import torch
 
     model.eval()
-    out = []
+    device, out = _device_of(model), []
     with torch.no_grad():
         for idx in _progress(_batches(len(items), hooks.eval_batch_size), desc, progress):
-            out.append(hooks.features(model, hooks.collate(model, take(items, idx))).float().reshape(len(idx), -1))
+            inputs = to_device(hooks.collate(model, take(items, idx)), device)
+            out.append(hooks.features(model, inputs).float().reshape(len(idx), -1).cpu())
     return torch.cat(out).numpy()
 
 
 def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False):
-    """The network's outputs for every item (concatenated along the batch)."""
+    """The network's outputs for every item (concatenated along the batch, on the CPU)."""
     import torch
 
     net.eval()
-    out = []
+    device, out = _device_of(net), []
     with torch.no_grad():
         for idx in _progress(_batches(len(items), hooks.eval_batch_size), "predicting", progress):
-            out.append(net(hooks.collate(model, take(items, idx))))
+            out.append(net(to_device(hooks.collate(model, take(items, idx)), device)).cpu())
     return torch.cat(out)
 
 
@@ -349,10 +389,11 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
     from torch.nn.modules.lazy import LazyModuleMixin
 
     n = len(train)
+    device = _device_of(net)
     if any(isinstance(m, LazyModuleMixin) for m in net.modules()):
         with torch.no_grad():  # a lazy head gets its shape from one forward before the optimiser sees it
             net.eval()
-            net(hooks.collate(model, take(train.items, np.arange(min(2, n)))))
+            net(to_device(hooks.collate(model, take(train.items, np.arange(min(2, n)))), device))
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the network has no trainable parameters")
@@ -381,8 +422,8 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
             idx = perm[i: i + batch_size]
             batch = train.take(idx)
             opt.zero_grad(set_to_none=True)
-            inputs = hooks.augment(model, hooks.collate(model, batch.items), gen)
-            loss = hooks.loss(task, net(inputs), hooks.collate_targets(task, batch.targets))
+            inputs = to_device(hooks.augment(model, hooks.collate(model, batch.items), gen), device)  # gen: CPU
+            loss = hooks.loss(task, net(inputs), to_device(hooks.collate_targets(task, batch.targets), device))
             loss.backward()
             opt.step()
             sched.step()
@@ -415,9 +456,11 @@ def _summary(values: list[dict], seeds: list[int], n_labelled: list[int]) -> dic
 
 def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[int] = (0,), budget: Budget | None = None,
         scratch: bool = False, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-        threads: int | None = None, knn: bool = True, progress: bool = False, steps: int | None = None) -> dict:
+        threads: int | None = None, knn: bool = True, progress: bool = False, steps: int | None = None,
+        device: str | None = None) -> dict:
     """``mode`` "evaluate" (frozen features) or "finetune" (end to end) over ``seeds``; returns the result dict
-    (rows per init and protocol, the trivial baseline, warnings) that ``format_result`` prints."""
+    (rows per init and protocol, the trivial baseline, warnings) that ``format_result`` prints. ``device`` (cpu,
+    cuda, cuda:N, mps, auto) is where the encoder and networks run; probes and scores stay on the CPU."""
     if mode not in ("evaluate", "finetune"):
         raise ValueError(f"mode must be 'evaluate' or 'finetune', got {mode!r}")
     seeds = [int(s) for s in seeds]
@@ -431,10 +474,12 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
     if epochs < 1 or batch_size < 1 or (steps is not None and steps < 1):
         raise InputSpecError(f"epochs, steps and batch size must be positive, got {epochs}, {steps} and {batch_size}")
     frozen_features = mode == "evaluate" and task.kind in ("classification", "regression")
+    dev = resolve_device(device)
     inits = {"pretrained": model}
     if scratch:
         with seeded(10_000, threads):
             inits["scratch"] = scratch_copy(model)
+    inits = {k: v.to(dev) for k, v in inits.items()}
     draws = {s: budget.draw(task, s) for s in seeds}
     rows, baseline_values = [], []
     for s in seeds:
@@ -481,8 +526,8 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
         "mode": mode, "task": task.name, "kind": task.kind, "source": task.source, "metric": task.metric,
         "higher_is_better": METRIC_DIRECTION[task.metric], "budget": budget.describe(),
         "train_examples": len(task.train), "test_examples": len(task.test), "rows": rows,
-        "settings": ({"steps": steps} if steps else {"epochs": epochs}) | {"batch_size": batch_size, "threads": threads}
-        if not frozen_features else {},
+        "settings": (({"steps": steps} if steps else {"epochs": epochs}) | {"batch_size": batch_size, "threads": threads}
+                     if not frozen_features else {}) | {"device": str(dev)},
         "notes": task.notes, "warnings": [],
     }
     if baseline_values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -23,13 +24,17 @@ def _paper_row(table: dict, model: str, init: str, metric: str | None = None) ->
     return {}
 
 
-def per_seed(seeds, fn) -> list:
+def per_seed(seeds, fn, desc: str = "seeds") -> list:
     """``[fn(seed) for seed in seeds]``, each call after ``seed_everything(seed)``: how a table runner repeats a
-    protocol over seeds (the core seeds; a runner never calls torch.manual_seed itself)."""
+    protocol over seeds (the core seeds; a runner never calls torch.manual_seed itself). On a terminal a progress
+    bar (stderr) counts the seeds; the bar draws no random numbers."""
+    from tqdm.auto import tqdm
+
     from .runtime import seed_everything
 
+    seeds = list(seeds)
     out = []
-    for seed in seeds:
+    for seed in tqdm(seeds, desc=desc, leave=False, file=sys.stderr, disable=None if len(seeds) > 1 else True):
         seed_everything(int(seed))
         out.append(fn(seed))
     return out
@@ -195,6 +200,9 @@ def reproduce(name: str, quick: bool = False, out_dir: str | Path = "reproduce_o
     start = time.perf_counter()
     from .runtime import threads
 
+    setting = "smoke" if smoke else "quick" if quick else "full"
+    print(f"{name} ({setting}, {table_threads(table)} threads): running; the table prints when it ends",
+          file=sys.stderr, flush=True)
     with threads(table_threads(table)):  # restored afterwards: it must not leak into the next table of `--all`
         rows = runner(table, quick, out_dir, smoke=True) if smoke else runner(table, quick, out_dir)
     result = {
