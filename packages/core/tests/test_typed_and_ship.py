@@ -22,7 +22,7 @@ def test_a_broken_input_spec_is_refused_at_save_and_at_load(fake_plugin, tmp_pat
     model.input_spec = {"dataset": "digits"}
     with pytest.raises(InputSpecError, match=r"missing \['num_features'\]"):
         model.save_pretrained(tmp_path / "a")
-    assert not (tmp_path / "a" / "model.safetensors").exists()  # refused before anything is written
+    assert not (tmp_path / "a").exists()  # refused before anything is written
     model.input_spec = {"num_features": "64"}
     with pytest.raises(InputSpecError, match=r"\['num_features'\]: expected an integer, got '64'"):
         model.save_pretrained(tmp_path / "a")
@@ -63,6 +63,7 @@ def test_provenance_reads_every_layout_and_keeps_extras():
     assert out["seeds"] == [3] and "seed" not in out and out["audio_seen"] == 12.5
     built = build_provenance(prov)
     assert built["recipe_name"] == "r" and len(built["recipe_sha256"]) == 64 and built["python"]
+    assert Provenance.from_dict({"init_from": None, "seeds": None}).to_dict() == {"data_files": []}
     with pytest.raises(ValueError, match="shadow typed fields"):
         Provenance(extra={"seeds": [1]}).to_dict()
 

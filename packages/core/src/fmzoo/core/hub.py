@@ -420,9 +420,9 @@ class HubMixin:
         prov = Provenance.from_dict(provenance.to_dict() if isinstance(provenance, Provenance) else provenance)
         card = CardData.from_dict(card if card is not None else prov.card, "card")  # checked before any write
         prov.card = card.to_dict()
+        config = self.get_config()  # validates the input spec: a refused save writes nothing, not even the folder
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        config = self.get_config()
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".safetensors.tmp")
         os.close(fd)
         try:

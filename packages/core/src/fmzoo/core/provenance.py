@@ -92,7 +92,7 @@ class Provenance:
             d["seeds"] = [d.pop("seed")]
         d.pop("seed", None)
         known = {f.name for f in fields(cls)} - {"extra"}
-        kwargs = {k: d.pop(k) for k in list(d) if k in known and d[k] is not None}
+        kwargs = {k: v for k in list(d) if k in known and (v := d.pop(k)) is not None}  # a None is the default
         return cls(**kwargs, extra={**d.pop("extra", {}), **d})
 
     def to_dict(self) -> dict:
