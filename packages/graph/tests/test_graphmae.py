@@ -131,7 +131,7 @@ def test_bad_inputs(tmp_path):
     bad[3, 1] = float("nan")
     with pytest.raises(InputSpecError, match="NaN"):
         m2.embed(bad, ei)
-    with pytest.raises(InputSpecError, match="refers to node 25"):
+    with pytest.raises(InputSpecError, match=r"edge 1 \(25 -> 2\) refers to an id outside 0\.\.19"):
         m2.embed(x, torch.tensor([[0, 25], [1, 2]]))
     with pytest.raises(InputSpecError, match=r"\[2, num_edges\]"):
         m2.embed(x, torch.tensor([0, 1, 2]))

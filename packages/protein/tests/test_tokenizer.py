@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from fmzoo.core import InputSpecError
-from fmzoo.protein.spec import IUPAC_VOCAB, TAPETokenizer
+from fmzoo.protein.spec import IUPAC_VOCAB, CropWarning, TAPETokenizer
 
 TAPE_ORDER = ["<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ"]
 
@@ -56,6 +56,7 @@ def test_batch_encode_pads_and_crops():
     ids, mask = TAPETokenizer().batch_encode(["MKT", "A"])
     assert ids.tolist() == [[2, 16, 14, 23, 3], [2, 5, 3, 0, 0]]
     assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
-    ids, mask = TAPETokenizer().batch_encode(["MKTAYI"], max_length=4)
+    with pytest.warns(CropWarning, match=r"1 of 1 sequences are longer than max_length=4 tokens .* first 2 residues"):
+        ids, mask = TAPETokenizer().batch_encode(["MKTAYI"], max_length=4)
     assert ids.tolist() == [[2, 16, 14, 3]] and mask.dtype == torch.long
     assert np.array_equal(TAPETokenizer().residue_ids("MK"), [16, 14])

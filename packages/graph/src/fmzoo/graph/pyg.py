@@ -15,12 +15,24 @@ for molecules, ``batch`` / ``num_graphs`` for several graphs) is accepted.
 from __future__ import annotations
 
 import torch
+from fmzoo.core import InputSpecError
 
 
 def is_graph_data(obj) -> bool:
     """A torch_geometric ``Data`` / ``Batch`` (or anything with tensor attributes ``x`` and ``edge_index``)."""
     return not torch.is_tensor(obj) and torch.is_tensor(getattr(obj, "x", None)) \
         and torch.is_tensor(getattr(obj, "edge_index", None))
+
+
+def data_tensors(obj, who: str, keys=("x", "edge_index")) -> tuple:
+    """The tensors ``keys`` of a torch_geometric ``Data`` / ``Batch`` given where a model takes them; an
+    InputSpecError naming the missing ones (a ``Data`` without node features ``x``, a tensor without edges, ...)."""
+    missing = [k for k in keys if not torch.is_tensor(getattr(obj, k, None))]
+    if missing or torch.is_tensor(obj):
+        missing = missing if not torch.is_tensor(obj) else list(keys[1:])
+        raise InputSpecError(f"{who}: expected the tensors ({', '.join(keys)}) or a torch_geometric Data / Batch holding "
+                             f"them; got a {type(obj).__name__} without {', '.join(missing)}")
+    return tuple(getattr(obj, k) for k in keys)
 
 
 def graph_batch(data) -> tuple[torch.Tensor, int]:

@@ -1,5 +1,5 @@
 """Table runners for ``fmzoo reproduce`` (graph domain). ``reproduce`` sets the table's threads around a runner;
-a runner seeds each seed's draws with ``fmzoo.core.runtime.seed_everything``. ``smoke=True``: the quick protocol
+a runner repeats a protocol over seeds with the core's ``per_seed`` (which seeds every call). ``smoke=True``: the quick protocol
 on a sliver (seconds; the rows have the table's shape and mean nothing)."""
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import torch
-from fmzoo.core.reproduce import make_row
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.reproduce import make_row, per_seed
 
 SMOKE_PROBE_EPOCHS = 30  # graphmae-cora smoke: one probe seed, 30 probe epochs (the table: 3 seeds x 300)
 SMOKE_MOLECULES = 300  # graphmae-moleculenet smoke: the first set (BBBP), its first 300 molecules, one seed
 SMOKE_GRAPHS = 100  # graphmae-mutag smoke: the first MUTAG graphs
+MOL_INIT_SEED = 1000  # graphmae-moleculenet: seed s draws the encoder's random init from 1000 + s, its head from s
 
 
 def run_cora(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
@@ -51,13 +51,13 @@ def run_cora(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> li
                                   f"`fmzoo pretrain graphmae-cora --seed S` (run dirs {out_dir}/seedS); " + "; ".join(notes),
                              final_epoch_acc=finals))
     # scratch baseline: the same encoder at random init, same probe
-    svals = []
-    for s in seeds:
-        seed_everything(s)
+    def scratch(s):
         model = build_model(g.num_features, recipe["model"]).eval()
         with torch.no_grad():
             emb = model.embed(g.x, g.edge_index)
-        svals.append(100 * node_linear_probe(emb, g.y, g.train_mask, g.val_mask, g.test_mask, seed=s, **pk)["test_acc"])
+        return 100 * node_linear_probe(emb, g.y, g.train_mask, g.val_mask, g.test_mask, seed=s, **pk)["test_acc"]
+
+    svals = per_seed(seeds, scratch)
     rows.append(make_row(table, "GAT (random init)", "scratch", svals, seeds,
                          note="encoder weights at random init (seed = init seed), same linear probe"))
     return rows
@@ -130,22 +130,25 @@ def run_moleculenet(table: dict, quick: bool, out_dir: Path, smoke: bool = False
         per = {"scratch": [], "pretrained": []}
         pre_cache: dict = {}  # frozen pretrained embeddings are the same for every seed
         for init in ("scratch", "pretrained"):
-            for s in seeds:
-                seed_everything(1000 + s)
-                enc = MolGIN(**cfg)
+            def one(init_seed, init=init, ds=ds, name=name, pre_cache=pre_cache):
+                s = init_seed - MOL_INIT_SEED
+                enc = MolGIN(**cfg)  # scratch: the random init drawn from init_seed
                 if init == "pretrained":
                     enc.load_state_dict(state)
                 if quick:
                     r = frozen_probe(enc, ds, budget, s, cache=pre_cache if init == "pretrained" else None)
-                else:
-                    seed_everything(s)  # the head's initialisation and the dropout masks
-                    r = finetune(enc, ds, budget, s, epochs=ft_epochs)
-                per[init].append(r["roc_auc"])
+                else:  # the head's initialisation and the dropout masks draw from seed s
+                    r = per_seed([s], lambda s: finetune(enc, ds, budget, s, epochs=ft_epochs))[0]
                 log.append({"dataset": name, "init": init, "seed": s, **r})
                 (Path(out_dir) / "graphmae-moleculenet-runs.json").write_text(json.dumps(log, indent=2))
+                return r
+
+            runs = per_seed([MOL_INIT_SEED + s for s in seeds], one)
+            per[init] = [r["roc_auc"] for r in runs]
+            last = runs[-1]
             model = f"GraphMAE-GIN {name}" if init == "pretrained" else f"GIN {name}"
-            rows.append(make_row(table, model, init, per[init], seeds,
-                                 note=f"{how}; {budget} labels; tasks scored {r['tasks_scored']}; test n={r['n_test']}"))
+            rows.append(make_row(table, model, init, per[init], seeds, note=f"{how}; {budget} labels; tasks scored "
+                                 f"{last['tasks_scored']}; test n={last['n_test']}"))
             means[init].append(float(np.mean(per[init])))
     for init in ("scratch", "pretrained"):
         # per-seed means over datasets
@@ -176,18 +179,18 @@ def run_mutag(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> l
         seeds = [0]
     else:
         seeds = [0, 1, 2, 3, 4]
-        vals = []
-        for s in seeds:
-            seed_everything(s)
+        def pretrained(s):
             model = GraphMAEGIN(graphs[0]["x"].shape[1], **recipe["model"])
             pretrain_graphs(model, graphs, int(tr["max_epoch"]), float(tr["lr"]), float(tr["weight_decay"]),
                             int(tr["batch_size"]))
-            vals.append(100 * svm_eval(*graph_embeddings(model, graphs))[0])
+            return 100 * svm_eval(*graph_embeddings(model, graphs))[0]
+
+        vals = per_seed(seeds, pretrained)
         rows.append(make_row(table, "GraphMAE", "pretrained", vals, seeds, note="full protocol, 5 pretraining seeds"))
-    svals = []
-    for s in seeds:
-        seed_everything(s)
+    def scratch(s):
         model = GraphMAEGIN(graphs[0]["x"].shape[1], **recipe["model"]).eval()
-        svals.append(100 * svm_eval(*graph_embeddings(model, graphs))[0])
+        return 100 * svm_eval(*graph_embeddings(model, graphs))[0]
+
+    svals = per_seed(seeds, scratch)
     rows.append(make_row(table, "GIN (random init)", "scratch", svals, seeds, note="random init, same SVM protocol"))
     return rows

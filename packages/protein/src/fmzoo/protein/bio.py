@@ -34,24 +34,27 @@ def as_sequence(item) -> str:
 def _is_fasta_path(obj) -> bool:
     if isinstance(obj, os.PathLike):
         return True
-    return isinstance(obj, str) and obj.lower().endswith(FASTA_SUFFIXES) and Path(obj).is_file()
+    if isinstance(obj, str) and obj.lower().endswith(FASTA_SUFFIXES):  # a sequence never holds a '.'
+        if not Path(obj).is_file():
+            raise InputSpecError(f"no FASTA file {obj!r}; expected an existing FASTA path or protein sequences")
+        return True
+    return False
 
 
 def read_records(obj) -> list:
     """SeqRecords from a FASTA path, a single sequence-like, or an iterable of sequence-likes (ids seq0, seq1, ...
-    for plain strings)."""
-    from Bio import SeqIO
+    for plain strings). A FASTA file is checked as ``read_fasta_records`` does; its ids may repeat (outputs follow
+    the records' order, the ids pair nothing)."""
     from Bio.Seq import Seq
     from Bio.SeqRecord import SeqRecord
 
     if _is_fasta_path(obj):
+        from .data.fasta import read_fasta_records
+
         path = Path(obj)
         if not path.is_file():
-            raise InputSpecError(f"{str(path)!r} is not a file")
-        records = list(SeqIO.parse(str(path), "fasta"))
-        if not records:
-            raise InputSpecError(f"{str(path)!r} holds no FASTA records")
-        return records
+            raise InputSpecError(f"{str(path)!r} is not a file; expected a FASTA file")
+        return read_fasta_records(path, unique_ids=False)
     if isinstance(obj, (str, Seq, SeqRecord)):
         obj = [obj]
     return [x if isinstance(x, SeqRecord) else SeqRecord(Seq(as_sequence(x)), id=f"seq{i}", description="")

@@ -1,4 +1,5 @@
-"""Runners for the paper tables ``tape-ss-cb513`` and ``tape-gb1`` (``fmzoo reproduce``)."""
+"""Runners for the paper tables ``tape-ss-cb513`` and ``tape-gb1`` (``fmzoo reproduce``). Every random draw of a
+seed (a scratch backbone's init, a head's init and dropout) follows the core's ``per_seed``, which seeds each call."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fmzoo.core.reproduce import make_row
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.reproduce import make_row, per_seed
 
 SHIPPED = "fmzoo/tape-transformer-small"
 
@@ -29,8 +29,7 @@ def _config(table: dict, quick: bool, smoke: bool) -> dict:
 
 def _scratch_like(pretrained, seed: int):
     """Same architecture and init rule (TAPE's N(0, 0.02)), random weights drawn with ``seed``."""
-    seed_everything(seed)
-    return type(pretrained)(**pretrained.init_args).eval()
+    return per_seed([seed], lambda _: type(pretrained)(**pretrained.init_args).eval())[0]
 
 
 def _value_head(Xtr, ytr, Xte, seed: int, steps: int | None = None):
@@ -38,8 +37,7 @@ def _value_head(Xtr, ytr, Xte, seed: int, steps: int | None = None):
     smoke runs pass fewer); ``seed`` draws its initialisation."""
     from .tasks.gb1 import fit_value_head
 
-    seed_everything(seed)
-    return fit_value_head(Xtr, ytr, Xte, **({} if steps is None else {"steps": int(steps)}))
+    return per_seed([seed], lambda _: fit_value_head(Xtr, ytr, Xte, **({} if steps is None else {"steps": int(steps)})))[0]
 
 
 # --------------------------------------------------------------------------------------- CB513
@@ -68,10 +66,9 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -
                 rng = np.random.default_rng(s)
                 sub = [flip[i] for i in rng.permutation(len(flip))[: n or len(flip)]]
                 backbone = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
-                seed_everything(s)  # the head's initialisation and dropout
-                res = finetune(backbone, [r.sequence for r in sub], [r.ss3 for r in sub], cb_seqs,
-                               [r.ss3 for r in cb], 3, epochs=int(cfg.get("epochs", 1)), lr=float(cfg.get("lr", 1e-4)),
-                               seed=s)
+                res = per_seed([s], lambda s, sub=sub, backbone=backbone: finetune(  # seed s: the head's init, dropout
+                    backbone, [r.sequence for r in sub], [r.ss3 for r in sub], cb_seqs, [r.ss3 for r in cb], 3,
+                    epochs=int(cfg.get("epochs", 1)), lr=float(cfg.get("lr", 1e-4)), seed=s))[0]
                 vals.append(res["accuracy"])
             rows.append(make_row(table, name, init, vals, seeds, metric="accuracy_3state",
                                  note=f"fine-tuned end to end with TAPE's SS head on {n or len(flip)} FLIP train proteins, "
@@ -275,10 +272,9 @@ def _gb1_finetune_rows(table: dict, cfg: dict, data: dict, splits, seeds, pretra
             vals = []
             for s in seeds:
                 bb = pretrained if init == "pretrained" else _scratch_like(pretrained, 1000 + s)
-                seed_everything(s)  # the head's initialisation and dropout
-                pred = finetune_regression(bb, trs, tr["target"].to_numpy(), tes, seed=s, steps=steps, lr=lr,
-                                           val_seqs=vas, val_y=va["target"].to_numpy() if early else None,
-                                           eval_every=every)
+                pred = per_seed([s], lambda s, bb=bb, tr=tr, va=va, trs=trs, tes=tes, vas=vas: finetune_regression(
+                    bb, trs, tr["target"].to_numpy(), tes, seed=s, steps=steps, lr=lr, val_seqs=vas,  # seed s: the
+                    val_y=va["target"].to_numpy() if early else None, eval_every=every))[0]  # head's init, dropout
                 vals.append(spearman(te["target"].to_numpy(), pred))
             rows.append(make_row(table, f"{name} fine-tuned [{sp}]", init, vals, seeds, note=note))
     return rows

@@ -237,7 +237,7 @@ def scaffold_split(smiles: list[str], frac_train: float = 0.8, frac_valid: float
                 valid += idx
         else:
             train += idx
-    return np.array(sorted(train)), np.array(sorted(valid)), np.array(sorted(test))
+    return tuple(np.array(sorted(part), dtype=np.int64) for part in (train, valid, test))
 
 
 def canonical(smiles: str) -> str | None:

@@ -23,8 +23,8 @@ from ..data.molecules import (
     NUM_CHIRALITY,
     SELF_LOOP_BOND,
 )
-from ..pyg import graph_batch, is_graph_data
-from ..spec import validate_mol_batch
+from ..pyg import data_tensors, graph_batch, is_graph_data
+from ..spec import MOLECULE_FEATURIZER, MoleculeInput, validate_mol_batch
 
 
 class GINConv(nn.Module):
@@ -51,6 +51,8 @@ class GINConv(nn.Module):
 class MolGIN(nn.Module, HubMixin):
     """The molecular GIN encoder: node representations [num_atoms, emb_dim]; ``pool`` -> graph embeddings."""
 
+    input_spec_class = MoleculeInput
+
     def __init__(self, num_layer: int = 5, emb_dim: int = 300, JK: str = "last", drop_ratio: float = 0.0):
         super().__init__()
         if num_layer < 2:
@@ -64,13 +66,13 @@ class MolGIN(nn.Module, HubMixin):
         self.batch_norms = nn.ModuleList([nn.BatchNorm1d(emb_dim) for _ in range(num_layer)])
         self.input_spec = {"atom_features": "[atom type = atomic number - 1 (0..117; 119 = mask), chirality 0..2]",
                            "bond_features": "[bond type 0..3 (single, double, triple, aromatic), direction 0..2]",
-                           "featurizer": "fmzoo.graph.data.molecules.smiles_to_graph (Hu et al. 2020)"}
+                           "featurizer": MOLECULE_FEATURIZER}
 
     def forward(self, x, edge_index=None, edge_attr=None):
         """Atom representations [num_atoms, emb_dim]: ``model(x, edge_index, edge_attr)`` or ``model(data)`` of a
         torch_geometric ``Data`` / ``Batch`` (as the official ``GNN``)."""
-        if edge_index is None and is_graph_data(x):
-            x, edge_index, edge_attr = x.x, x.edge_index, getattr(x, "edge_attr", None)
+        if edge_index is None and not torch.is_tensor(x):
+            x, edge_index, edge_attr = (*data_tensors(x, "MolGIN", ("x", "edge_index")), getattr(x, "edge_attr", None))
         if edge_index is None or edge_attr is None:
             raise InputSpecError("MolGIN takes (x, edge_index, edge_attr) or a torch_geometric Data / Batch with "
                                  "x, edge_index and edge_attr (Hu et al. 2020 bond features)")

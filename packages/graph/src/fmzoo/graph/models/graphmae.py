@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin
 
 from ..ops import csr_tensor, spmm
-from ..pyg import is_graph_data
-from ..spec import validate_graph
+from ..pyg import data_tensors
+from ..spec import NodeGraphInput, spec_num_features, validate_graph
 from .gat import GAT, GraphIndex
 
 
@@ -63,6 +63,8 @@ class PreparedGraph:
 
 
 class GraphMAE(nn.Module, HubMixin):
+    input_spec_class = NodeGraphInput
+
     def __init__(
         self,
         in_dim: int,
@@ -100,8 +102,7 @@ class GraphMAE(nn.Module, HubMixin):
 
     # ------------------------------------------------------------------ input handling
     def prepare(self, x: torch.Tensor, edge_index: torch.Tensor) -> PreparedGraph:
-        spec_dim = (self.input_spec or {}).get("num_features", self.in_dim)
-        validate_graph(x, edge_index, spec_dim)
+        validate_graph(x, edge_index, spec_num_features(self))
         return PreparedGraph(x.float(), edge_index.long())
 
     # ------------------------------------------------------------------ encoder
@@ -170,10 +171,8 @@ class GraphMAE(nn.Module, HubMixin):
     def embed(self, x, edge_index: torch.Tensor | None = None) -> torch.Tensor:
         """Node embeddings [N, num_hidden] of the (unmasked) graph, as used by the linear probe: ``embed(x,
         edge_index)`` or ``embed(data)`` of a torch_geometric ``Data`` / ``Batch`` (rows aligned with ``data.x``)."""
-        if edge_index is None and is_graph_data(x):
-            x, edge_index = x.x, x.edge_index
         if edge_index is None:
-            raise TypeError("GraphMAE.embed(x, edge_index) or embed(data) of a torch_geometric Data")
+            x, edge_index = data_tensors(x, "GraphMAE.embed")
         return self.embed_prepared(self.prepare(x, edge_index))
 
     def embed_prepared(self, pg: PreparedGraph) -> torch.Tensor:
@@ -259,6 +258,6 @@ class GraphMAE(nn.Module, HubMixin):
         return (1 - cos).pow(self.alpha_l).mean()
 
     def loss(self, x, edge_index: torch.Tensor | None = None) -> torch.Tensor:
-        if edge_index is None and is_graph_data(x):
-            x, edge_index = x.x, x.edge_index
+        if edge_index is None:
+            x, edge_index = data_tensors(x, "GraphMAE.loss")
         return self.loss_prepared(self.prepare(x, edge_index))

@@ -14,8 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fmzoo.core import HubMixin
 
-from ..pyg import graph_batch, is_graph_data
-from ..spec import validate_graph
+from ..pyg import data_tensors, graph_batch
+from ..spec import NodeGraphInput, spec_num_features, validate_graph
 from .graphmae import sce_loss
 from .layers import create_activation, create_norm
 
@@ -47,6 +47,8 @@ class GINLayer(nn.Module):
 
 
 class GraphMAEGIN(nn.Module, HubMixin):
+    input_spec_class = NodeGraphInput
+
     def __init__(self, in_dim: int, num_hidden: int = 32, num_layers: int = 5, activation: str = "prelu",
                  norm: str = "batchnorm", feat_drop: float = 0.2, mask_rate: float = 0.75, replace_rate: float = 0.1,
                  alpha_l: float = 2.0):
@@ -77,17 +79,18 @@ class GraphMAEGIN(nn.Module, HubMixin):
 
     def forward(self, x, edge_index=None):
         """Node representations [N, num_hidden]: ``model(x, edge_index)`` or ``model(data)`` (torch_geometric)."""
-        if edge_index is None and is_graph_data(x):
-            x, edge_index = x.x, x.edge_index
-        validate_graph(x, edge_index, (self.input_spec or {}).get("num_features", self.in_dim), require_edges=False)
+        if edge_index is None:
+            x, edge_index = data_tensors(x, "GraphMAEGIN")
+        validate_graph(x, edge_index, spec_num_features(self), require_edges=False)
         return self.encode(x, edge_index)
 
     def embed(self, x, edge_index=None, batch=None, num_graphs=None):
         """One sum-pooled embedding per graph [num_graphs, num_hidden]: ``embed(x, edge_index, batch, num_graphs)``
         or ``embed(data)`` of a torch_geometric ``Batch`` (a single ``Data``: one row)."""
-        if edge_index is None and is_graph_data(x):
-            batch, num_graphs = graph_batch(x)
-            x, edge_index = x.x, x.edge_index
+        if edge_index is None:
+            data = x
+            x, edge_index = data_tensors(data, "GraphMAEGIN.embed")
+            batch, num_graphs = graph_batch(data)
         if batch is None:
             batch, num_graphs = torch.zeros(x.shape[0], dtype=torch.long), 1
         elif num_graphs is None:

@@ -84,6 +84,8 @@ def read_node_dir(path: Path) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]
     if "id" not in cols or "label" not in cols:
         raise InputSpecError(f"{what}: nodes.csv needs columns 'id' and 'label' (then the features); "
                              f"got {list(nodes.columns)[:6]}")
+    if nodes.empty:
+        raise InputSpecError(f"{what}: nodes.csv has a header and no rows; expected one row per node")
     feat = [c for c in nodes.columns if c.lower() not in ("id", "label", "split")]
     if not feat:
         raise InputSpecError(f"{what}: nodes.csv has no feature columns (every column besides id, label, split)")
@@ -242,6 +244,8 @@ class MoleculeHooks(DownstreamHooks):
         if not path.is_file():
             raise InputSpecError(f"{what}: expected {self.data_format}")
         frame = read_csv(path)
+        if frame.empty or not len(frame.columns):
+            raise InputSpecError(f"{what}: expected {self.data_format}; got no rows (columns: {list(frame.columns)[:6]})")
         cols = {c.lower(): c for c in frame.columns}
         smiles_col = cols.get("smiles", frame.columns[0])
         rest = [c for c in frame.columns if c != smiles_col and c.lower() != "split"]
@@ -249,13 +253,24 @@ class MoleculeHooks(DownstreamHooks):
         if label_col is None:
             raise InputSpecError(f"{what}: name the label column 'label' (columns: {list(frame.columns)[:6]})")
         # every row first, so that an InputSpecError names the row of the file (0-based, after the header)
-        graphs, _, scaffolds = featurize(frame[smiles_col].tolist(), strict=True, with_scaffold=True)
+        try:
+            graphs, _, scaffolds = featurize(frame[smiles_col].tolist(), strict=True, with_scaffold=True)
+        except InputSpecError as e:
+            guess = "" if "smiles" in cols else " (no column is named 'smiles', so the first column is read as SMILES)"
+            raise InputSpecError(f"{what}: column {smiles_col!r}{guess}, {e}") from None
         labelled = frame[label_col].notna().to_numpy()
+        if not labelled.any():
+            raise InputSpecError(f"{what}: the label column {label_col!r} is empty; expected a label on the molecules "
+                                 "to train and test on")
         keep = np.flatnonzero(labelled)
         graphs, scaffolds = [graphs[i] for i in keep], [scaffolds[i] for i in keep]
         frame = frame[labelled].reset_index(drop=True)
         raw = frame[label_col]
         numeric = pd.api.types.is_numeric_dtype(raw)
+        if numeric and not np.isfinite(raw.to_numpy(dtype=float)).all():
+            row = int(np.flatnonzero(~np.isfinite(raw.to_numpy(dtype=float)))[0])
+            raise InputSpecError(f"{what}: label {float(raw.iloc[row])} of molecule {frame[smiles_col].iloc[row]!r}; expected "
+                                 "finite numbers (an empty cell marks an unlabelled molecule)")
         if numeric and not np.allclose(raw.to_numpy(dtype=float), np.round(raw.to_numpy(dtype=float))):
             kind, y, names = "regression", raw.to_numpy(dtype=np.float32), None
         else:
@@ -273,6 +288,10 @@ class MoleculeHooks(DownstreamHooks):
 
     @staticmethod
     def _task(name, kind, graphs, y, train, test, source, notes, names=None) -> Task:
+        if not len(train) or not len(test):
+            raise InputSpecError(f"{source}: the split leaves {len(train)} molecule(s) to train on and {len(test)} to test "
+                                 f"on ({notes}); expected both parts non-empty: give more molecules (a scaffold split "
+                                 "holds whole scaffold sets) or a split column")
         if kind == "classification":
             y = y.astype(np.int64)
             n_out, metric = int(y.max()) + 1, "accuracy"

@@ -90,8 +90,8 @@ class GraphPredictor(nn.Module):
 
 def finetune(encoder: MolGIN, ds: MolDataset, budget: int | None, seed: int, epochs: int = 100, lr: float = 1e-3,
              batch_size: int = 32, dropout: float = 0.5) -> dict:
-    """The caller seeds the process (``fmzoo.core.runtime.seed_everything(seed)``: the head's initialisation and the
-    dropout masks); the batch order is drawn from ``generator(seed)``."""
+    """The head's initialisation and the dropout masks draw from torch's global generator, which the caller seeds
+    (the table runner, per seed, through the core); the batch order is drawn from ``generator(seed)``."""
     train, _, test = split_and_budget(ds, budget, seed)
     encoder.drop_ratio = dropout
     model = GraphPredictor(encoder, ds.y.shape[1])

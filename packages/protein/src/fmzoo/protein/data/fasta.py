@@ -7,27 +7,42 @@ from pathlib import Path
 from fmzoo.core import InputSpecError, data_root
 
 
-def read_fasta(path: str | Path) -> list[tuple[str, str, str]]:
-    """Return ``[(id, description, sequence)]``; errors name the file and the problem."""
+def read_fasta_records(path: str | Path, unique_ids: bool = True) -> list:
+    """Biopython ``SeqRecord`` objects of a FASTA file; errors name the file, the record and what was expected (an
+    empty or non-FASTA file, a record without residues, with ``unique_ids`` an id used twice)."""
     from Bio import SeqIO
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"FASTA file {str(path)!r} does not exist")
-    text = path.read_text(errors="strict")
+    try:
+        text = path.read_text(errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InputSpecError(f"{str(path)!r} is not a text FASTA file ({exc.reason} at byte {exc.start}); expected "
+                             "records '>id description' followed by one-letter residues") from None
     stripped = text.lstrip()
     if not stripped:
         raise InputSpecError(f"{str(path)!r} is empty; expected FASTA records starting with '>'")
     if not stripped.startswith(">"):
         raise InputSpecError(f"{str(path)!r} is not FASTA: the first non-blank character is {stripped[0]!r}, expected '>'")
-    records = []
+    records, first = [], {}
     with path.open() as fh:
-        for rec in SeqIO.parse(fh, "fasta"):
-            seq = str(rec.seq)
-            if not seq:
+        for i, rec in enumerate(SeqIO.parse(fh, "fasta")):
+            if not rec.id:
+                raise InputSpecError(f"{str(path)!r}: record {i} has no id (a bare '>' line); expected '>id ...'")
+            if not len(rec.seq):
                 raise InputSpecError(f"{str(path)!r}: record {rec.id!r} has an empty sequence (truncated file?)")
-            records.append((rec.id, rec.description, seq))
+            if unique_ids and rec.id in first:
+                raise InputSpecError(f"{str(path)!r}: the id {rec.id!r} names records {first[rec.id]} and {i}; expected "
+                                     "each id once (ids pair a sequence with its labels)")
+            first.setdefault(rec.id, i)
+            records.append(rec)
     return records
+
+
+def read_fasta(path: str | Path, unique_ids: bool = True) -> list[tuple[str, str, str]]:
+    """Return ``[(id, description, sequence)]``; errors name the file and the problem (see ``read_fasta_records``)."""
+    return [(rec.id, rec.description, str(rec.seq)) for rec in read_fasta_records(path, unique_ids)]
 
 
 def load_pretraining_sequences(root: str | Path | None = None, include_test: bool = False) -> list[str]:

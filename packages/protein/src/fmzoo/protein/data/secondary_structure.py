@@ -44,7 +44,9 @@ def load_flip_ss(root: str | Path | None = None) -> list[SSRecord]:
     out = []
     for rid, desc, lab in read_fasta(root / "sampled.fasta"):
         if rid not in seqs or rid not in masks:
-            raise InputSpecError(f"{rid!r} is in sampled.fasta but not in sequences.fasta/mask.fasta")
+            lacking = " and ".join(f for f, d in (("sequences.fasta", seqs), ("mask.fasta", masks)) if rid not in d)
+            raise InputSpecError(f"{str(root)!r}: the labels of {rid!r} (sampled.fasta) have no record in {lacking}; "
+                                 "expected every labelled id in sequences.fasta and mask.fasta")
         seq, mask = seqs[rid], masks[rid]
         if not (len(seq) == len(lab) == len(mask)):
             raise InputSpecError(f"{rid!r}: sequence/labels/mask lengths differ ({len(seq)}/{len(lab)}/{len(mask)})")

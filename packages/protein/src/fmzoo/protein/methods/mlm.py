@@ -253,7 +253,7 @@ class TapeMLM(Method):
         data_cfg = self.data_cfg
         if self.data_path is not None:
             path = Path(self.data_path)
-            seqs = [s for _, _, s in read_fasta(path)]
+            seqs = [s for _, _, s in read_fasta(path, unique_ids=False)]  # unlabelled: ids pair nothing
             files = [str(path)]
             sha = {path.name: sha256_file(path)}
         else:

@@ -20,7 +20,7 @@ import torch
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..spec import IUPAC_VOCAB, TAPETokenizer
+from ..spec import IUPAC_VOCAB, TapeSequenceInput, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation
 from .transformer import check_batch
 
@@ -118,6 +118,7 @@ class ProteinResNetModel(nn.Module):
 class TapeResNet(nn.Module, HubMixin):
     """TAPE ResNet with its masked-LM head (TAPE's ``ProteinResNetForMaskedLM``)."""
 
+    input_spec_class = TapeSequenceInput
     family = "resnet"
     base_prefix = "resnet"
 

@@ -20,7 +20,7 @@ import torch
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..spec import TAPETokenizer
+from ..spec import TapeSequenceInput, TAPETokenizer
 from .layers import (
     PairwiseContactPredictionHead,
     SequenceClassificationHead,
@@ -39,6 +39,8 @@ _RESNET_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "hidden_act", 
 
 
 class TapeTaskModel(nn.Module, HubMixin):
+    input_spec_class = TapeSequenceInput
+
     def __init__(self, task: str, family: str = "transformer", num_labels: int = 3, backbone: dict | None = None):
         super().__init__()
         if task not in TASKS:

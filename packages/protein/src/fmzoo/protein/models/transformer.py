@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
-from ..spec import IUPAC_VOCAB, TAPETokenizer
+from ..spec import IUPAC_VOCAB, TapeSequenceInput, TAPETokenizer
 from .layers import LayerNorm, MLMHead, activation
 
 
@@ -163,7 +163,9 @@ def check_batch(input_ids, input_mask, vocab_size: int, max_len: int | None):
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")
     if max_len is not None and input_ids.size(1) > max_len:
         raise InputSpecError(f"sequence length {input_ids.size(1)} (with <cls>/<sep>) exceeds the model's "
-                             f"max_position_embeddings={max_len}")
+                             f"max_position_embeddings={max_len}: expected at most {max_len - 2} residues; crop them "
+                             "(TAPETokenizer.batch_encode(..., max_length=...)) or embed windows "
+                             "(fmzoo.protein.tasks.features.residue_features)")
     if input_mask is not None and input_mask.shape != input_ids.shape:
         raise InputSpecError(f"input_mask shape {tuple(input_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
 
@@ -175,6 +177,7 @@ class TapeTransformer(nn.Module, HubMixin):
     ``embed`` returns (sequence_output, pooled_output) without the MLM head.
     """
 
+    input_spec_class = TapeSequenceInput
     family = "transformer"
     base_prefix = "bert"
 

@@ -97,7 +97,8 @@ class TapeHooks(DownstreamHooks):
         self._capacity = _residue_capacity(model)
         self.batch_size, self.eval_batch_size = type(self).batch_size, type(self).eval_batch_size
         if path is not None:
-            task = self._load_fasta(Path(path))
+            spec = getattr(model, "input_spec", None) or {}
+            task = self._load_fasta(Path(path), TAPETokenizer(unknown=spec.get("unknown", "error")))
         else:
             dataset = dataset or self.datasets[0]
             if dataset == "cb513":
@@ -149,10 +150,16 @@ class TapeHooks(DownstreamHooks):
         self.batch_size, self.eval_batch_size = 8, 16
         return task
 
-    def _load_fasta(self, path: Path) -> Task:
+    def _load_fasta(self, path: Path, tokenizer: TAPETokenizer) -> Task:
         from ..data.fasta import read_labelled_fasta
 
         parts = read_labelled_fasta(path, self.target or "TARGET")
+        for part in parts.values():  # every residue now, so that an error names the record (not a batch position)
+            for rid, seq in zip(part["ids"], part["sequences"], strict=True):
+                try:
+                    tokenizer.residue_ids(seq)
+                except InputSpecError as e:
+                    raise InputSpecError(f"{str(path)!r}: record {rid!r}: {e}") from None
         labels = parts["train"]["targets"] + parts["test"]["targets"]
         try:
             values = np.array([float(v) for v in labels], dtype=np.float64)

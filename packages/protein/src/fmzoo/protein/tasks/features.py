@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from ..bio import as_sequences
-from ..spec import TAPETokenizer
+from ..spec import CropWarning, TAPETokenizer
 
 
 @torch.no_grad()
@@ -14,7 +16,8 @@ def residue_features(model, sequences: list[str], max_tokens: int = 16384, layer
                      unknown: str = "error") -> list[np.ndarray]:
     """One ``(len(seq), hidden)`` float32 array per sequence, from the last layer (or ``layer``).
 
-    Sequences longer than the model's positions are embedded in consecutive windows (documented cropping).
+    Sequences longer than the model's positions are embedded in consecutive windows, with a :class:`CropWarning`
+    (each window sees only its own residues).
     ``sequences``: str, Biopython ``Seq``/``SeqRecord`` objects, or a FASTA path; ``fmzoo.protein.bio.annotate``
     turns the arrays into SeqRecords with ``letter_annotations``.
     """
@@ -23,6 +26,10 @@ def residue_features(model, sequences: list[str], max_tokens: int = 16384, layer
     if max_len is not None and any(len(s) > max_len - 2 for s in sequences):
         # longer than the learned positions: embed consecutive windows of max_len - 2 residues and concatenate
         w = max_len - 2
+        n_long = sum(len(s) > w for s in sequences)
+        warnings.warn(f"{n_long} of {len(sequences)} sequences are longer than the model's {w} residue positions: each "
+                      f"is embedded in consecutive windows of {w} residues (no attention across windows)", CropWarning,
+                      stacklevel=2)
         pieces, owner = [], []
         for k, s in enumerate(sequences):
             for start in range(0, len(s), w):

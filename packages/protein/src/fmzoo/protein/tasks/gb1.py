@@ -45,8 +45,8 @@ GB1_REPRESENTATIONS = {
 
 
 def fit_value_head(Xtr, ytr, Xte, steps: int = 150, lr: float = 2e-3, weight_decay: float = 1e-4):
-    """The head's initialisation draws from torch's global generator: the caller seeds it (the runners do, per
-    seed, with ``fmzoo.core.runtime.seed_everything``)."""
+    """The head's initialisation draws from torch's global generator: the caller seeds it (the table runners do, per
+    seed, through the core)."""
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6
     ym, ys = ytr.mean(), ytr.std() + 1e-8
     xt = torch.tensor((Xtr - mu) / sd, dtype=torch.float32)
@@ -86,7 +86,7 @@ def finetune_regression(pretrained, train_seqs, ytr, test_seqs, seed: int = 0, s
     With ``val_seqs``/``val_y``: every ``eval_every`` steps the Spearman rho on them is measured and the model of
     the best step (the earliest among ties; an undefined rho counts as -1) makes the test predictions.
     ``seed`` orders the minibatches; the head's initialisation and dropout draw from torch's global generator,
-    which the caller seeds (``fmzoo.core.runtime.seed_everything``)."""
+    which the caller seeds (the table runners do, per seed, through the core)."""
     import copy
 
     from ..models.task import TapeTaskModel

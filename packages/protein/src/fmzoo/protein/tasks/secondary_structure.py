@@ -94,7 +94,7 @@ def finetune(pretrained, train_seqs, train_labels, test_seqs, test_labels, num_l
              lr: float = 1e-4, max_tokens: int = 4096, seed: int = 0, family: str = "transformer") -> dict:
     """TAPE's secondary-structure protocol: fine-tune backbone + SimpleConv head end to end. ``seed`` orders the
     batches; the head's initialisation and dropout draw from torch's global generator, which the caller seeds
-    (``fmzoo.core.runtime.seed_everything``)."""
+    (the table runners do, per seed, through the core)."""
     rng = np.random.default_rng(seed)
     backbone = {k: v for k, v in pretrained.init_args.items() if k != "initializer_range"}
     model = TapeTaskModel("secondary_structure", family, num_labels, backbone)
