@@ -54,9 +54,10 @@ def test_embed_applies_own_preprocessing_on_real_s2(softcon, tmp_path, rs_root):
     assert torch.allclose(softcon.embed(read_geotiff(tif)), f, atol=1e-5)
     shuffled = img[::-1].copy()
     assert torch.allclose(softcon.embed({"image": torch.from_numpy(shuffled), "bands": p["bands"][::-1]}), f, atol=1e-5)
-    # wrong value range / band count fail clearly
-    with pytest.raises(InputSpecError, match="digital numbers"):
-        softcon.embed(img * 10000)
+    # unnamed, DN pick the DN product by their range; named as reflectance they fail clearly, as do band counts
+    assert torch.allclose(softcon.embed(img * 10000), f, atol=1e-4)
+    with pytest.raises(InputSpecError, match="digital numbers.*expects reflectance"):
+        softcon.embed(img * 10000, product="s2_l1c_reflectance")
     with pytest.raises(InputSpecError, match="matches no product"):
         softcon.embed(img[:5])
     with pytest.raises(InputSpecError, match="expects 13 bands"):
@@ -121,3 +122,63 @@ def test_torchgeo_rasterdataset_samples(softcon, tmp_path, rs_root):
     direct = softcon.embed(window)
     assert f.shape == direct.shape
     assert torch.allclose(f, direct, atol=1e-4)
+
+
+def test_native_size_with_the_checkpoint_statistics(rs_root):
+    """size='native' keeps the 64 px EuroSAT images and standardizes them with the checkpoint's statistics (no
+    resize, no warning); the default follows size_policy 'resize' and says so."""
+    import warnings
+
+    from fmzoo.remotesensing.spec import ResizeWarning
+
+    model = from_pretrained(RGB)
+    x = load_eurosat_rgb("test", rs_root, limit=8, seed=0)[0]
+    prod = model.input_spec["products"]["rgb8"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # native size: nothing resized, nothing to announce
+        native = model.preprocess(x, size="native")
+    want = (torch.from_numpy(x).float() - torch.tensor(prod["mean"]).view(1, 3, 1, 1)) / torch.tensor(
+        prod["std"]).view(1, 3, 1, 1)
+    assert native.shape == (8, 3, 64, 64) and torch.allclose(native, want, atol=1e-6)
+    with pytest.warns(ResizeWarning, match=r"64x64 px resized to 96x96 px \(the pretraining size\)"):
+        resized = model.preprocess(x)
+    assert resized.shape == (8, 3, 96, 96)
+    assert torch.equal(model.preprocess(x, resize=False), native)  # the former switch now means native size
+    with pytest.warns(ResizeWarning, match=r"64x64 px resized to 128x128 px \(size=128\)"):
+        assert model.preprocess(x, size=128).shape == (8, 3, 128, 128)
+    assert model.embed(x, size="native").shape == model.embed(x).shape == (8, model.num_features)
+
+
+def test_timm_sees_the_checkpoint_preprocessing(rs_root):
+    """The backbones come from timm.create_model with a pretrained_cfg made from the input spec; timm's own data
+    config reproduces the checkpoint's normalisation; the state dict keys are unchanged."""
+    import timm
+    from safetensors.torch import load_file
+    from timm.data import create_transform, resolve_data_config
+
+    model = from_pretrained(RGB)
+    keys = set(load_file(str(model.checkpoint_dir / "model.safetensors")))
+    assert set(model.state_dict()) == keys
+    cfg = model.backbone.pretrained_cfg
+    assert cfg == model.backbone.default_cfg == model.pretrained_cfg
+    assert (cfg["num_classes"], cfg["first_conv"], cfg["classifier"], cfg["license"]) == (0, "conv1", "fc", "apache-2.0")
+    data = resolve_data_config({}, model=model.backbone)
+    assert data["input_size"] == (3, 96, 96) and data["interpolation"] == "bilinear" and data["crop_pct"] == 1.0
+    # timm's eval transform on a real EuroSAT image = fmzoo's own preprocessing at the pretraining size
+    from PIL import Image
+
+    x = load_eurosat_rgb("test", rs_root, limit=1, seed=0)[0][0]
+    tf = create_transform(**data, is_training=False)
+    ours = model.preprocess(x[None], size="native")[0]  # 64 px: no resize on either side
+    assert torch.allclose(create_transform(**{**data, "input_size": (3, 64, 64)})(Image.fromarray(x.transpose(1, 2, 0))),
+                          ours, atol=1e-4)
+    assert tf(Image.fromarray(x.transpose(1, 2, 0))).shape == (3, 96, 96)
+    # the 13-band checkpoint states its reflectance statistics; a paper-sized ResNet-50 is named as timm's resnet50
+    softcon = from_pretrained(SOFTCON)
+    refl = softcon.input_spec["products"]["s2_l1c_reflectance"]
+    assert softcon.backbone.pretrained_cfg["mean"] == tuple(refl["mean"])
+    assert softcon.backbone.pretrained_cfg["input_size"] == (13, 96, 96)
+    rn50 = SoftConResNet(bands=S2_L1C_ORDER, block="bottleneck", layers=[3, 4, 6, 3], channels=[64, 128, 256, 512],
+                         stem_width=64, input_size=224)
+    assert rn50.pretrained_cfg["architecture"] == "resnet50"
+    assert set(rn50.backbone.state_dict()) == set(timm.create_model("resnet50", in_chans=13, num_classes=0).state_dict())

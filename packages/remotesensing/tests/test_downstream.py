@@ -158,3 +158,27 @@ def test_data_errors_are_clear(tmp_path, rs_root, capsys):
         Image.fromarray(np.full((8, 8), 9 * i, np.uint8)).save(grey / f"{i}.png")
     with pytest.raises(InputSpecError, match="expected an RGB image"):
         hooks_for("SoftConResNet").load(from_pretrained(RGB), None, tmp_path / "grey")
+
+
+def test_cli_option_size_native_is_used_and_reported(tmp_path, rs_root):
+    """``--option size=native`` feeds the 64 px images at 64 px with the checkpoint's statistics; the result says
+    which size was used (and the default says it resized)."""
+    data = _write_eurosat_folder(tmp_path / "rgb", rs_root)
+    assert main(["evaluate", RGB, "--data", str(data), "--seeds", "0", "--option", "size=native", "--no-progress",
+                 "--out", str(tmp_path / "n")]) == 0
+    native = json.loads((tmp_path / "n" / "evaluate.json").read_text())
+    assert "--option size=native" in native["notes"] and "64x64 px kept (native size" in native["notes"]
+    assert main(["evaluate", RGB, "--data", str(data), "--seeds", "0", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    resized = json.loads((tmp_path / "r" / "evaluate.json").read_text())
+    assert "size_policy 'resize'" in resized["notes"] and "64x64 px resized to 96x96 px" in resized["notes"]
+    hooks = hooks_for("SoftConResNet")
+    hooks.configure({"size": "native"})
+    model = from_pretrained(RGB)
+    task = hooks.load(model, None, data)
+    assert hooks.collate(model, task.test.items).shape[-2:] == (64, 64)
+    # images of two sizes at native size: run group by group, features back in the batch order
+    items = [task.test.items[0], task.test.items[1]._replace(pixels=task.test.items[1].pixels[:, :48, :40])]
+    with torch.no_grad():
+        mixed = hooks.features(model.eval(), hooks.collate(model, items))
+        one = hooks.features(model, hooks.collate(model, items[1:]))
+    assert mixed.shape == (2, model.num_features) and torch.allclose(mixed[1], one[0], atol=1e-5)

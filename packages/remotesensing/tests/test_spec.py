@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,12 @@ def test_dn_and_reflectance_agree_and_wrong_range_is_refused():
     pre = Preprocessor(_spec())
     refl = torch.rand(1, 13, 32, 32) * 0.5
     assert torch.allclose(pre(refl, product="s2_l1c_reflectance"), pre(refl * 10000, product="s2_l1c_dn"), atol=1e-4)
-    with pytest.raises(InputSpecError, match="digital numbers"):
-        pre(refl * 10000)  # DN fed as (default) reflectance
+    # unnamed, DN pick the DN product by their range; fed as reflectance they are refused, both scales named
+    assert torch.allclose(pre(refl * 10000), pre(refl), atol=1e-4)
+    with pytest.raises(InputSpecError, match="digital numbers.*expects reflectance"):
+        pre(refl * 10000, product="s2_l1c_reflectance")
+    with pytest.raises(InputSpecError, match="reflectance.*expects Sentinel-2 digital numbers"):
+        pre(refl, product="s2_l1c_dn")
     with pytest.raises(InputSpecError, match="already divided by 255"):
         pre(torch.rand(1, 3, 32, 32), product="rgb8")
     with pytest.raises(InputSpecError, match="expects"):
@@ -91,3 +97,53 @@ def test_torchgeo_sample_dict():
     img = np.random.default_rng(0).uniform(0, 0.4, (13, 32, 32)).astype(np.float32)
     sample = {"image": torch.from_numpy(img), "bands": list(S2_L1C_ORDER)}
     assert torch.allclose(pre(sample), pre(img))
+
+
+# ------------------------------------------------------------------------------------------- the spec class
+
+
+def _edited(tmp_path, edit):
+    """The shipped RGB checkpoint copied with its config.json input_spec edited."""
+    import json
+    import shutil
+
+    from fmzoo.core import resolve_checkpoint
+
+    dst = tmp_path / "ck"
+    shutil.copytree(resolve_checkpoint("fmzoo/rgb-resnet-small-eurosat"), dst)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config["input_spec"])
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+BROKEN = [  # (edit, words the error must hold)
+    (lambda s: s.pop("products"), r"missing \['products'\]"),
+    (lambda s: s.update(input_size="96"), r"\['input_size'\]: expected an integer, got '96'"),
+    (lambda s: s.update(size_policy="stretch"), r"\['size_policy'\]: expected one of \['resize', 'native', 'error'\]"),
+    (lambda s: s.update(default_product="s2_l1c_dn"), r"\['default_product'\]: expected one of the declared products"),
+    (lambda s: s["products"]["rgb8"].update(mean=[1.0, 2.0]), r"\['products.rgb8'\]: expected 3 means and stds"),
+    (lambda s: s["products"]["rgb8"].update(bands=["B04", "B03", "B08"]),
+     r"\['products.rgb8.bands'\]: expected model bands .* got \['B08'\] outside them"),
+    (lambda s: s["products"]["rgb8"].update(valid_range=[255, 0]), r"valid_range'\]: expected \[low, high\]"),
+    (lambda s: s.update(bands=["red", "green", "blue"]), r"\['bands'\]: expected canonical band names"),
+]
+
+
+@pytest.mark.parametrize("edit,words", BROKEN)
+def test_a_broken_spec_is_refused_at_load_and_at_save(tmp_path, edit, words):
+    from fmzoo.core import from_pretrained
+    from fmzoo.remotesensing.models.backbones import SoftConResNet
+    from fmzoo.remotesensing.spec import RemoteSensingInput
+
+    with pytest.raises(InputSpecError, match=words):
+        from_pretrained(_edited(tmp_path, edit))
+    model = from_pretrained("fmzoo/rgb-resnet-small-eurosat")
+    assert type(model).input_spec_class is RemoteSensingInput
+    spec = copy.deepcopy(model.input_spec)
+    edit(spec)
+    model.input_spec = spec
+    with pytest.raises(InputSpecError, match=words):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out" / "config.json").exists()
+    assert SoftConResNet.input_spec_class.validate(from_pretrained("fmzoo/softcon-resnet-small").input_spec)

@@ -81,6 +81,15 @@ def test_rn50_release_equals_torchvision_and_torchgeo(isolated_hub, tmp_path):
     assert spec["input_size"] == 224 and spec["bands"] == S2_L1C_ORDER and spec["default_product"] == "s2_l1c_reflectance"
     assert spec["products"]["s2_l1c_dn"]["mean"] == tg_resnet._mean_s2
     assert spec["products"]["s2_l1c_dn"]["std"] == tg_resnet._std_s2
+    # timm sees the release's preprocessing: reflectance statistics (DN stats / 10000), 224 px, resnet50
+    from fmzoo.remotesensing.weights import from_softcon_resnet
+
+    cfg = model.backbone.pretrained_cfg
+    assert (cfg["architecture"], cfg["input_size"], cfg["num_classes"]) == ("resnet50", (13, 224, 224), 0)
+    assert cfg["mean"] == pytest.approx([m / 1e4 for m in tg_resnet._mean_s2])
+    direct = from_softcon_resnet(tmp_path / "B13_rn50_softcon.pth").pretrained_cfg
+    assert (direct["hf_hub_id"], direct["hf_hub_filename"], direct["license"]) == (
+        "wangyi111/softcon", "B13_rn50_softcon.pth", "cc-by-4.0")
     # a training-wrapper prefix and a classifier left in the file are tolerated
     wrapped = {f"module.backbone.{k}": v for k, v in ref.state_dict().items()}
     wrapped["module.backbone.fc.weight"] = torch.zeros(10, 2048)
@@ -102,6 +111,7 @@ def test_vits14_release_equals_the_dinov2_reference(isolated_hub, tmp_path):
     with torch.no_grad():
         assert (model(x) - ref(x)).abs().max() <= TOL
     assert model.input_spec["input_size"] == 224
+    assert model.backbone.pretrained_cfg["architecture"] == "vit_small_patch14_dinov2"
     with torch.no_grad():  # DINOv2's masked input: no patch masked = the plain forward; masked patches change it
         none = torch.zeros(2, 256, dtype=torch.bool)
         assert torch.equal(model(x, masks=none), model(x))

@@ -4,10 +4,10 @@
   (:func:`fmzoo.remotesensing.models.widen.widen_input_weight`).
 - ``methods.softcon``: the soft contrastive loss (targets = cross-scene similarity of multi-label
   land-cover vectors), Siamese masking and the pretraining recipe.
-- ``spec``: band names and the input spec (bands, input size, per-band normalization) that travels with a
-  checkpoint and is enforced or converted as declared.
+- ``spec``: band names and the input spec (bands, input size and size policy, per-band normalization, the
+  radiometry of each accepted product) that travels with a checkpoint and is enforced or converted as declared.
 """
 
-from .spec import S2_BANDS, Preprocessor, canonical_band
+from .spec import S2_BANDS, Preprocessor, RemoteSensingInput, ResizeWarning, canonical_band
 
-__all__ = ["S2_BANDS", "canonical_band", "Preprocessor"]
+__all__ = ["S2_BANDS", "canonical_band", "Preprocessor", "RemoteSensingInput", "ResizeWarning"]

@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fmzoo.core.reproduce import make_row
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.reproduce import make_row, per_seed
 
 from .data.eurosat import load_eurosat_rgb
 from .tasks.probe import few_label_finetune, knn_accuracy, linear_probe_accuracy
@@ -66,9 +65,9 @@ def run_preprocessing(table: dict, quick: bool, out_dir: Path, smoke: bool = Fal
     models = [("softcon-resnet-small", softcon, "pretrained")]
     if not quick:
         rgb = _load(RGB_ID)
-        seed_everything(0)  # the random-init baseline's weights
+        scratch = per_seed([0], lambda s: _scratch_like(softcon))[0]  # the random-init baseline's weights, seed 0
         models += [("rgb-resnet-small-eurosat", rgb, "pretrained"),
-                   ("softcon-resnet-small architecture", _scratch_like(softcon), "scratch")]
+                   ("softcon-resnet-small architecture", scratch, "scratch")]
     for name, model, init in models:
         for size, norm in SETTINGS:
             t0 = time.perf_counter()
@@ -97,29 +96,22 @@ def run_softcon_eurosat(table: dict, quick: bool, out_dir: Path, smoke: bool = F
         pretrained.append(("rgb-resnet-small-eurosat", _load(RGB_ID)))
     lp_note = SUBSET_NOTE + f"; logistic regression on frozen pooled features, {len(train[1])} train / {len(test[1])} test"
     ft_note = SUBSET_NOTE + f"; full fine-tune + linear head, {per_class} labels per class, {ft_epochs} epochs, test {len(test[1])}"
+    # every protocol repeats over seeds through the core's per_seed (it seeds the process before each call)
     for name, model in pretrained:
-        lp = [linear_probe_accuracy(model, train, test, seed=s) for s in lp_seeds]
+        lp = per_seed(lp_seeds, lambda s, model=model: linear_probe_accuracy(model, train, test, seed=s))
         rows.append(make_row(table, model=f"{name} | linear probe", init="pretrained", values=lp, seeds=lp_seeds,
                              note=lp_note, metric="linear_probe_accuracy"))
-    lp_scratch = []
-    for s in lp_seeds:
-        seed_everything(s)
-        lp_scratch.append(linear_probe_accuracy(_scratch_like(softcon), train, test, seed=s))
+    lp_scratch = per_seed(lp_seeds, lambda s: linear_probe_accuracy(_scratch_like(softcon), train, test, seed=s))
     rows.append(make_row(table, model="softcon-resnet-small | linear probe", init="scratch", values=lp_scratch,
                          seeds=lp_seeds, note=lp_note + "; random init (seed = init seed)", metric="linear_probe_accuracy"))
     for name, model in pretrained:
-        ft = []
-        for s in ft_seeds:
-            seed_everything(s)
-            ft.append(few_label_finetune(model, train, test, per_class=per_class, seed=s, epochs=ft_epochs))
+        ft = per_seed(ft_seeds, lambda s, model=model: few_label_finetune(model, train, test, per_class=per_class,
+                                                                          seed=s, epochs=ft_epochs))
         rows.append(make_row(table, model=f"{name} | {per_class}-label fine-tune", init="pretrained", values=ft,
                              seeds=ft_seeds, note=ft_note, metric="finetune_accuracy"))
-    ft_scratch = []
-    for s in ft_seeds:
-        seed_everything(s)  # the random weights (seed = init seed) ...
-        scratch = _scratch_like(softcon)
-        seed_everything(s)  # ... then the fine-tuning from the same seed, as for the pretrained rows
-        ft_scratch.append(few_label_finetune(scratch, train, test, per_class=per_class, seed=s, epochs=ft_epochs))
+    scratch = dict(zip(ft_seeds, per_seed(ft_seeds, lambda s: _scratch_like(softcon)), strict=True))  # seed = init seed
+    ft_scratch = per_seed(ft_seeds, lambda s: few_label_finetune(  # then fine-tuned from the same seed, as pretrained
+        scratch[s], train, test, per_class=per_class, seed=s, epochs=ft_epochs))
     rows.append(make_row(table, model=f"softcon-resnet-small | {per_class}-label fine-tune", init="scratch",
                          values=ft_scratch, seeds=ft_seeds, note=ft_note + "; random init", metric="finetune_accuracy"))
     return rows

@@ -68,25 +68,31 @@ def softcon_input_spec(bands, input_size: int = RELEASE_SIZE, mean=None, std=Non
         note = ("SSL4EO-S12 per-band statistics on L1C digital numbers, as torchgeo states them for SoftCon "
                 "(Resize 256 + CenterCrop 224 there; resized to 224 here)")
         spec = add_product(spec, "s2_l1c_reflectance", bands, mean, std, (0.0, 6.5535), scale=1e4, default=True,
-                           description=f"Sentinel-2 L1C top-of-atmosphere reflectance (DN / 10000), x 10000 then: {note}")
-        spec = add_product(spec, "s2_l1c_dn", bands, mean, std, (0.0, 65535.0), scale=1.0,
+                           radiometry="reflectance", description=f"Sentinel-2 L1C top-of-atmosphere reflectance (DN / 10000), x 10000 then: {note}")
+        spec = add_product(spec, "s2_l1c_dn", bands, mean, std, (0.0, 65535.0), scale=1.0, radiometry="dn",
                            description=f"Sentinel-2 L1C digital numbers (uint16): {note}")
     elif bands == S1_GRD_ORDER:
         mean, std = list(mean or S1_MEAN), list(std or S1_STD)
-        spec = add_product(spec, "s1_grd_db", bands, mean, std, (-100.0, 100.0), scale=1.0, default=True,
+        spec = add_product(spec, "s1_grd_db", bands, mean, std, (-100.0, 100.0), scale=1.0, default=True, radiometry="db",
                            description="Sentinel-1 GRD backscatter in dB (VV, VH): SSL4EO-S12 statistics as torchgeo "
                                        "states them for SoftCon (not linear power)")
     elif mean is not None and std is not None:
-        spec = add_product(spec, "custom", bands, mean, std, (-1e9, 1e9), default=True,
+        spec = add_product(spec, "custom", bands, mean, std, (-1e9, 1e9), default=True, radiometry="other",
                            description="statistics given at conversion")
     else:
         raise CheckpointError(f"no SoftCon statistics for bands {bands}: give mean= and std= to the converter")
     return spec
 
 
+def _release_meta(path) -> dict:
+    """timm ``pretrained_cfg`` fields of a SoftCon release (``models.backbones.timm_pretrained_cfg``)."""
+    name = Path(path).name if not Path(path).is_dir() else None
+    return {"license": "cc-by-4.0", "hf_hub_id": HF_REPO, "hf_hub_filename": name, "origin_url": SOURCE,
+            "paper_ids": "arXiv:2405.20462", "paper_name": "Multi-label Guided Soft Contrastive Learning for "
+                                                          "Efficient Earth Observation Pretraining"}
+
+
 # ------------------------------------------------------------------------------------------- reading
-
-
 
 
 def _unwrap(obj) -> dict[str, torch.Tensor]:
@@ -178,6 +184,7 @@ def from_softcon_resnet(path, bands=None, mean=None, std=None, input_size: int =
     _load_strict(model, {f"backbone.{k}": v for k, v in sd.items()}, "SoftCon ResNet release")
     if dropped:
         warnings.warn(f"dropped the release's classifier {dropped} (SoftCon's backbone has fc = Identity)", stacklevel=2)
+    model._timm_meta = _release_meta(path)
     model.input_spec = softcon_input_spec(bands, input_size, mean, std)
     return model.eval()
 
@@ -223,6 +230,7 @@ def from_softcon_vit(path, bands=None, mean=None, std=None) -> SoftConViT:
         state["backbone.norm.weight"] = torch.ones(dim)
         state["backbone.norm.bias"] = torch.zeros(dim)
     _load_strict(model, state, "SoftCon DINOv2 ViT release")
+    model._timm_meta = _release_meta(path)
     model.input_spec = softcon_input_spec(model.bands, int(grid) * patch, mean, std)
     return model.eval()
 

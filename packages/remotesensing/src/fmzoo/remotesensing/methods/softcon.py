@@ -446,7 +446,9 @@ class SoftCon(Method):
 
         init = self.recipe.get("init") or {}
         prov = {"data_files": [p if isinstance(p, dict) else str(p) for p in data.files],
-                "init_from": init.get("from"), "training_data": data.description}
+                "training_data": data.description}
+        if init.get("from"):  # only a continued run names its start (the typed Provenance field)
+            prov["init_from"] = init["from"]
         if self._base is not None:
             prov["init_from_sha256"] = sha256_file(Path(_resolve(init["from"])) / "model.safetensors")
         return prov

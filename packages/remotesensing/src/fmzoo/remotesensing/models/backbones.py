@@ -1,26 +1,139 @@
 """timm backbones (ResNet, ViT) for any band set, with the input spec travelling with the weights.
 
 ``forward(x)`` takes an already-standardized tensor ``(B, len(bands), H, W)`` (what training uses);
-``embed(raw, bands=..., product=...)`` applies the checkpoint's own preprocessing first (value-range
-check, per-band standardization, resize to the pretraining size, missing bands) and is what a
-``from_pretrained`` user calls on raw imagery, tensors, GeoTIFF reads or torchgeo sample dicts.
+``embed(raw, bands=..., product=..., size=...)`` applies the checkpoint's own preprocessing first (value-range and
+radiometry check, per-band standardization, the size policy, missing bands) and is what a ``from_pretrained`` user
+calls on raw imagery, tensors, GeoTIFF reads or torchgeo sample dicts.
+
+The ResNets are built through ``timm.create_model`` with a ``pretrained_cfg`` made from the input spec (mean, std,
+input size of the default product, ``first_conv``, ``classifier``, licence and Hub id where known), so
+``timm.data.resolve_data_config(model=model.backbone)`` gives the checkpoint's preprocessing; the ViT gets the same
+``pretrained_cfg`` attached. Both stay timm modules with timm's parameter names.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
 from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
-from ..spec import RGB_BANDS, Preprocessor, canonical_bands, make_input_spec
+from ..spec import (
+    RGB_BANDS,
+    Preprocessor,
+    RemoteSensingInput,
+    canonical_bands,
+    make_input_spec,
+    radiometry_of,
+)
 from .widen import widen_input_weight
+
+# timm's own ResNet names for the configurations that are exactly one of them (block, layers, widths, stem width)
+TIMM_RESNETS = {
+    ("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64): "resnet18",
+    ("basic", (3, 4, 6, 3), (64, 128, 256, 512), 64): "resnet34",
+    ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64): "resnet50",
+    ("bottleneck", (3, 4, 23, 3), (64, 128, 256, 512), 64): "resnet101",
+    ("bottleneck", (3, 8, 36, 3), (64, 128, 256, 512), 64): "resnet152",
+}
+
+
+def _card_license(checkpoint_dir) -> str | None:
+    """The ``license:`` of a checkpoint's README front matter (the card), if any."""
+    if checkpoint_dir is None:
+        return None
+    try:
+        text = (checkpoint_dir / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    head = text.split("---", 2)[1] if text.startswith("---") else ""
+    m = re.search(r"^license:\s*(\S+)\s*$", head, flags=re.M)
+    return m.group(1) if m else None
+
+
+def timm_pretrained_cfg(spec: dict | None, bands: Sequence[str], architecture: str, first_conv: str,
+                        classifier: str, fixed_input_size: bool = False, meta: dict | None = None) -> dict:
+    """A timm ``pretrained_cfg`` dict stating this checkpoint's preprocessing: ``input_size`` (bands, pretraining
+    size), ``mean``/``std`` of the spec's default product in timm's convention (8-bit products as the 0-1 tensors
+    ``ToTensor`` makes, i.e. divided by 255; other products in their raw units: the product's statistics divided by
+    its scale), bilinear resize without crop, ``num_classes=0`` (pooled features; ``fc``/``head`` is Identity)."""
+    size = int((spec or {}).get("input_size") or 224)
+    cfg = {"architecture": architecture, "input_size": (len(bands), size, size), "interpolation": "bilinear",
+           "crop_pct": 1.0, "crop_mode": "center", "fixed_input_size": fixed_input_size, "num_classes": 0,
+           "first_conv": first_conv, "classifier": classifier, "mean": (0.0,) * len(bands), "std": (1.0,) * len(bands)}
+    notes = []
+    name = (spec or {}).get("default_product")
+    prod = ((spec or {}).get("products") or {}).get(name)
+    if prod is not None:
+        kind = radiometry_of(name, prod)
+        div = float(prod["scale"]) * (255.0 if kind == "rgb8" else 1.0)
+        order = ([prod["bands"].index(b) for b in bands] if set(prod["bands"]) == set(bands)
+                 else list(range(len(prod["bands"]))))
+        cfg["mean"] = tuple(prod["mean"][i] / div for i in order)
+        cfg["std"] = tuple(prod["std"][i] / div for i in order)
+        unit = "8-bit values divided by 255, as ToTensor gives" if kind == "rgb8" else f"raw {kind} values"
+        notes.append(f"mean/std: input product {name!r} ({unit}); bands {[prod['bands'][i] for i in order]}")
+        if set(prod["bands"]) != set(bands):
+            notes.append(f"the model reads {list(bands)}: bands outside the product enter as 0 after normalisation")
+        notes.append(f"size policy {spec.get('size_policy')!r}: fmzoo's embed() resizes straight to {size} px "
+                     "(no crop)" if spec.get("size_policy") == "resize" else
+                     f"size policy {spec.get('size_policy')!r}: fmzoo's embed() keeps other sizes")
+    else:
+        notes.append("no input product declared: mean 0 / std 1 placeholders (the input is expected standardized)")
+    cfg["notes"] = tuple(notes)
+    for key, value in (meta or {}).items():
+        if value is not None:
+            cfg[key] = value
+    return cfg
 
 
 class _RSBackbone(nn.Module):
     bands: list[str]
     num_features: int
+    input_spec_class = RemoteSensingInput
+    _timm_meta: dict | None = None  # licence / Hub id / paper of imported releases (weights.py)
+
+    # the spec and the checkpoint folder are properties so that the timm pretrained_cfg follows them
+    @property
+    def input_spec(self) -> dict | None:
+        return self.__dict__.get("_input_spec")
+
+    @input_spec.setter
+    def input_spec(self, spec: dict | None) -> None:
+        self.__dict__["_input_spec"] = spec
+        self._refresh_pretrained_cfg()
+
+    @property
+    def checkpoint_dir(self):
+        return self.__dict__.get("_checkpoint_dir")
+
+    @checkpoint_dir.setter
+    def checkpoint_dir(self, path) -> None:
+        self.__dict__["_checkpoint_dir"] = path
+        self._refresh_pretrained_cfg()
+
+    def _timm_cfg_args(self) -> tuple[str, str, str, bool]:
+        raise NotImplementedError  # (architecture, first_conv, classifier, fixed_input_size)
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """timm's ``pretrained_cfg`` of the backbone: this checkpoint's preprocessing, licence and source."""
+        arch, first_conv, classifier, fixed = self._timm_cfg_args()
+        meta = {"license": _card_license(self.checkpoint_dir), **(self._timm_meta or {})}
+        return timm_pretrained_cfg(self.input_spec, self.bands, arch, first_conv, classifier, fixed, meta)
+
+    def _refresh_pretrained_cfg(self) -> None:
+        backbone = self.__dict__.get("_modules", {}).get("backbone")
+        if backbone is None:
+            return
+        try:
+            cfg = self.pretrained_cfg
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # a malformed spec: refused at save
+            arch, first_conv, classifier, fixed = self._timm_cfg_args()
+            cfg = timm_pretrained_cfg(None, self.bands, arch, first_conv, classifier, fixed)
+        backbone.pretrained_cfg = backbone.default_cfg = cfg
 
     def _check(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or x.ndim != 4:
@@ -35,17 +148,25 @@ class _RSBackbone(nn.Module):
 
     @property
     def preprocessor(self) -> Preprocessor:
-        return Preprocessor(self.input_spec)
+        return Preprocessor(self.input_spec, multiple_of=getattr(self, "patch_size", None))
 
-    def preprocess(self, raw, bands: Sequence[str] | None = None, product: str | None = None,
+    def preprocess(self, raw, bands: Sequence[str] | None = None, product: str | None = None, size=None,
+                   radiometry: str | None = None, dn_offset: float | None = None,
                    resize: bool | None = None) -> torch.Tensor:
-        return self.preprocessor(raw, bands=bands, product=product, resize=resize)
+        """Raw input -> standardized model input (``spec.Preprocessor``): ``size`` None (the checkpoint's
+        size_policy), 'native', 'resize' or pixels; ``radiometry``/``dn_offset`` convert Sentinel-2 scales."""
+        return self.preprocessor(raw, bands=bands, product=product, size=size, radiometry=radiometry,
+                                 dn_offset=dn_offset, resize=resize)
 
     @torch.no_grad()
-    def embed(self, raw, bands: Sequence[str] | None = None, product: str | None = None,
-              resize: bool | None = None, batch_size: int = 256) -> torch.Tensor:
-        """Raw input (array/tensor/torchgeo sample) -> features, with this checkpoint's preprocessing."""
-        x = self.preprocess(raw, bands=bands, product=product, resize=resize)
+    def embed(self, raw, bands: Sequence[str] | None = None, product: str | None = None, size=None,
+              radiometry: str | None = None, dn_offset: float | None = None, resize: bool | None = None,
+              batch_size: int = 256) -> torch.Tensor:
+        """Raw input (array/tensor/torchgeo sample) -> features, with this checkpoint's preprocessing. Any resize or
+        crop is announced (``spec.ResizeWarning``); ``size='native'`` keeps the input size with the checkpoint's
+        statistics."""
+        x = self.preprocess(raw, bands=bands, product=product, size=size, radiometry=radiometry,
+                            dn_offset=dn_offset, resize=resize)
         was = self.training
         self.eval()
         try:
@@ -93,16 +214,28 @@ class SoftConResNet(_RSBackbone, HubMixin):
     def __init__(self, bands: list[str] = RGB_BANDS, block: str = "basic", layers: list[int] = (1, 1, 1, 1),
                  channels: list[int] = (32, 64, 128, 256), stem_width: int = 32, input_size: int = 96):
         super().__init__()
-        from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+        import timm
+        from timm.models.resnet import BasicBlock, Bottleneck
 
         blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
         if block not in blocks:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
         self.bands = canonical_bands(bands)
-        self.backbone = ResNet(blocks[block], tuple(layers), num_classes=0, in_chans=len(self.bands),
-                               stem_width=stem_width, channels=tuple(channels))
+        key = (block, tuple(int(n) for n in layers), tuple(int(c) for c in channels), int(stem_width))
+        self._timm_name = TIMM_RESNETS.get(key)
+        self._arch = self._timm_name or (f"resnet (timm ResNet: {block} blocks, layers {list(key[1])}, widths "
+                                         f"{list(key[2])}, stem {key[3]})")
+        # timm's factory (its ResNet entry point, its build_model_with_cfg), the block and sizes given explicitly;
+        # num_classes=0 leaves fc = Identity: the same modules and parameter names as ResNet(...) itself
+        self.backbone = timm.create_model(
+            "resnet50" if block == "bottleneck" else "resnet18", pretrained=False, block=blocks[block],
+            layers=key[1], channels=key[2], stem_width=key[3], in_chans=len(self.bands), num_classes=0,
+            pretrained_cfg=timm_pretrained_cfg(None, self.bands, self._arch, "conv1", "fc"))
         self.num_features = self.backbone.num_features
         self.input_spec = make_input_spec(self.bands, input_size)
+
+    def _timm_cfg_args(self):
+        return self._arch, "conv1", "fc", False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -137,6 +270,13 @@ class SoftConViT(_RSBackbone, HubMixin):
         self.patch_size = patch_size
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim)) if mask_token else None
         self.input_spec = make_input_spec(self.bands, input_size)
+
+    def _timm_cfg_args(self):
+        arch = {(14, 384, 12): "vit_small_patch14_dinov2", (14, 768, 12): "vit_base_patch14_dinov2"}.get(
+            (self.patch_size, self.num_features, len(self.backbone.blocks)),
+            f"vit (timm VisionTransformer: patch {self.patch_size}, width {self.num_features}, "
+            f"depth {len(self.backbone.blocks)})")
+        return arch, "patch_embed.proj", "head", False
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
                 masks: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,22 +22,19 @@ def prepare_rgb8(model, images: np.ndarray, size: str = "resized", norm: str = "
                  product: str = "rgb8") -> torch.Tensor:
     """8-bit RGB (N,3,H,W) -> model input under one of the four benchmark settings.
 
-    ``resized`` + ``standardized`` is exactly the checkpoint's own preprocessing (``model.preprocess``);
-    the other three deliberately deviate from it (native size and/or ÷255 instead of the checkpoint's
-    statistics), as in Corley et al.'s benchmark. Model bands absent from the product are 0 (= mean).
+    ``standardized`` is the checkpoint's own preprocessing (``model.preprocess``) at the pretraining size
+    (``resized``, the shipped checkpoints' size_policy) or at the images' own size (``native``: ``size='native'``);
+    ``div255`` deliberately deviates from it (÷255 instead of the checkpoint's statistics), as in Corley et al.'s
+    benchmark. Model bands absent from the product are 0 (= mean).
     """
     if size not in SIZES or norm not in NORMS:
         raise ValueError(f"size in {SIZES}, norm in {NORMS}; got {size!r}, {norm!r}")
     x = torch.from_numpy(np.ascontiguousarray(images))
-    if size == "resized" and norm == "standardized":
-        return model.preprocess(x, product=product)
+    if norm == "standardized":
+        return model.preprocess(x, product=product, size="resize" if size == "resized" else "native")
     spec = model.input_spec
     prod = spec["products"][product]
-    x = x.float()
-    if norm == "div255":
-        x = x / 255.0
-    else:
-        x = (x - torch.tensor(prod["mean"]).view(1, -1, 1, 1)) / torch.tensor(prod["std"]).view(1, -1, 1, 1)
+    x = x.float() / 255.0
     if size == "resized":
         s = int(spec["input_size"])
         x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
@@ -94,8 +91,8 @@ def few_label_finetune(model, train, test, per_class: int = 10, seed: int = 0, e
                        lr: float = 1e-3, batch_size: int = 25, num_classes: int = 5) -> float:
     """Fine-tune the whole backbone + a linear head on ``per_class`` labels per class (core FinetuneTask,
     AdamW), with the checkpoint's own preprocessing; returns test accuracy (%). The caller seeds the process
-    (``fmzoo.core.runtime.seed_everything(seed)``, as the table runners do per seed): the head's initialisation
-    draws from the global stream; the labelled subset, the flips and the shuffling draw from ``seed``."""
+    (the table runners call it through ``fmzoo.core.reproduce.per_seed``, which seeds before each seed's call): the
+    head's initialisation draws from the global stream; the labelled subset, the flips and the shuffling draw from ``seed``."""
     import copy
 
     from fmzoo.core.training import FinetuneTask, fit
