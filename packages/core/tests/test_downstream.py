@@ -236,3 +236,18 @@ def test_cli_device_flag_is_recorded_and_checked(fake_plugin, digits_checkpoint,
     assert result["settings"]["device"] == "cpu"
     assert main(["evaluate", str(digits_checkpoint), "--device", "tpu", "--no-progress"]) == 2
     assert "--device 'tpu': expected cpu, cuda" in capsys.readouterr().err
+
+
+def test_bf16_autocast_runs_end_to_end_and_stays_close(fake_plugin, digits_checkpoint):
+    """--precision bf16: the encoder and head run under bf16 autocast, the loss and scores in float32; on the fake
+    digits task the result stays near the float32 one (not identical: bf16 keeps 8 bits of mantissa)."""
+    model = from_pretrained(digits_checkpoint)
+    hooks = hooks_for("DigitsMLP")
+    task = hooks.load(model, None, None)
+    r32 = run("finetune", model, hooks, task, seeds=[0], epochs=2)
+    r16 = run("finetune", model, hooks, task, seeds=[0], epochs=2, precision="bf16")
+    a32 = r32["rows"][0]["metrics"]["accuracy"]["mean"]
+    a16 = r16["rows"][0]["metrics"]["accuracy"]["mean"]
+    assert r16["settings"]["precision"] == "bf16" and abs(a32 - a16) < 0.05, (a32, a16)
+    with pytest.raises(InputSpecError, match="expected 32 or bf16"):
+        run("evaluate", model, hooks, task, seeds=[0], precision="fp8")

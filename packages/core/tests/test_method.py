@@ -64,3 +64,35 @@ def _digits():
     import sklearn
 
     return Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
+
+
+def test_recipe_clamps_gradients_by_value_and_cli_precision_reaches_lightning(fake_plugin, tmp_path, monkeypatch):
+    """train.gradient_clip_val/-algorithm (T-JEPA's official code clamps every gradient to +-1) and --precision go to
+    Lightning's Trainer; the clamp changes the weights, bf16-mixed runs on the CPU."""
+    from fmzoo.core import training
+
+    seen = {}
+    make = training.make_trainer
+
+    def spy(run_dir, **kw):
+        seen.update(kw)
+        return make(run_dir, **kw)
+
+    monkeypatch.setattr(training, "make_trainer", spy)
+    plain = run_pretraining(dict(RECIPE), tmp_path / "a", {"progress": False})
+    clip = {**RECIPE, "train": {**RECIPE["train"], "gradient_clip_val": 1e-4, "gradient_clip_algorithm": "value"}}
+    clamped = run_pretraining(clip, tmp_path / "b", {"progress": False})
+    assert seen["gradient_clip_val"] == 1e-4 and seen["gradient_clip_algorithm"] == "value"
+    assert not torch.equal(from_pretrained(plain).net[0].weight, from_pretrained(clamped).net[0].weight)
+    assert main(["pretrain", _recipe_file(tmp_path), "--out", str(tmp_path / "c"), "--precision", "bf16-mixed",
+                 "--no-progress"]) == 0
+    assert seen["precision"] == "bf16-mixed"
+    prov = json.loads((tmp_path / "c" / "checkpoint" / "provenance.json").read_text())
+    assert prov["recipe"]["trainer_overrides"]["precision"] == "bf16-mixed"
+
+
+def _recipe_file(tmp_path):
+    import yaml
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(RECIPE))
+    return str(tmp_path / "r.yaml")

@@ -42,7 +42,8 @@ def yaml_value(raw: str):
     return yaml.safe_load(raw)
 
 
-DISTRIBUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu"}
+DISTRIBUTION_DEFAULTS = {"devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu", "precision": None}
+PRECISIONS = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "64-true")
 
 
 def trainer_kwargs(args) -> dict:
@@ -51,6 +52,7 @@ def trainer_kwargs(args) -> dict:
         "num_nodes": args.num_nodes,
         "strategy": args.strategy,
         "accelerator": args.accelerator,
+        **({"precision": args.precision} if args.precision else {}),
         "resume": args.resume,
         "progress": not args.no_progress,
     }
@@ -305,7 +307,7 @@ def _finetune_or_evaluate(args, mode: str) -> int:
     budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
                  lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
-                 steps=args.steps, device=args.device)
+                 steps=args.steps, device=args.device, precision=args.precision)
     result = {"model": str(args.model), "architecture": config["architecture"], **result}
     print(format_result(result))
     if args.out:
@@ -409,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-nodes", type=int, default=DISTRIBUTION_DEFAULTS["num_nodes"], help="number of nodes (Lightning)")
     s.add_argument("--strategy", default=DISTRIBUTION_DEFAULTS["strategy"], help="Lightning strategy: auto, ddp, fsdp, ...")
     s.add_argument("--accelerator", default=DISTRIBUTION_DEFAULTS["accelerator"], help="cpu (default), gpu, auto")
+    s.add_argument("--precision", choices=PRECISIONS, help="Lightning precision (default: the recipe's train.precision, "
+                   "else 32-true); bf16-mixed = bf16 autocast, also on CPU (recorded in recipe.trainer_overrides)")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     s.add_argument("--overwrite", action="store_true", help="replace the run that OUT holds (default: refuse)")
     s.add_argument("--publish", metavar="REPO_ID", help="publish the result to the local hub under this id")
@@ -440,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
         s.add_argument("--device", default="cpu", metavar="{cpu,cuda,cuda:N,mps,auto}",
                        help="where the encoder and networks run (default cpu; probes and scores stay on the CPU)")
+        s.add_argument("--precision", choices=("32", "bf16"), default="32",
+                       help="bf16: bf16 autocast for the encoder and networks (also on CPU); default 32")
         s.add_argument("--out", help="directory for the JSON result")
         s.add_argument("--no-progress", action="store_true", help="hide progress bars")
         s.set_defaults(fn=lambda a, m=mode: _finetune_or_evaluate(a, m))

@@ -328,6 +328,25 @@ def resolve_device(device: str | None):
     return dev
 
 
+def _bf16(precision: str | None) -> bool:
+    if precision in (None, "32", "32-true"):
+        return False
+    if precision not in ("bf16", "bf16-mixed"):
+        raise InputSpecError(f"--precision {precision!r}: expected 32 or bf16")
+    return True
+
+
+def autocast(device, precision: str | None):
+    """bf16 autocast on ``device`` when ``precision`` is "bf16" (CPU too); a no-op context for "32"/None."""
+    import contextlib
+
+    import torch
+
+    if not _bf16(precision):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=getattr(device, "type", "cpu") or "cpu", dtype=torch.bfloat16)
+
+
 def to_device(obj, device):
     """``obj`` (a tensor, a PyG batch, or dicts/lists/tuples of them) on ``device``; anything else unchanged."""
     if device is None or str(device) == "cpu":  # collated batches are built on the CPU
@@ -349,28 +368,30 @@ def _device_of(module):
     return next((p.device for p in module.parameters()), None)
 
 
-def embed(hooks: DownstreamHooks, model, items, progress: bool = False, desc: str = "embedding") -> np.ndarray:
+def embed(hooks: DownstreamHooks, model, items, progress: bool = False, desc: str = "embedding",
+          precision: str | None = None) -> np.ndarray:
     """Frozen pooled features of every item, batched, in eval mode without gradients (on the model's device)."""
     import torch
 
     model.eval()
     device, out = _device_of(model), []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for idx in _progress(_batches(len(items), hooks.eval_batch_size), desc, progress):
             inputs = to_device(hooks.collate(model, take(items, idx)), device)
             out.append(hooks.features(model, inputs).float().reshape(len(idx), -1).cpu())
     return torch.cat(out).numpy()
 
 
-def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False):
-    """The network's outputs for every item (concatenated along the batch, on the CPU)."""
+def predict(hooks: DownstreamHooks, net, model, items, progress: bool = False, precision: str | None = None):
+    """The network's outputs for every item (concatenated along the batch, on the CPU; float32 under bf16)."""
     import torch
 
     net.eval()
     device, out = _device_of(net), []
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, precision):
         for idx in _progress(_batches(len(items), hooks.eval_batch_size), "predicting", progress):
-            out.append(net(to_device(hooks.collate(model, take(items, idx)), device)).cpu())
+            o = net(to_device(hooks.collate(model, take(items, idx)), device))
+            out.append((_float(o) if _bf16(precision) else o).cpu())
     return torch.cat(out)
 
 
@@ -381,7 +402,8 @@ def _batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, seed: int, epochs: int, lr: float,
-                  batch_size: int, weight_decay: float, progress: bool = False, steps: int | None = None):
+                  batch_size: int, weight_decay: float, progress: bool = False, steps: int | None = None,
+                  precision: str | None = None):
     """AdamW + cosine (to 0 at the last step) on ``train``: ``epochs`` passes, or exactly ``steps`` optimiser steps
     when given (as many passes as that takes); batches shuffled by a generator seeded with ``seed``. Returns the mean
     training loss of each pass."""
@@ -423,7 +445,10 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
             batch = train.take(idx)
             opt.zero_grad(set_to_none=True)
             inputs = to_device(hooks.augment(model, hooks.collate(model, batch.items), gen), device)  # gen: CPU
-            loss = hooks.loss(task, net(inputs), to_device(hooks.collate_targets(task, batch.targets), device))
+            with autocast(device, precision):
+                out = net(inputs)
+            out = _float(out) if _bf16(precision) else out  # the loss in float32, never in bf16
+            loss = hooks.loss(task, out, to_device(hooks.collate_targets(task, batch.targets), device))
             loss.backward()
             opt.step()
             sched.step()
@@ -436,6 +461,19 @@ def train_network(hooks: DownstreamHooks, net, model, task: Task, train: Split, 
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
     net.eval()
     return losses
+
+
+def _float(out):
+    """A network's outputs in float32 (bf16 autocast returns bf16); the loss is computed in float32."""
+    import torch
+
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        return out.float()
+    if isinstance(out, dict):
+        return {k: _float(v) for k, v in out.items()}
+    if isinstance(out, list | tuple):
+        return type(out)(_float(v) for v in out)
+    return out
 
 
 def scratch_copy(model):
@@ -457,10 +495,11 @@ def _summary(values: list[dict], seeds: list[int], n_labelled: list[int]) -> dic
 def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[int] = (0,), budget: Budget | None = None,
         scratch: bool = False, epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
         threads: int | None = None, knn: bool = True, progress: bool = False, steps: int | None = None,
-        device: str | None = None) -> dict:
+        device: str | None = None, precision: str | None = None) -> dict:
     """``mode`` "evaluate" (frozen features) or "finetune" (end to end) over ``seeds``; returns the result dict
     (rows per init and protocol, the trivial baseline, warnings) that ``format_result`` prints. ``device`` (cpu,
-    cuda, cuda:N, mps, auto) is where the encoder and networks run; probes and scores stay on the CPU."""
+    cuda, cuda:N, mps, auto) is where the encoder and networks run; probes and scores stay on the CPU. ``precision``
+"bf16": bf16 autocast for the encoder and networks (losses, probes and scores in float32)."""
     if mode not in ("evaluate", "finetune"):
         raise ValueError(f"mode must be 'evaluate' or 'finetune', got {mode!r}")
     seeds = [int(s) for s in seeds]
@@ -475,6 +514,7 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
         raise InputSpecError(f"epochs, steps and batch size must be positive, got {epochs}, {steps} and {batch_size}")
     frozen_features = mode == "evaluate" and task.kind in ("classification", "regression")
     dev = resolve_device(device)
+    autocast(dev, precision)  # an unknown precision is refused before anything runs
     inits = {"pretrained": model}
     if scratch:
         with seeded(10_000, threads):
@@ -490,10 +530,11 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
         if frozen_features:
             drawn = np.unique(np.concatenate([draws[s] for s in seeds]))  # only the examples some seed labels
             with seeded(0, threads):
-                part = embed(hooks, backbone, take(task.train.items, drawn), progress, f"embedding train ({init})")
+                part = embed(hooks, backbone, take(task.train.items, drawn), progress, f"embedding train ({init})",
+                             precision)
                 tr = np.zeros((len(task.train), part.shape[1]), dtype=part.dtype)
                 tr[drawn] = part
-                te = embed(hooks, backbone, task.test.items, progress, f"embedding test ({init})")
+                te = embed(hooks, backbone, task.test.items, progress, f"embedding test ({init})", precision)
             protocols = {"linear probe": []}
             if knn and task.kind == "classification":
                 protocols["kNN (k=20, cosine)"] = []
@@ -515,8 +556,8 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
                 net = hooks.network(copy.deepcopy(backbone), task, freeze=freeze)
                 curves.append(train_network(hooks, net, backbone, task, task.train.take(draws[s]), s, epochs,
                                             lr or (hooks.frozen_lr if freeze else hooks.lr), batch_size,
-                                            hooks.weight_decay, progress, steps=steps))
-                values.append(hooks.score(task, predict(hooks, net, backbone, task.test.items, progress),
+                                            hooks.weight_decay, progress, steps=steps, precision=precision))
+                values.append(hooks.score(task, predict(hooks, net, backbone, task.test.items, progress, precision),
                                           task.test.targets))
         length = f"{steps} steps" if steps else f"{epochs} epochs"
         protocol = f"frozen encoder, head trained ({length})" if freeze else f"fine-tuned end to end ({length})"
@@ -527,7 +568,7 @@ def run(mode: str, model, hooks: DownstreamHooks, task: Task, seeds: Sequence[in
         "higher_is_better": METRIC_DIRECTION[task.metric], "budget": budget.describe(),
         "train_examples": len(task.train), "test_examples": len(task.test), "rows": rows,
         "settings": (({"steps": steps} if steps else {"epochs": epochs}) | {"batch_size": batch_size, "threads": threads}
-                     if not frozen_features else {}) | {"device": str(dev)},
+                     if not frozen_features else {}) | {"device": str(dev), "precision": precision or "32"},
         "notes": task.notes, "warnings": [],
     }
     if baseline_values:

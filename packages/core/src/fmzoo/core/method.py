@@ -10,7 +10,8 @@ and the checkpoint (``run_pretraining`` has already seeded and set the recipe's 
 Recipes share one top-level layout, validated before anything runs (an unknown key is an error that names it):
 ``method``, ``name``, ``seed``, ``threads``, ``dataset``, ``data`` (options of the data hook), ``model``
 (architecture arguments), ``train`` (``batch_size`` = the global batch, ``max_epochs``, optimiser and schedule
-values), ``card``, ``evaluate`` and ``trainer_overrides`` (written by ``fmzoo pretrain``), plus the method's own
+values; ``precision``, ``gradient_clip_val`` and ``gradient_clip_algorithm`` ("norm" or "value", as the official
+code clips) go to Lightning's Trainer), ``card``, ``evaluate`` and ``trainer_overrides`` (written by ``fmzoo pretrain``), plus the method's own
 sections named in ``Method.recipe_sections`` (e.g. ``mask``, ``loss``)."""
 
 from __future__ import annotations
@@ -140,6 +141,9 @@ def pretrain(method_cls: type[Method], recipe: dict, run_dir: Path, trainer_kwar
     method_cls.validate(recipe)
     method = method_cls(recipe, run_dir, data_path)
     kw = dict(trainer_kwargs)
+    for key in ("precision", "gradient_clip_val", "gradient_clip_algorithm"):  # train: values Lightning applies
+        if key in method.train_cfg:
+            kw.setdefault(key, method.train_cfg[key])
     data = method.data()
     model = method.model(data)
     global_batch = method.global_batch()
