@@ -13,6 +13,7 @@ from fmzoo.medical.spec import (
     preprocess,
     read_nifti,
     read_volume,
+    resample,
 )
 
 
@@ -103,7 +104,12 @@ def test_spacing_is_resampled_or_rejected(tmp_path, hippo_root):
     nib.save(nib.Nifti1Image(vol.array[::2, ::2, ::2].copy(), np.diag([2.0, 2.0, 2.0, 1.0])), p)
     v2 = read_nifti(p)
     x = preprocess(v2, MR_SPEC_HIPPOCAMPUS)
-    assert x.shape == tuple(2 * s for s in v2.array.shape)
+    # MONAI Spacing (as VoCo's training): the corner voxel centres stay, so n voxels of 2 mm become 2n - 1 of 1 mm,
+    # and every 2 mm voxel's value sits unchanged at every second 1 mm voxel
+    assert x.shape == tuple(2 * s - 1 for s in v2.array.shape)
+    up = resample(v2, (1.0, 1.0, 1.0))
+    assert np.allclose(up.array[::2, ::2, ::2], v2.array, atol=1e-3)
+    assert np.allclose(up.spacing, (1, 1, 1)) and np.allclose(up.affine[:3, 3], v2.affine[:3, 3])
     with pytest.raises(InputSpecError, match="differs from the spec"):
         preprocess(v2, MR_SPEC_HIPPOCAMPUS, resample_spacing=False)
 

@@ -7,7 +7,7 @@ full:  pretrains both recipes (voco-small, volumefusion-small) into out_dir, the
        seeds 0/1/2, a longer fine-tune, all 52 test volumes.
 smoke: the quick protocol on a sliver (one fine-tuning step, one test volume); its numbers mean nothing.
 
-The runner seeds each cell with its seed; the CPU threads are the table's (``threads:``), set
+The runner seeds each cell with its seed through the core's ``per_seed``; the CPU threads are the table's (``threads:``), set
 by ``fmzoo reproduce``. ``run_grid`` runs any part of the grid from Python (e.g. ``resample_to=(96, 64, 96)``,
 ``encoder_lr_scale=0.1``, the studies in the package README).
 """
@@ -47,26 +47,33 @@ def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resa
              encoder_lr_scale: float = 1.0) -> list[dict]:
     """Every (budget, seed, init) cell; ``resample_to``: fine-tune and predict on volumes resized to this size
     (e.g. VoCo's pretraining volume size 96x64x96), Dice on the original grid, for every init alike."""
-    from fmzoo.core.runtime import seed_everything
+    from fmzoo.core.reproduce import per_seed
 
     from .data.hippocampus import load_hippocampus
     from .tasks.segmentation import few_label_run
 
     data = load_hippocampus()
     test = data["test"][::test_stride]
+    order = {key: i for i, key in enumerate(inits)}
+
+    def cell(budget, key, init, seed):
+        t0 = time.perf_counter()
+        res = few_label_run(init, budget, seed, data, test, steps, resample_to=resample_to,
+                            encoder_lr_scale=encoder_lr_scale)
+        res.update(method=key, budget=budget, seed=seed, seconds=time.perf_counter() - t0, n_test=len(test),
+                   resample_to=list(resample_to) if resample_to else None, encoder_lr_scale=encoder_lr_scale)
+        log(f"  {key:8s} budget={budget!s:>3} seed={seed} mean Dice {res['mean_dice']:.4f} "
+            f"(ant {res['dice_class1']:.4f}, post {res['dice_class2']:.4f}) {res['seconds']:.0f}s")
+        return res
+
     cells = []
     for budget in budgets:
-        for seed in seeds:
-            for key, init in inits.items():
-                t0 = time.perf_counter()
-                seed_everything(seed)  # the runner's per-cell seed: the segmenter's fresh layers draw from it
-                res = few_label_run(init, budget, seed, data, test, steps, resample_to=resample_to,
-                                    encoder_lr_scale=encoder_lr_scale)
-                res.update(method=key, budget=budget, seed=seed, seconds=time.perf_counter() - t0, n_test=len(test),
-                           resample_to=list(resample_to) if resample_to else None, encoder_lr_scale=encoder_lr_scale)
-                log(f"  {key:8s} budget={budget!s:>3} seed={seed} mean Dice {res['mean_dice']:.4f} "
-                    f"(ant {res['dice_class1']:.4f}, post {res['dice_class2']:.4f}) {res['seconds']:.0f}s")
-                cells.append(res)
+        # every cell runs after the core's seed_everything(seed) (per_seed): the segmenter's fresh layers draw from it
+        for key, init in inits.items():
+            cells += per_seed(seeds, lambda seed, b=budget, k=key, i=init: cell(b, k, i, seed))
+    # cells listed budget -> seed -> init, as before (each cell is seeded on its own, so the order changes no number)
+    seed_pos = {s: i for i, s in enumerate(seeds)}
+    cells.sort(key=lambda c: (budgets.index(c["budget"]), seed_pos[c["seed"]], order[c["method"]]))
     return cells
 
 

@@ -11,9 +11,11 @@ An input spec is a JSON dict stored in a checkpoint's config.json::
      "roi_size": [32, 64, 32],              # crop / sliding-window size
      "in_channels": 1}
 
-``preprocess(volume, spec)`` applies it: reorient to ``axcodes`` (a documented conversion), resample
-to ``spacing`` when it differs (documented conversion; ``resample=False`` makes it an error instead),
-then the intensity window (CT, Hounsfield units) or percentile normalisation (MR). Bad inputs raise
+``preprocess(volume, spec)`` applies it with MONAI's transforms (as VoCo's training code does): reorient to
+``axcodes`` (``Orientation``, a documented conversion), resample to ``spacing`` when it differs by more than
+``spacing_tolerance`` (``Spacing``, documented conversion; ``resample_spacing=False`` makes it an error instead),
+then the intensity window (CT, Hounsfield units: ``ScaleIntensityRange``) or percentile normalisation (MR:
+``ScaleIntensityRangePercentiles``). ``monai_transforms(spec)`` is the same chain as a MONAI ``Compose``. Bad inputs raise
 ``fmzoo.core.InputSpecError`` naming what was expected and what was given: a 2D image, a 4D/
 multi-channel image, a file that is corrupt or truncated, a header without spatial information
 (missing spacing), NaN/Inf voxels, or a volume that does not look like the spec's modality.
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from fmzoo.core import InputSpecError
+from fmzoo.core.spec import InputSpec
 
 MR_SPEC_HIPPOCAMPUS = {
     "modality": "MR",
@@ -52,6 +55,90 @@ CT_SPEC_VOCO_PAPER = {
     "roi_size": [96, 96, 96],
     "in_channels": 1,
 }
+
+
+_AXES = ({"L", "R"}, {"A", "P"}, {"S", "I"})
+ROI_DIVISOR = 32  # SwinUNETR's total downsampling (patch embedding 2 x four 2x merges): crops must be multiples
+
+
+def _positive_numbers(value, n: int) -> bool:
+    return (isinstance(value, list) and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in value))
+
+
+class VolumeInput(InputSpec):
+    """A 3D CT or MR volume (what every medical network here takes), as ``preprocess`` and the networks read it:
+
+    - ``modality``: "CT" (Hounsfield units) or "MR"; ``check_modality`` tests the raw intensities against it;
+    - ``axcodes``: the orientation the network was trained in, one letter per axis from L/R, A/P, S/I ("RAS");
+    - ``spacing``: 3 positive voxel sizes in mm (in the axcodes order); ``spacing_tolerance`` (optional, default
+      0.05): the relative difference below which a volume is not resampled, in [0, 1);
+    - ``intensity``: {"kind": "window", "a_min" < "a_max" (HU)} or {"kind": "percentile", 0 <= "lower" < "upper"
+      <= 100}, each with optional "b_min" < "b_max" (the output range, default [0, 1]) and "clip" (default true);
+    - ``roi_size``: the crop / sliding-window size, 3 positive multiples of ``roi_divisor`` (32: SwinUNETR's
+      downsampling);
+    - ``in_channels``: channels the network takes (a positive integer; the readers give single-channel volumes).
+    """
+
+    modality = "3d-volume"
+    required = {"modality": str, "axcodes": str, "spacing": list, "intensity": dict, "roi_size": list,
+                "in_channels": int}
+    optional = {"spacing_tolerance": (int, float)}
+    roi_divisor = ROI_DIVISOR  # the network's total downsampling; a network with another one subclasses and sets it
+
+    @classmethod
+    def check(cls, spec: dict, where: str) -> None:
+        if spec["modality"] not in ("CT", "MR"):
+            raise InputSpecError(f"{where}['modality']: expected 'CT' or 'MR', got {spec['modality']!r}")
+        ax = spec["axcodes"]
+        if len(ax) != 3 or any(sum(c in pair for c in ax) != 1 for pair in _AXES):
+            raise InputSpecError(f"{where}['axcodes']: expected 3 letters, one of L/R, one of A/P, one of S/I "
+                                 f"(e.g. 'RAS'), got {ax!r}")
+        if not _positive_numbers(spec["spacing"], 3):
+            raise InputSpecError(f"{where}['spacing']: expected 3 positive voxel sizes in mm, got {spec['spacing']!r}")
+        if not all(MIN_SPACING_MM <= v <= MAX_SPACING_MM for v in spec["spacing"]):
+            raise InputSpecError(f"{where}['spacing']: expected voxel sizes in [{MIN_SPACING_MM}, {MAX_SPACING_MM}] "
+                                 f"mm, got {spec['spacing']!r}")
+        tol = spec.get("spacing_tolerance", 0.05)
+        if not (math.isfinite(tol) and 0 <= tol < 1):
+            raise InputSpecError(f"{where}['spacing_tolerance']: expected a relative tolerance in [0, 1), got {tol!r}")
+        roi = spec["roi_size"]
+        if not (isinstance(roi, list) and len(roi) == 3
+                and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in roi)):
+            raise InputSpecError(f"{where}['roi_size']: expected 3 positive integers, got {roi!r}")
+        if any(r % cls.roi_divisor for r in roi):
+            raise InputSpecError(f"{where}['roi_size']: expected multiples of {cls.roi_divisor} (the network "
+                                 f"downsamples by {cls.roi_divisor}), got {roi!r}")
+        if spec["in_channels"] < 1:
+            raise InputSpecError(f"{where}['in_channels']: expected a positive integer, got {spec['in_channels']!r}")
+        _check_intensity(spec["intensity"], f"{where}['intensity']")
+
+
+def _check_intensity(it: dict, where: str) -> None:
+    def number(key):
+        v = it.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputSpecError(f"{where}[{key!r}]: expected a finite number, got {v!r}")
+        return float(v)
+
+    kind = it.get("kind")
+    if kind == "window":
+        lo, hi = number("a_min"), number("a_max")
+        if not lo < hi:
+            raise InputSpecError(f"{where}: expected a_min < a_max (the HU window), got [{lo}, {hi}]")
+    elif kind == "percentile":
+        lo, hi = number("lower"), number("upper")
+        if not 0 <= lo < hi <= 100:
+            raise InputSpecError(f"{where}: expected 0 <= lower < upper <= 100 (percentiles), got [{lo}, {hi}]")
+    else:
+        raise InputSpecError(f"{where}['kind']: expected 'window' (CT, HU) or 'percentile' (MR), got {kind!r}")
+    b_min = number("b_min") if "b_min" in it else 0.0
+    b_max = number("b_max") if "b_max" in it else 1.0
+    if not b_min < b_max:
+        raise InputSpecError(f"{where}: expected b_min < b_max (the output range), got [{b_min}, {b_max}]")
+    if "clip" in it and not isinstance(it["clip"], bool):
+        raise InputSpecError(f"{where}['clip']: expected true/false, got {it['clip']!r}")
 
 
 @dataclass
@@ -167,16 +254,35 @@ def read_dicom_series(directory: str | Path) -> Volume:
             raise InputSpecError(f"{str(f)!r} lacks ImagePositionPatient/PixelSpacing: spacing is unknown")
         arr = arr * float(getattr(ds, "RescaleSlope", 1.0)) + float(getattr(ds, "RescaleIntercept", 0.0))
         slices.append((ds, arr))
+    series = {}
+    for ds, _ in slices:
+        uid = str(getattr(ds, "SeriesInstanceUID", ""))
+        series[uid] = series.get(uid, 0) + 1
+    if len(series) > 1:
+        listed = ", ".join(f"{uid or '(no SeriesInstanceUID)'}: {n} file(s)" for uid, n in sorted(series.items()))
+        raise InputSpecError(f"{str(directory)!r} mixes {len(series)} DICOM series ({listed}); expected a folder "
+                             "holding one series: move each series into a folder of its own")
     if len(slices) < 2:
         raise InputSpecError(f"{str(directory)!r} holds a single slice: a 2D image, expected a 3D series")
     ds0 = slices[0][0]
+    shapes = sorted({tuple(a.shape) for _, a in slices})
+    orients = {tuple(round(float(v), 4) for v in getattr(d, "ImageOrientationPatient", ())) for d, _ in slices}
+    if len(shapes) > 1 or len(orients) > 1:
+        raise InputSpecError(f"{str(directory)!r}: the slices do not form one volume (slice sizes {shapes}, "
+                             f"{len(orients)} orientation(s)); expected one series of equally sized parallel slices")
     row, col = np.array(ds0.ImageOrientationPatient[:3], float), np.array(ds0.ImageOrientationPatient[3:], float)
     normal = np.cross(row, col)
     slices.sort(key=lambda s: float(np.dot(normal, np.array(s[0].ImagePositionPatient, float))))
     pos = np.array([np.array(s[0].ImagePositionPatient, float) for s in slices])
-    dz = float(np.median(np.diff(pos @ normal)))
-    if not np.isfinite(dz) or dz <= 0:
-        raise InputSpecError(f"{str(directory)!r}: slice positions do not give a positive spacing ({dz})")
+    gaps = np.diff(pos @ normal)
+    dz = float(np.median(gaps))
+    if not np.isfinite(dz) or dz <= 0 or np.any(gaps <= 1e-6 * max(dz, 1e-12)):
+        raise InputSpecError(f"{str(directory)!r}: slice positions do not give a positive spacing (median gap {dz}, "
+                             f"{int(np.sum(gaps <= 1e-6 * max(dz, 1e-12)))} repeated position(s)); expected one "
+                             "series without duplicate slices")
+    if np.max(np.abs(gaps - dz)) > 0.05 * dz:
+        raise InputSpecError(f"{str(directory)!r}: slice gaps vary from {float(gaps.min()):.4g} to "
+                             f"{float(gaps.max()):.4g} mm (missing slices?); expected evenly spaced slices")
     dr, dc = (float(v) for v in ds0.PixelSpacing)  # row spacing (between rows), column spacing
     # pixel_array is (rows, cols); index (i=col, j=row, k=slice) in LPS: x = pos + i*dc*row + j*dr*col + k*dz*n
     vol = np.stack([s[1].T for s in slices], axis=-1)  # (cols, rows, slices)
@@ -194,6 +300,19 @@ def read_volume(path: str | Path, **kwargs) -> Volume:
     if name.endswith((".nii", ".nii.gz")):
         return read_nifti(path, **kwargs)
     raise InputSpecError(f"{str(path)!r}: unsupported format; expected .nii, .nii.gz or a DICOM series folder")
+
+
+def check_pair(image: Volume, label: Volume, where: str = "case") -> None:
+    """An image and its label volume must share the voxel grid: the same shape and the same affine (spacing,
+    orientation and origin within 1e-3 mm), else the label would be resampled onto a different place."""
+    if image.array.shape != label.array.shape:
+        raise InputSpecError(f"{where}: image shape {image.array.shape} != label shape {label.array.shape}; expected "
+                             "a label volume on the image's voxel grid")
+    if image.has_spatial_info and label.has_spatial_info and not np.allclose(image.affine, label.affine, atol=1e-3):
+        raise InputSpecError(f"{where}: the label's affine (spacing {tuple(round(v, 4) for v in label.spacing)} mm, "
+                             f"{label.axcodes}, origin {tuple(np.round(label.affine[:3, 3], 3))}) differs from the "
+                             f"image's (spacing {tuple(round(v, 4) for v in image.spacing)} mm, {image.axcodes}, origin "
+                             f"{tuple(np.round(image.affine[:3, 3], 3))}); expected a label on the image's voxel grid")
 
 
 def _as_3d(data: np.ndarray, where: str) -> np.ndarray:
@@ -215,37 +334,46 @@ def _as_3d(data: np.ndarray, where: str) -> np.ndarray:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def validate_spec(spec: dict) -> dict:
-    required = ("modality", "axcodes", "spacing", "intensity", "roi_size", "in_channels")
-    missing = [k for k in required if k not in spec]
-    if missing:
-        raise InputSpecError(f"input spec lacks {missing}; it must hold {list(required)}")
-    if spec["modality"] not in ("CT", "MR"):
-        raise InputSpecError(f"input spec modality must be 'CT' or 'MR', got {spec['modality']!r}")
-    kind = spec["intensity"].get("kind")
-    if kind not in ("window", "percentile"):
-        raise InputSpecError(f"intensity kind must be 'window' (CT) or 'percentile' (MR), got {kind!r}")
-    return spec
+def validate_spec(spec: dict, where: str = "input_spec") -> dict:
+    """``spec`` if it is a valid :class:`VolumeInput`, else an InputSpecError naming the key."""
+    return VolumeInput.validate(spec, where)
+
+
+# Geometry and intensity run through MONAI's own transforms (Orientation, Spacing, ScaleIntensityRange /
+# ScaleIntensityRangePercentiles): the transforms the released VoCo weights were trained with (Luffy03/VoCo
+# utils/data_utils.py). ``monai_transforms(spec)`` is the same chain as dictionary transforms from a file path.
+
+
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # axis letters of NIfTI's RAS+ world, stated (MONAI's default moves)
+
+
+def _to_monai(vol: Volume):
+    from monai.data import MetaTensor
+
+    return MetaTensor(torch.from_numpy(np.ascontiguousarray(vol.array, dtype=np.float32))[None],
+                      affine=torch.as_tensor(vol.affine, dtype=torch.float64))
+
+
+def _from_monai(t, vol: Volume) -> Volume:
+    arr = np.ascontiguousarray(t.as_tensor()[0].numpy(), dtype=np.float32)
+    return Volume(arr, np.asarray(t.affine.numpy(), dtype=np.float64), vol.source, vol.has_spatial_info, dict(vol.meta))
 
 
 def reorient(vol: Volume, axcodes: str) -> Volume:
-    """Permute/flip the voxel array so its axes follow ``axcodes`` (e.g. 'RAS'); the affine follows."""
-    import nibabel as nib
-    from nibabel import orientations as nio
+    """Permute/flip the voxel array so its axes follow ``axcodes`` (e.g. 'RAS'); the affine follows (MONAI
+    ``Orientation``)."""
+    from monai.transforms import Orientation
 
-    cur = nio.io_orientation(vol.affine)
-    tgt = nio.axcodes2ornt(tuple(axcodes))
-    xform = nio.ornt_transform(cur, tgt)
-    if np.array_equal(xform, np.array([[0, 1], [1, 1], [2, 1]])):
+    if vol.axcodes == axcodes:
         return vol
-    arr = nio.apply_orientation(vol.array, xform)
-    aff = vol.affine @ nio.inv_ornt_aff(xform, vol.array.shape)
-    out = Volume(np.ascontiguousarray(arr, dtype=np.float32), aff, vol.source, vol.has_spatial_info, dict(vol.meta))
-    assert "".join(nib.aff2axcodes(out.affine)) == axcodes
-    return out
+    return _from_monai(Orientation(axcodes=axcodes, labels=RAS_LABELS)(_to_monai(vol)), vol)
 
 
-def resample(vol: Volume, spacing, mode: str = "trilinear") -> Volume:
+def resample(vol: Volume, spacing, mode: str = "bilinear") -> Volume:
+    """Resample to ``spacing`` mm with MONAI ``Spacing`` (``mode`` "bilinear" (trilinear in 3D) for images,
+    "nearest" for labels). The output size is bounded before anything is allocated."""
+    from monai.transforms import Spacing
+
     cur = np.array(vol.spacing)
     tgt = np.array(spacing, dtype=float)
     new_shape = [max(2, int(round(s * c / t))) for s, c, t in zip(vol.array.shape, cur, tgt, strict=True)]
@@ -255,14 +383,56 @@ def resample(vol: Volume, spacing, mode: str = "trilinear") -> Volume:
             f"{tuple(float(f'{c:.4g}') for c in cur)} mm to {tuple(float(t) for t in tgt)} mm would give "
             f"{tuple(new_shape)} voxels (more than {MAX_RESAMPLED_VOXELS:,}); wrong spacing or units in the file?"
         )
-    x = torch.from_numpy(vol.array)[None, None]
-    if mode == "nearest":
-        y = torch.nn.functional.interpolate(x, size=new_shape, mode="nearest")
-    else:
-        y = torch.nn.functional.interpolate(x, size=new_shape, mode="trilinear", align_corners=False)
-    aff = vol.affine.copy()
-    aff[:3, :3] = aff[:3, :3] / cur * tgt
-    return Volume(y[0, 0].numpy(), aff, vol.source, vol.has_spatial_info, dict(vol.meta))
+    mode = {"trilinear": "bilinear"}.get(mode, mode)
+    return _from_monai(Spacing(pixdim=[float(t) for t in tgt], mode=mode)(_to_monai(vol)), vol)
+
+
+def intensity_transform(intensity: dict, keys=None):
+    """The spec's intensity step as a MONAI transform: ``ScaleIntensityRange`` (a CT window in HU) or
+    ``ScaleIntensityRangePercentiles`` (MR), to [b_min, b_max], clipped unless ``clip`` is false. ``keys``: the
+    dictionary version on those keys."""
+    from monai import transforms as mt
+
+    b_min, b_max = float(intensity.get("b_min", 0.0)), float(intensity.get("b_max", 1.0))
+    clip = bool(intensity.get("clip", True))
+    if intensity["kind"] == "window":
+        args = {"a_min": float(intensity["a_min"]), "a_max": float(intensity["a_max"]), "b_min": b_min,
+                "b_max": b_max, "clip": clip}
+        return mt.ScaleIntensityRange(**args) if keys is None else mt.ScaleIntensityRanged(keys, **args)
+    args = {"lower": float(intensity["lower"]), "upper": float(intensity["upper"]), "b_min": b_min, "b_max": b_max,
+            "clip": clip, "relative": False, "channel_wise": False}
+    return mt.ScaleIntensityRangePercentiles(**args) if keys is None else mt.ScaleIntensityRangePercentilesd(keys, **args)
+
+
+def normalize_intensity(arr: np.ndarray, intensity: dict) -> np.ndarray:
+    out = intensity_transform(intensity)(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None])
+    out = out.as_tensor() if hasattr(out, "as_tensor") else out
+    return np.ascontiguousarray(out[0].numpy(), dtype=np.float32)
+
+
+def monai_transforms(spec: dict, image_key: str = "image", label_key: str | None = "label", load: bool = True):
+    """The spec's preprocessing as a ``monai.transforms.Compose`` of dictionary transforms, as a MONAI user (and
+    VoCo's training code) writes it: LoadImaged -> EnsureChannelFirstd -> Orientationd(axcodes) ->
+    Spacingd(spacing; bilinear for the image, nearest for the label) -> the intensity step on the image.
+    Input ``{image_key: path, label_key: path}`` (``load=False``: arrays or MetaTensors with an affine);
+    ``label_key=None``: images only. Orientation and spacing are invertible (``compose.inverse(out)``, or
+    ``Invertd`` on a prediction) to bring a label map back to the original grid.
+
+    Differences from ``preprocess``: no reader checks (units, NaN, 2D/4D, modality: read with fmzoo's readers for
+    those), and Spacingd always resamples, where ``preprocess`` keeps spacings within ``spacing_tolerance``."""
+    from monai import transforms as mt
+
+    spec = validate_spec(spec, "monai_transforms(spec)")
+    keys = [image_key] + ([label_key] if label_key else [])
+    steps = [mt.LoadImaged(keys, image_only=True)] if load else []
+    steps += [
+        mt.EnsureChannelFirstd(keys),
+        mt.Orientationd(keys, axcodes=spec["axcodes"], labels=RAS_LABELS),
+        mt.Spacingd(keys, pixdim=[float(v) for v in spec["spacing"]],
+                    mode=["bilinear"] + (["nearest"] if label_key else [])),
+        intensity_transform(spec["intensity"], [image_key]),
+    ]
+    return mt.Compose(steps)
 
 
 def resize(x: torch.Tensor, size) -> torch.Tensor:
@@ -290,20 +460,6 @@ def check_modality(arr: np.ndarray, modality: str, where: str = "volume") -> Non
         )
 
 
-def normalize_intensity(arr: np.ndarray, intensity: dict) -> np.ndarray:
-    b_min, b_max = float(intensity.get("b_min", 0.0)), float(intensity.get("b_max", 1.0))
-    if intensity["kind"] == "window":
-        lo, hi = float(intensity["a_min"]), float(intensity["a_max"])
-    else:
-        lo, hi = (float(v) for v in np.percentile(arr, [intensity["lower"], intensity["upper"]]))
-    if hi <= lo:
-        hi = lo + 1e-6
-    out = (arr - lo) / (hi - lo)
-    if intensity.get("clip", True):
-        out = np.clip(out, 0.0, 1.0)
-    return (out * (b_max - b_min) + b_min).astype(np.float32)
-
-
 def preprocess(vol: Volume, spec: dict, resample_spacing: bool = True, check_modality_: bool = True,
                label: bool = False) -> np.ndarray:
     """Volume -> network-ready float32 array (X, Y, Z) following ``spec``; labels skip intensity steps."""
@@ -322,11 +478,14 @@ def preprocess(vol: Volume, spec: dict, resample_spacing: bool = True, check_mod
                 f"{where}: voxel spacing {tuple(round(c, 3) for c in cur)} mm differs from the spec's "
                 f"{tuple(tgt)} mm (tolerance {tol:.0%}); resample first or allow resample_spacing=True"
             )
-        v = resample(v, tgt, mode="nearest" if label else "trilinear")
+        v = resample(v, tgt, mode="nearest" if label else "bilinear")
     if label:
         return np.rint(v.array).astype(np.int64)
     if check_modality_:
         check_modality(v.array, spec["modality"], where)
+    if float(v.array.min()) == float(v.array.max()):
+        raise InputSpecError(f"{where}: every voxel is {float(v.array.min()):g}; expected an image with contrast "
+                             f"(its {spec['intensity']['kind']} scaling would give a constant)")
     return normalize_intensity(v.array, spec["intensity"])
 
 

@@ -1,4 +1,5 @@
-"""Released VoCo checkpoints -> fmzoo's ``VoCo`` (MONAI SwinUNETR's encoder path + VoCo's projection head).
+"""Released VoCo checkpoints -> fmzoo's ``VoCo`` (MONAI SwinUNETR's encoder path + VoCo's projection head); released
+MIS-FM checkpoints (PCT-Net, FMUNet; PyMIC training files) -> fmzoo's ``PCTNet`` / ``FMUNet`` (see the MIS-FM section).
 
 Releases (verified against the official repositories' README and code, see ``OFFICIAL``):
 
@@ -285,4 +286,243 @@ OFFICIAL = [
         notes="The CVPR 2024 release, pretrained on 10k CT volumes (VoCo-10k); not on the Hugging Face Hub: download "
               "it from the Dropbox link and run `fmzoo import VoCo_10k.pt --id Luffy03/VoCo-10k`. Params: fmzoo's "
               "count of SwinUNETR-B's encoder path + the CVPR 2048-wide projection head (the README states none)."),
+]
+
+
+# ------------------------------------------------------------------------------------------- MIS-FM (Volume Fusion)
+#
+# Released by github.com/openmedlab/MIS-FM (Apache-2.0) on Google Drive (not on the Hugging Face Hub):
+# - 2023 (arXiv:2306.16925, README "Model (Google Drive)" file 1jQc-2hhsp3EyZj54_KEJte85diUtW8Fg): PCT-Net pretrained
+#   with Volume Fusion on 110k CT volumes, loaded by the 2023 demo config as ``weights/pctnet_pretrain.pt``;
+# - 2024-11 (README "List of Pretrained Models", Drive folder 13OQh2eM0QFnwBRwBcKCqhKa46CnDojrD):
+#   ``pctnet_ct10k_volf.pt`` (PCT-Net, CT10k) and ``fmunet_abk1k_volf.pt`` (FMUNet, AbdomenCT-1K; the demo config
+#   names it ``fmunet_abd1k_volf.pt``).
+# All are PyMIC training checkpoints: ``torch.save({"iteration": int, "valid_pred": <numpy float32 scalar>,
+# "model_state_dict": net.state_dict(), "optimizer_state_dict": Adam state})`` (pymic/net_run/agent_seg.py; the
+# state dict of the bare network, ``module.`` removed under DataParallel), and the downstream loader
+# (``load_pretrained_weights``) keeps every tensor of ``model_state_dict`` whose name and shape fit the network.
+# Here every weight of the network must be in the file with its shape (else a CheckpointError): the hyper-parameters
+# are read from the tensors (widths, classes, depths, heads, windows; FMUNet's res_mode from its kernel shapes);
+# PCT-Net's ``resolution_mode`` and ``input_size`` are not in the file and default to the release's configs
+# (1 and [64, 128, 128]); dropout rates are the configs' (they do not change inference).
+
+def _misfm_allow() -> tuple:
+    """What a PyMIC checkpoint holds besides tensors and plain containers: ``valid_pred``, a numpy float scalar
+    (pickled as ``numpy.core.multiarray.scalar`` by numpy 1, ``numpy._core.multiarray.scalar`` by numpy 2, with its
+    ``numpy.dtype``). Reconstructing a numeric scalar from a dtype and bytes runs no code."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    dtypes = tuple(type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64"))
+    return ((scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes)
+
+
+def read_pymic_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict without ``module.``, the checkpoint's other scalar entries) of a PyMIC ``.pt`` (read with
+    ``torch.load(weights_only=True)`` and the numpy-scalar allow-list), or of a ``.safetensors`` state dict."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_release(path), {}
+    try:
+        obj = safe_torch_load(path, allow=_misfm_allow())
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{str(path)!r} is not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{str(path)!r}: expected a PyMIC checkpoint dict, got {type(obj).__name__}")
+    sd = obj.get("model_state_dict", obj)
+    if not isinstance(sd, dict) or not any(torch.is_tensor(v) for v in sd.values()):
+        raise CheckpointError(f"{str(path)!r}: no state dict under 'model_state_dict' (keys: {sorted(obj)[:8]})")
+    sd = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items() if torch.is_tensor(v)}
+    meta = {k: (float(v) if k == "valid_pred" else v) for k, v in obj.items()
+            if k in ("iteration", "valid_pred") and not torch.is_tensor(v)}
+    return sd, meta
+
+
+def _need(sd: dict, key: str, what: str) -> torch.Tensor:
+    if key not in sd:
+        raise CheckpointError(f"no {key!r} in the file: not a {what} state dict (first keys: {sorted(sd)[:5]})")
+    return sd[key]
+
+
+def pctnet_architecture(sd: dict[str, torch.Tensor]) -> dict:
+    """PCT-Net hyper-parameters read from its tensors."""
+    what = "MIS-FM PCT-Net"
+    proj = _need(sd, "embeddings.0.proj.weight", what)
+    ft = [int(proj.shape[0]), int(_need(sd, "embeddings.0.down1.conv.2.weight", what).shape[0]),
+          int(_need(sd, "embeddings.0.down2.conv.2.weight", what).shape[0]),
+          int(_need(sd, "pyramid_ct.down3.conv.2.weight", what).shape[0]),
+          int(_need(sd, "pyramid_ct.down4.conv.2.weight", what).shape[0])]
+    depths, heads, windows = [], [], []
+    for level in ("e2", "e3", "e4"):
+        prefix = f"pyramid_ct.convtrans_{level}.trans.blocks."
+        depths.append(len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)}))
+        table = _need(sd, f"{prefix}0.attn.relative_position_bias_table", what)
+        w = round(table.shape[0] ** (1 / 3))
+        if (w * w * w != table.shape[0]) or w % 2 == 0:
+            raise CheckpointError(f"{prefix}0.attn.relative_position_bias_table has {table.shape[0]} rows, not "
+                                  "(2w - 1)^3 of a cubic window")
+        heads.append(int(table.shape[1]))
+        windows.append((w + 1) // 2)
+    return {"in_chns": int(proj.shape[1]), "class_num": int(_need(sd, "pred_heads.0.out_conv0.conv.2.weight", what).shape[0]),
+            "feature_chns": ft, "depths": depths, "num_heads": heads, "window_sizes": windows}
+
+
+def fmunet_architecture(sd: dict[str, torch.Tensor]) -> dict:
+    """FMUNet hyper-parameters read from its tensors (res_mode from the in-plane 1x3x3 kernels of levels 0 / 1)."""
+    what = "MIS-FM FMUNet"
+    proj = _need(sd, "project.weight", what)
+    ft = [int(proj.shape[0])] + [int(_need(sd, f"encoder.down{i}.down.2.weight", what).shape[0]) for i in range(4)]
+    two_d = [tuple(proj.shape[2:]) == (1, 3, 3), tuple(_need(sd, "encoder.down1.down.2.weight", what).shape[2:]) == (1, 3, 3)]
+    modes = {(False, False): 0, (True, False): 1, (True, True): 2}
+    if tuple(two_d) not in modes:
+        raise CheckpointError(f"FMUNet kernels {tuple(proj.shape[2:])} / level 1 in-plane {two_d[1]} fit no res_mode")
+    prefix = "encoder.en_conv0.conv_list."
+    depth = len({k[len(prefix):].split(".")[0] for k in sd if k.startswith(prefix)})
+    return {"in_chns": int(proj.shape[1]), "class_num": int(_need(sd, "out_layers.0.2.weight", what).shape[0]),
+            "feature_chns": ft, "depth": depth, "res_mode": modes[tuple(two_d)]}
+
+
+def _load_exact(model: torch.nn.Module, sd: dict[str, torch.Tensor], arch: dict, name: str) -> dict:
+    """Every tensor of the network from the file, with its shape; nothing left over. Returns a report."""
+    own = model.state_dict()
+    absent = [k for k in own if k not in sd and not k.endswith("relative_position_index")]
+    extra = [k for k in sd if k not in own]
+    shape = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if absent or extra or shape:
+        detail = ([f"{len(absent)} weights absent (e.g. {absent[0]})"] if absent else []) + (
+            [f"{len(extra)} tensors the network does not have (e.g. {extra[0]})"] if extra else []) + (
+            [f"{len(shape)} with another shape (e.g. {shape[0]}: file {tuple(sd[shape[0]].shape)} vs network "
+             f"{tuple(own[shape[0]].shape)})"] if shape else [])
+        raise CheckpointError(f"the file does not fit {name}({arch}): " + "; ".join(detail))
+    index_differs = [k for k in own if k.endswith("relative_position_index") and k in sd
+                     and not torch.equal(sd[k].to(own[k].dtype), own[k])]
+    model.load_state_dict({k: (sd[k].to(own[k].dtype) if k in sd else v) for k, v in own.items()}, strict=True)
+    return {"architecture": arch, "loaded": sum(k in sd for k in own), "relative_position_index_from_file_differs":
+            index_differs}
+
+
+def pctnet_from_state_dict(sd: dict[str, torch.Tensor], resolution_mode: int = 1, input_size=(64, 128, 128),
+                           input_spec: dict | None = None, dropout=(0.0, 0.0, 0.2, 0.2, 0.2)):
+    """(fmzoo ``PCTNet`` holding the release's weights, report)."""
+    from .models.pctnet import MISFM_CT_SPEC, PCTNet
+
+    arch = pctnet_architecture(sd)
+    spec = dict(input_spec or MISFM_CT_SPEC)
+    spec["roi_size"] = [int(s) for s in reversed(list(input_size))]
+    try:
+        model = PCTNet(**arch, input_size=list(input_size), resolution_mode=int(resolution_mode), dropout=list(dropout),
+                       input_spec=spec)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"cannot build PCT-Net {arch} at input_size {list(input_size)}: {exc}") from None
+    report = _load_exact(model, sd, arch, "PCTNet")
+    model.import_report = report
+    return model, report
+
+
+def fmunet_from_state_dict(sd: dict[str, torch.Tensor], input_spec: dict | None = None, dropout: float = 0.2):
+    from .models.fmunet import FMUNet
+    from .models.pctnet import MISFM_CT_SPEC
+
+    arch = fmunet_architecture(sd)
+    model = FMUNet(**arch, dropout=float(dropout), input_spec=dict(input_spec or MISFM_CT_SPEC))
+    report = _load_exact(model, sd, arch, "FMUNet")
+    model.import_report = report
+    return model, report
+
+
+def _has_keys(path: Path, needles: tuple[bytes, ...]) -> bool:
+    if not path.is_file() or path.suffix not in SUFFIXES:
+        return False
+    if path.suffix == ".safetensors":
+        from fmzoo.core.weights import state_dict_keys
+
+        try:
+            keys = "\n".join(state_dict_keys(path)).encode()
+        except Exception:
+            return False
+    else:
+        keys = _pickled_names(path)
+    return all(n in keys for n in needles)
+
+
+class MISFMPCTNetRelease(WeightFormat):
+    name = "misfm_pctnet"
+    architecture = "PCTNet"
+    description = ("a MIS-FM PCT-Net release (pctnet_ct10k_volf.pt, the 2023 pctnet_pretrain.pt): a PyMIC checkpoint "
+                   "{iteration, valid_pred, model_state_dict, optimizer_state_dict} whose model_state_dict holds "
+                   "embeddings.*, pyramid_ct.convtrans_*.trans.blocks.*, pred_heads.* (or that state dict as "
+                   ".safetensors)")
+
+    @property
+    def pickle_allow(self):  # noqa: D401 - numpy is imported only when a file is read
+        return _misfm_allow()
+
+    def detect(self, path: Path) -> bool:
+        return _has_keys(Path(path), (b"pyramid_ct.convtrans_e2.trans.blocks", b"pred_heads.", b"embeddings."))
+
+    def convert(self, path: Path, **options):
+        sd, _ = read_pymic_checkpoint(path)
+        model, _ = pctnet_from_state_dict(sd, **options)
+        return model
+
+
+class MISFMFMUNetRelease(WeightFormat):
+    name = "misfm_fmunet"
+    architecture = "FMUNet"
+    description = ("a MIS-FM FMUNet release (fmunet_abk1k_volf.pt / fmunet_abd1k_volf.pt): a PyMIC checkpoint whose "
+                   "model_state_dict holds project.*, encoder.en_conv*.conv_list.*, decoder.upcat*.*, out_layers.*")
+
+    @property
+    def pickle_allow(self):
+        return _misfm_allow()
+
+    def detect(self, path: Path) -> bool:
+        return _has_keys(Path(path), (b"encoder.en_conv0.conv_list.", b"decoder.upcat0.", b"out_layers."))
+
+    def convert(self, path: Path, **options):
+        sd, _ = read_pymic_checkpoint(path)
+        model, _ = fmunet_from_state_dict(sd, **options)
+        return model
+
+
+_MISFM = "https://github.com/openmedlab/MIS-FM"
+_CITE_MISFM = ("Wang, Wu, Luo, Liu, Li, Zhang. MIS-FM: 3D Medical Image Segmentation using Foundation Models "
+               "Pretrained on a Large-Scale Unannotated Dataset. arXiv:2306.16925, 2023")
+_MISFM_NOTE = ("Not on the Hugging Face Hub: download {file} from the Google Drive link of {src} and run `fmzoo import "
+               "{file} --id {id}`. PyMIC checkpoint (model_state_dict) read with torch.load(weights_only=True) and a "
+               "numpy-scalar allow-list; every network weight must be in the file. Input spec: CT, HU [-1000, 1000] -> "
+               "[-1, 1] (PyMIC's Volume Fusion recipe), ROI [128, 128, 64] (X, Y, Z) = the release's [64, 128, 128] "
+               "(D, H, W); spacing (1 mm) and orientation (RAS) are fmzoo's assumptions, the release states none. "
+               "Params: fmzoo's count with the 5 Volume Fusion classes (K = 4) of PyMIC's recipe; the file's class count "
+               "is read from it. ")
+OFFICIAL += [
+    OfficialWeights(
+        id="openmedlab/MIS-FM-PCTNet", method="Volume Fusion", format="misfm_pctnet",
+        source=f"{_MISFM} (2023 README: Model (Google Drive), "
+               "https://drive.google.com/file/d/1jQc-2hhsp3EyZj54_KEJte85diUtW8Fg)",
+        license="apache-2.0", params="45.3M", hf_repo=None, files=("pctnet_pretrain.pt",),
+        options={"resolution_mode": 1, "input_size": [64, 128, 128]}, citation=_CITE_MISFM,
+        notes="The paper's model: PCT-Net pretrained with Volume Fusion on 110k CT volumes (10k public + 100k private). "
+              + _MISFM_NOTE.format(file="pctnet_pretrain.pt", src=_MISFM + " (2023 README)", id="openmedlab/MIS-FM-PCTNet")),
+    OfficialWeights(
+        id="openmedlab/PCTNet-CT10k-VolF", method="Volume Fusion", format="misfm_pctnet",
+        source=f"{_MISFM}#list-of-pretrained-models (Google Drive folder "
+               "https://drive.google.com/drive/folders/13OQh2eM0QFnwBRwBcKCqhKa46CnDojrD)",
+        license="apache-2.0", params="45.3M", hf_repo=None, files=("pctnet_ct10k_volf.pt",),
+        options={"resolution_mode": 1, "input_size": [64, 128, 128]}, citation=_CITE_MISFM,
+        notes="PCT-Net pretrained with Volume Fusion on CT10k (the 2024 release). "
+              + _MISFM_NOTE.format(file="pctnet_ct10k_volf.pt", src=_MISFM, id="openmedlab/PCTNet-CT10k-VolF")),
+    OfficialWeights(
+        id="openmedlab/FMUNet-AbdomenCT1K-VolF", method="Volume Fusion", format="misfm_fmunet",
+        source=f"{_MISFM}#list-of-pretrained-models (Google Drive folder "
+               "https://drive.google.com/drive/folders/13OQh2eM0QFnwBRwBcKCqhKa46CnDojrD)",
+        license="apache-2.0", params="47.4M", hf_repo=None, files=("fmunet_abk1k_volf.pt",),
+        citation=_CITE_MISFM,
+        notes="FMUNet (the modified 3D UNet of the release, also PyMIC's) pretrained with Volume Fusion on "
+              "AbdomenCT-1K (the 2024 release; the README names the file fmunet_abk1k_volf.pt, the demo config "
+              "fmunet_abd1k_volf.pt). "
+              + _MISFM_NOTE.format(file="fmunet_abk1k_volf.pt", src=_MISFM, id="openmedlab/FMUNet-AbdomenCT1K-VolF")),
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..spec import MR_SPEC_HIPPOCAMPUS, InputSpecError, preprocess, read_nifti
+from ..spec import MR_SPEC_HIPPOCAMPUS, InputSpecError, check_pair, preprocess, read_nifti
 
 CLASSES = {0: "background", 1: "anterior", 2: "posterior"}
 FOLDER = ("medical3d", "msd_hippocampus")
@@ -62,8 +62,7 @@ def _load_case_cached(base: str, case: str, spec_key: str) -> tuple[np.ndarray, 
     spec = json.loads(spec_key)
     img = read_nifti(Path(base) / "images" / f"{case}.nii.gz")
     lab = read_nifti(Path(base) / "labels" / f"{case}.nii.gz")
-    if img.array.shape != lab.array.shape:
-        raise InputSpecError(f"{case}: image shape {img.array.shape} != label shape {lab.array.shape}")
+    check_pair(img, lab, case)
     x = preprocess(img, spec)
     y = preprocess(lab, spec, label=True)
     if y.min() < 0 or y.max() > 2:

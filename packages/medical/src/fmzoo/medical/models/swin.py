@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fmzoo.core import HubMixin
 from torch import nn
 
-from ..spec import MR_SPEC_HIPPOCAMPUS, check_network_input
+from ..spec import MR_SPEC_HIPPOCAMPUS, VolumeInput, check_network_input
 
 ENCODER_PREFIXES = ("swinViT.", "encoder1.", "encoder2.", "encoder3.", "encoder4.", "encoder10.")
 
@@ -56,6 +56,8 @@ class VoCo(nn.Module, HubMixin):
     ``features(x) -> (B, 24 * feature_size)`` pooled multi-scale features;
     ``to_swinunetr(out_channels)`` -> a MONAI SwinUNETR whose encoder carries these weights.
     """
+
+    input_spec_class = VolumeInput
 
     def __init__(self, in_channels: int = 1, feature_size: int = 12, window_size: int = 4,
                  depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), use_v2: bool = True,
@@ -104,6 +106,8 @@ class VolumeFusionNet(nn.Module, HubMixin):
     architecture downstream. Every weight except the 1x1x1 output layer transfers to segmentation.
     """
 
+    input_spec_class = VolumeInput
+
     def __init__(self, in_channels: int = 1, num_classes: int = 5, feature_size: int = 12, window_size: int = 4,
                  depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), use_v2: bool = True, input_spec: dict | None = None):
         super().__init__()
@@ -134,6 +138,8 @@ class VolumeFusionNet(nn.Module, HubMixin):
 
 class SwinUNETRSegmenter(nn.Module, HubMixin):
     """A fine-tuned SwinUNETR segmenter carrying its input spec; ``predict`` runs sliding-window inference."""
+
+    input_spec_class = VolumeInput
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, feature_size: int = 12, window_size: int = 4,
                  depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), use_v2: bool = True, input_spec: dict | None = None):

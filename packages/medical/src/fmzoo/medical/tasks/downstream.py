@@ -37,7 +37,7 @@ from torch import nn
 from ..data.hippocampus import CLASSES, hippocampus_root, load_hippocampus
 from ..models.losses import dice_ce_loss
 from ..models.swin import ENCODER_PREFIXES, sliding_window_logits
-from ..spec import preprocess, read_nifti
+from ..spec import check_pair, preprocess, read_nifti
 from .segmentation import dice_per_class
 
 QUICK_TEST_STRIDE = 4  # msd_hippocampus_quick: every 4th of the 52 test volumes, as the quick table
@@ -177,8 +177,7 @@ class SegmentationHooks(DownstreamHooks):
         vols = {}
         for c in cases:
             img, lab = read_nifti(pairs[c][0]), read_nifti(pairs[c][1])
-            if img.array.shape != lab.array.shape:
-                raise InputSpecError(f"{c}: image shape {img.array.shape} != label shape {lab.array.shape}")
+            check_pair(img, lab, c)
             raw = lab.array
             if not np.all(np.isfinite(raw)) or np.any(raw < 0) or np.any(raw != np.rint(raw)):
                 raise InputSpecError(f"{pairs[c][1]}: a label volume must hold non-negative integer classes "
@@ -300,7 +299,11 @@ def find_pairs(path: Path) -> dict[str, tuple[Path, Path]]:
         for f in sorted(folder.iterdir()):
             for ext in NIFTI:
                 if f.is_file() and f.name.endswith(ext) and not f.name.startswith("."):
-                    out[f.name[: -len(ext)]] = f
+                    name = f.name[: -len(ext)]
+                    if name in out:
+                        raise InputSpecError(f"--data {path}: {out[name].name} and {f.name} in {folder} name the same "
+                                             "case; expected one file per case")
+                    out[name] = f
                     break
         return out
 
@@ -311,10 +314,17 @@ def find_pairs(path: Path) -> dict[str, tuple[Path, Path]]:
             if unlabelled:
                 raise InputSpecError(f"--data {path}: {len(unlabelled)} image(s) in {images}/ without a label of the "
                                      f"same name in {labels}/ (e.g. {unlabelled[0]})")
+            orphans = sorted(set(labs) - set(imgs))
+            if orphans:
+                raise InputSpecError(f"--data {path}: {len(orphans)} label(s) in {labels}/ without an image of the "
+                                     f"same name in {images}/ (e.g. {orphans[0]})")
             return {c: (imgs[c], labs[c]) for c in imgs}
     files = nifti(path)
     imgs = {k[: -len("_image")]: f for k, f in files.items() if k.endswith("_image")}
     labs = {k[: -len("_label")]: f for k, f in files.items() if k.endswith("_label")}
+    orphans = sorted(set(labs) - set(imgs))
+    if orphans:
+        raise InputSpecError(f"--data {path}: {orphans[0]}_label has no {orphans[0]}_image.nii.gz beside it")
     if not imgs:
         raise InputSpecError(f"--data {path}: no imagesTr/ + labelsTr/ folders and no *_image.nii.gz files")
     unlabelled = sorted(set(imgs) - set(labs))
@@ -346,3 +356,35 @@ class SegmenterHooks(SegmentationHooks):
 
     def _encoder(self, model):
         return model.net
+
+
+# ``fmzoo finetune`` / ``fmzoo evaluate`` of an imported PCT-Net / FMUNet (MIS-FM's release): the segmentation hooks
+# above with the checkpoint's own network and a fresh last output convolution for the task's classes
+# (``to_segmenter``, as the release's downstream loader keeps every pretrained tensor whose shape fits). ``evaluate``
+# freezes the encoder (``encoder_prefixes()``: PCT-Net's embeddings and pyramid encoder path, FMUNet's ``project``
+# and ``encoder``).
+class PrefixFrozenNetwork(SegmentationNetwork):
+    """``SegmentationNetwork`` whose frozen part is named by the network's ``encoder_prefixes()``."""
+
+    def __init__(self, net: nn.Module, n_outputs: int, roi, freeze: bool):
+        super().__init__(net, n_outputs, roi, False)
+        self.freeze = freeze
+        if freeze:
+            for name, p in net.named_parameters():
+                if name.startswith(net.encoder_prefixes()):
+                    p.requires_grad_(False)
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.net.get_submodule(p.rstrip(".")) for p in self.net.encoder_prefixes()]
+
+
+class MISFMHooks(SegmentationHooks):
+    """PCT-Net / FMUNet from MIS-FM's release, fine-tuned by the medical segmentation protocol."""
+
+    def network(self, model, task, freeze: bool):
+        return PrefixFrozenNetwork(model.to_segmenter(task.n_outputs), task.n_outputs,
+                                   model.input_spec["roi_size"], freeze)
+
+    def features(self, model, inputs):
+        raise NotImplementedError("MIS-FM's networks are evaluated by segmentation (fmzoo finetune/evaluate on a "
+                                  "labelled 3D dataset), not by pooled features")

@@ -71,16 +71,105 @@ def resample_logits(logits: torch.Tensor, size) -> torch.Tensor:
     return torch.stack([resize(x, size) for x in logits])
 
 
-def make_segmenter(init, out_channels: int = 3, arch: dict | None = None):
-    """A MONAI SwinUNETR for segmentation: from scratch ("scratch"), or carrying a pretrained model's weights."""
-    from ..models.swin import VoCo, VolumeFusionNet, build_swinunetr
+SCRATCH_ARCH = ("in_channels", "feature_size", "window_size", "depths", "num_heads", "use_v2", "dropout_path_rate")
 
-    if isinstance(init, str) and init == "scratch":
+
+def make_segmenter(init, out_channels: int = 3, arch: dict | None = None, input_spec: dict | None = None,
+                   roi_size=None):
+    """A MONAI SwinUNETR for segmentation, from scratch (``"scratch"``) or carrying a pretrained model's weights (a
+    VoCo, VolumeFusionNet or SwinUNETRSegmenter, or the id/path of such a checkpoint). The network keeps MONAI's
+    class and parameter names; it carries ``input_spec`` (the checkpoint's, or ``input_spec`` for scratch, default
+    the hippocampus MR spec; ``roi_size`` replaces its ROI) and refuses input that does not fit it (wrong shape or
+    channels, NaN/Inf, raw HU for a CT window) with an InputSpecError. ``arch``: SwinUNETR sizes, scratch only.
+    Bad arguments raise UsageError (or TypeError for an ``init`` of the wrong type) naming what was expected."""
+    from fmzoo.core.errors import CheckpointError, RepoIdError, UsageError
+
+    from ..models.swin import SwinUNETRSegmenter, VoCo, VolumeFusionNet, build_swinunetr
+    from ..spec import MR_SPEC_HIPPOCAMPUS, validate_spec
+
+    if isinstance(out_channels, bool) or not isinstance(out_channels, int) or out_channels < 1:
+        raise UsageError(f"make_segmenter: out_channels must be a positive integer (the number of classes, background "
+                         f"included), got {out_channels!r}")
+    if isinstance(init, str) and init != "scratch":
+        from fmzoo.core import from_pretrained
+
+        try:
+            init = from_pretrained(init)
+        except (CheckpointError, RepoIdError, KeyError, OSError) as exc:
+            raise UsageError(f"make_segmenter: unknown backbone {init!r}: expected 'scratch', a VoCo / VolumeFusionNet "
+                             f"/ SwinUNETRSegmenter model, or the id or path of such a checkpoint ({exc})") from None
+    pretrained = (VoCo, VolumeFusionNet, SwinUNETRSegmenter)
+    if not (init == "scratch" if isinstance(init, str) else isinstance(init, pretrained)):
+        raise TypeError(f"make_segmenter: init must be 'scratch', a VoCo, a VolumeFusionNet or a SwinUNETRSegmenter "
+                        f"(or a checkpoint id), got {type(init).__name__}")
+    if isinstance(init, str):
+        spec = dict(input_spec if input_spec is not None else MR_SPEC_HIPPOCAMPUS)
         a = {"feature_size": 12, "window_size": 4, **(arch or {})}
-        return build_swinunetr(out_channels=out_channels, **a)
-    if isinstance(init, (VoCo, VolumeFusionNet)):
-        return init.to_swinunetr(out_channels)
-    raise TypeError(f"init must be 'scratch', a VoCo or a VolumeFusionNet, got {type(init).__name__}")
+        unknown = sorted(set(a) - set(SCRATCH_ARCH))
+        if unknown:
+            raise UsageError(f"make_segmenter: unknown arch key(s) {unknown}; expected some of {list(SCRATCH_ARCH)}")
+        a.setdefault("in_channels", spec.get("in_channels", 1))
+        if a["in_channels"] != spec.get("in_channels"):
+            raise UsageError(f"make_segmenter: arch in_channels={a['in_channels']!r} but the input spec says "
+                             f"in_channels={spec.get('in_channels')!r}; they must agree")
+    else:
+        if arch:
+            raise UsageError(f"make_segmenter: arch {sorted(arch)} applies to 'scratch' only; a pretrained "
+                             f"{type(init).__name__}'s sizes come from its checkpoint")
+        spec = dict(init.input_spec)
+        have = int(init.init_args.get("in_channels", 1))
+        if input_spec is not None:
+            for key in ("in_channels", "modality"):
+                if input_spec.get(key) != spec.get(key):
+                    raise UsageError(f"make_segmenter: input_spec {key}={input_spec.get(key)!r} does not match the "
+                                     f"checkpoint's {key}={spec.get(key)!r} (what its weights were trained on)")
+            spec = dict(input_spec)
+        if have != spec.get("in_channels"):
+            raise UsageError(f"make_segmenter: the {type(init).__name__} takes {have} input channel(s) but its input "
+                             f"spec says in_channels={spec.get('in_channels')!r}: a broken checkpoint")
+    if roi_size is not None:
+        spec["roi_size"] = [int(r) if isinstance(r, np.integer) else r for r in roi_size] \
+            if isinstance(roi_size, (list, tuple)) else roi_size
+    spec = validate_spec(spec, "make_segmenter input_spec")
+    if isinstance(init, str):
+        try:
+            net = build_swinunetr(out_channels=out_channels, **a)
+        except (ValueError, TypeError) as exc:  # MONAI's own size checks (feature_size % 12, heads vs depths, ...)
+            raise UsageError(f"make_segmenter: arch {a} is not a valid SwinUNETR: {exc}") from None
+    elif isinstance(init, SwinUNETRSegmenter):
+        net = _segmenter_swinunetr(init, out_channels)
+    else:
+        net = init.to_swinunetr(out_channels)
+    return checked(net, spec)
+
+
+def _segmenter_swinunetr(seg, out_channels: int):
+    """A fine-tuned segmenter's SwinUNETR with a fresh output layer of ``out_channels`` classes."""
+    from ..models.swin import ENCODER_PREFIXES, build_swinunetr, load_into_swinunetr
+
+    a = seg.init_args
+    net = build_swinunetr(a.get("in_channels", 1), out_channels, a.get("feature_size", 12), a.get("window_size", 4),
+                          a.get("depths", (2, 2, 2, 2)), a.get("num_heads", (3, 6, 12, 24)), a.get("use_v2", True))
+    sd = {k: v for k, v in seg.net.state_dict().items() if not k.startswith("out.")}
+    load_into_swinunetr(net, sd, require_prefixes=ENCODER_PREFIXES + ("decoder",))
+    return net
+
+
+def checked(net, spec: dict):
+    """``net`` (a MONAI SwinUNETR) with ``net.input_spec = spec`` and a forward pre-hook that checks every input
+    against it (``check_network_input``): a user's NaN, wrong channel count or raw HU never reaches the network.
+    The class, parameters and random state are untouched."""
+    from ..spec import check_network_input
+
+    net.input_spec = spec
+
+    def _check(module, args):
+        check_network_input(args[0], module.input_spec)
+
+    if not getattr(net, "_fmzoo_checked", False):
+        net.register_forward_pre_hook(_check)
+        net._fmzoo_checked = True
+    return net
 
 
 def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 64, 32), steps: int = 100,
@@ -90,8 +179,7 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
     seeds the patch sampler (nothing here draws from torch's global generator).
     ``encoder_lr_scale``: the Swin encoder (``net.swinViT``, the part a pretrained init transfers) learns at
     ``lr * encoder_lr_scale``, the rest at ``lr``."""
-    if not images:
-        raise ValueError("fine-tuning needs at least one labelled volume")
+    check_training_data(net, images, labels, roi, steps, batch_size)
     rng = np.random.default_rng(seed)
     net.train()
     opt = torch.optim.AdamW(_param_groups(net, lr, encoder_lr_scale), lr=lr, weight_decay=weight_decay)
@@ -116,6 +204,51 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
             log(f"  step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s)")
     net.eval()
     return {"final_loss": float(np.mean(losses[-10:])), "seconds": time.perf_counter() - t0}
+
+
+def _n_classes(net) -> int | None:
+    w = dict(net.named_parameters()).get("out.conv.conv.weight")  # MONAI SwinUNETR's 1x1x1 output layer
+    return None if w is None else int(w.shape[0])
+
+
+def check_training_data(net, images, labels, roi, steps: int, batch_size: int) -> None:
+    """What ``finetune`` needs, refused with an InputSpecError / UsageError naming what was expected: as many label
+    volumes as images, each of its image's shape, finite 3D images, integer labels in [0, classes), a ROI of
+    multiples of 32 (SwinUNETR's downsampling; volumes smaller than it are zero-padded), steps and batch >= 1."""
+    from fmzoo.core.errors import InputSpecError, UsageError
+
+    from ..spec import ROI_DIVISOR
+
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UsageError(f"finetune: {name} must be a positive integer, got {v!r}")
+    if len(roi) != 3 or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1 or r % ROI_DIVISOR
+                            for r in roi):
+        raise UsageError(f"finetune: roi must be 3 positive multiples of {ROI_DIVISOR} (SwinUNETR's downsampling), "
+                         f"got {tuple(roi)}")
+    if not images:
+        raise InputSpecError("finetune: needs at least one labelled volume, got none")
+    if len(images) != len(labels):
+        raise InputSpecError(f"finetune: {len(images)} image volume(s) but {len(labels)} label volume(s); expected one "
+                             "label volume per image")
+    n_classes = _n_classes(net)
+    for i, (x, y) in enumerate(zip(images, labels, strict=True)):
+        xs, ys = np.shape(x), np.shape(y)
+        if len(xs) != 3:
+            raise InputSpecError(f"finetune: image {i} has shape {xs}; expected a preprocessed 3D volume (X, Y, Z)")
+        if xs != ys:
+            raise InputSpecError(f"finetune: label {i} has shape {ys} but its image has shape {xs}; expected the same "
+                                 "grid (preprocess both with the same spec, the label with label=True)")
+        if not np.isfinite(x).all():
+            raise InputSpecError(f"finetune: image {i} contains NaN or Inf voxels; expected finite intensities")
+        y = np.asarray(y)
+        if not (np.issubdtype(y.dtype, np.integer) or np.array_equal(y, np.rint(y))):
+            raise InputSpecError(f"finetune: label {i} holds non-integer values; expected class indices")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or (n_classes is not None and hi >= n_classes):
+            raise InputSpecError(f"finetune: label {i} holds classes {sorted(int(c) for c in np.unique(y))}; the "
+                                 f"network predicts {n_classes} classes, so labels must lie in [0, {n_classes - 1}]"
+                                 if n_classes else f"finetune: label {i} holds negative classes")
 
 
 def _param_groups(net, lr: float, encoder_lr_scale: float) -> list[dict]:
@@ -169,5 +302,5 @@ def few_label_run(init, budget, seed: int, data: dict, test_cases: list[str], st
     return {**res, **{f"train_{k}": v for k, v in fit.items()}, "labelled_cases": cases}
 
 
-__all__ = ["dice_per_class", "evaluate", "few_label_run", "finetune", "make_segmenter", "resample_image", "resample_label",
+__all__ = ["check_training_data", "checked", "dice_per_class", "evaluate", "few_label_run", "finetune", "make_segmenter", "resample_image", "resample_label",
            "resample_logits", "sliding_window_logits"]
