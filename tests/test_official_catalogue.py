@@ -20,3 +20,10 @@ def test_catalogue_size_and_methods(capsys):
     out = capsys.readouterr().out
     assert all(key in out for key in entries)
     assert "datasets:   " in out and "cora (graph)" in out and "adult (tabular)" in out
+
+
+def test_every_catalogue_entry_states_the_input_it_enforces():
+    from fmzoo.core.weights import catalogue, input_of
+
+    missing = [key for key, entry in catalogue().items() if len(input_of(entry)) < 20]
+    assert missing == [], f"official entries without an input description (WeightFormat.input): {missing}"

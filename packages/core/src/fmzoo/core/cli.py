@@ -76,16 +76,16 @@ def cmd_list(args) -> int:
         for row in rows:
             if row["kind"] == kind:
                 print(f"  {row['name']:<{width}}fmzoo-{row['package']}")
-    from .weights import catalogue
+    from .weights import catalogue, input_of
 
     official = catalogue()
     print("\nofficial released weights (converted once on first use; `fmzoo import FILE` for releases off the Hugging Face Hub):")
     if not official:
         print("  none (no installed package registers any)")
     if official:
-        table = [("id", "method", "params", "licence", "format", "source")]
-        table += [(key, e.method, e.params, e.license, e.format, f"hf:{e.hf_repo}" if e.hf_repo else "file (fmzoo import)")
-                  for key, e in sorted(official.items())]
+        table = [("id", "method", "params", "licence", "format", "source", "input (enforced)")]
+        table += [(key, e.method, e.params, e.license, e.format, f"hf:{e.hf_repo}" if e.hf_repo else "file (fmzoo import)",
+                   input_of(e)) for key, e in sorted(official.items())]
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         for row in table:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

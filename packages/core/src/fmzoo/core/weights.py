@@ -45,6 +45,7 @@ class OfficialWeights:
     files: tuple[str, ...] = ()  # the files of the release the converter reads (in hf_repo, or the file's name)
     revision: str | None = None  # a pinned revision of hf_repo (a branch, a tag, "refs/pr/N" or a commit)
     options: dict = field(default_factory=dict)  # passed to the converter (e.g. drop a CTC head)
+    input: str = ""  # the release's preprocessing in words, when it differs from its format's ``input``
     citation: str = ""
     notes: str = ""
 
@@ -55,6 +56,7 @@ class WeightFormat:
     name: str = ""
     architecture: str = ""  # the fmzoo architecture it converts into
     description: str = ""  # the layout in words (shown by `fmzoo import --help` and in errors)
+    input: str = ""  # the preprocessing the converted checkpoint's input spec enforces, in words (`fmzoo list`)
     pickle_allow: tuple = ()  # non-tensor classes a pickled release may hold (torch.load's safe globals)
 
     def detect(self, path: Path) -> bool:
@@ -245,3 +247,9 @@ def resolve_official(entry: OfficialWeights, revision: str | None = None) -> Pat
 
 def describe(entry: OfficialWeights) -> dict:
     return asdict(entry)
+
+
+def input_of(entry: OfficialWeights) -> str:
+    """What the release takes (its input spec in words): the entry's own ``input``, else its format's."""
+    fmt = formats().get(entry.format)
+    return entry.input or (fmt.input if fmt is not None else "")

@@ -149,6 +149,7 @@ class ChemGINRelease(WeightFormat):
     torch-geometric ``MessagePassing`` reference of the official module)."""
 
     name = "graphmae-chem-gin"
+    input = "molecules (SMILES) -> Hu et al. atom/bond types (119 atoms, chirality; 4 bond types, direction)"
     architecture = "MolGIN"
     description = ("a .pth/.pt file holding the state_dict of the chem GIN of Hu et al. 2020 (keys x_embedding1/2, "
                    "gnns.<i>.mlp.{0,2}, gnns.<i>.edge_embedding1/2, batch_norms.<i>): GraphMAE chem/init_weights/"

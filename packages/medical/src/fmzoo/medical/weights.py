@@ -234,6 +234,7 @@ def _pickled_names(path: Path, limit: int = 64 << 20) -> bytes:
 
 class VoCoRelease(WeightFormat):
     name = "voco"
+    input = "CT, RAS, 1.5 mm, HU [-175, 250] -> [0, 1] clipped, ROI 96^3"
     architecture = "VoCo"
     description = ("a released VoCo file (VoCo_B/L/H_SSL_head.pt of Luffy503/VoCo, the CVPR VoCo_10k.pt, or the same "
                    "dict as .safetensors): MONAI SwinUNETR(use_v2) encoder weights (swinViT/swin_vit, encoder1-4, "
@@ -450,6 +451,7 @@ def _has_keys(path: Path, needles: tuple[bytes, ...]) -> bool:
 
 class MISFMPCTNetRelease(WeightFormat):
     name = "misfm_pctnet"
+    input = "CT, HU [-1000, 1000] -> [-1, 1], 1 mm RAS (assumed), region 128x128x64"
     architecture = "PCTNet"
     description = ("a MIS-FM PCT-Net release (pctnet_ct10k_volf.pt, the 2023 pctnet_pretrain.pt): a PyMIC checkpoint "
                    "{iteration, valid_pred, model_state_dict, optimizer_state_dict} whose model_state_dict holds "
@@ -471,6 +473,7 @@ class MISFMPCTNetRelease(WeightFormat):
 
 class MISFMFMUNetRelease(WeightFormat):
     name = "misfm_fmunet"
+    input = "CT, HU [-1000, 1000] -> [-1, 1], 1 mm RAS (assumed)"
     architecture = "FMUNet"
     description = ("a MIS-FM FMUNet release (fmunet_abk1k_volf.pt / fmunet_abd1k_volf.pt): a PyMIC checkpoint whose "
                    "model_state_dict holds project.*, encoder.en_conv*.conv_list.*, decoder.upcat*.*, out_layers.*")

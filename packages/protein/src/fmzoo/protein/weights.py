@@ -136,6 +136,7 @@ class TapeBertRelease(WeightFormat):
     """TAPE's released Transformer (``bert-base``) in tape-proteins' ``save_pretrained`` layout."""
 
     name = "tape-bert"
+    input = "protein sequence, TAPE IUPAC vocabulary (25 letters + <cls>/<sep>), upper case"
     architecture = "TapeTransformer"
     description = ("a folder with TAPE's ProteinBertConfig config.json and pytorch_model.bin (tape-proteins "
                    "save_pretrained; also the S3 names bert-base-config.json / bert-base-pytorch_model.bin)")

@@ -240,6 +240,7 @@ def from_softcon_vit(path, bands=None, mean=None, std=None) -> SoftConViT:
 
 class SoftConRN50(WeightFormat):
     name = "softcon-rn50"
+    input = "S2 L1C 13 bands (reflectance or DN) or S1 GRD VV/VH (dB), SSL4EO-S12 band mean/std, 224 px"
     architecture = "SoftConResNet"
     description = ("a SoftCon ResNet-50 .pth (B13_rn50_softcon.pth / B2_rn50_softcon.pth): torchvision resnet50 key "
                    "names, 13 or 2 input bands, no fc")
@@ -258,6 +259,7 @@ class SoftConRN50(WeightFormat):
 
 class SoftConViTRelease(WeightFormat):
     name = "softcon-vit"
+    input = "S2 L1C 13 bands (reflectance or DN) or S1 GRD VV/VH (dB), SSL4EO-S12 band mean/std, 224 px, patch 14"
     architecture = "SoftConViT"
     description = ("a SoftCon ViT-S/14 or ViT-B/14 .pth (B13_vits14_softcon.pth, ..._enc.pth): DINOv2 key names "
                    "(LayerScale ls1/ls2, mask_token, patch 14, no registers)")

@@ -181,6 +181,7 @@ class TransformersWav2Vec2(WeightFormat):
     """The transformers layout (what ``Wav2Vec2ForPreTraining.save_pretrained`` writes and the Hub serves)."""
 
     name = "transformers-wav2vec2"
+    input = "16 kHz mono waveform, zero mean / unit variance per utterance where the release normalises"
     architecture = "Wav2Vec2"
     description = ("a transformers Wav2Vec2 folder: config.json (model_type wav2vec2), preprocessor_config.json, and "
                    "model.safetensors, sharded safetensors (model.safetensors.index.json) or pytorch_model.bin")
@@ -423,6 +424,7 @@ class FairseqWav2Vec2(WeightFormat):
     """fairseq's wav2vec 2.0 release files (``dl.fbaipublicfiles.com/fairseq/wav2vec/*.pt``)."""
 
     name = "fairseq-wav2vec2"
+    input = "16 kHz mono waveform (normalised per utterance where the release's task.normalize is set)"
     architecture = "Wav2Vec2"
     description = ("a fairseq wav2vec 2.0 .pt file: {'model': state dict (post_extract_proj, "
                    "feature_extractor.conv_layers...), 'args': Namespace or 'cfg': dict}")
@@ -560,6 +562,7 @@ class S3PRLTera(WeightFormat):
     """s3prl's TERA upstream checkpoints (``states-*.ckpt``; the s3prl hub's ``tera_*`` entries)."""
 
     name = "s3prl-tera"
+    input = "16 kHz mono waveform -> s3prl log-mel (the release's n_mels, 25/10 ms; per-utterance CMVN if it sets cmvn)"
     architecture = "TERA"
     description = ("an s3prl TERA upstream .ckpt: {'Transformer': state dict (input_representations, encoder.layer), "
                    "'SpecHead': state dict, 'Upstream_Config' or 'Config': dict with transformer/task/audio}")
