@@ -25,3 +25,13 @@ def test_every_shipped_card_names_its_seeds_and_metric_ids():
         if prov["card"].get("eval_results"):
             metrics = [m for r in header["model-index"][0]["results"] for m in r["metrics"]]
             assert len(metrics) == len(prov["card"]["eval_results"]), cid
+
+
+def test_every_shipped_card_loads_in_huggingface_hub_with_a_model_index_of_metric_ids():
+    from fmzoo.core.card import METRIC_IDS
+    from huggingface_hub import ModelCard
+
+    for cid, path in shipped_checkpoints().items():
+        results = ModelCard.load(path / "README.md").data.eval_results or []
+        assert results, f"{cid}: no model-index"
+        assert {r.metric_type for r in results} <= set(METRIC_IDS.values()), cid
