@@ -48,3 +48,10 @@ def test_shipped_variants_differ_from_their_base_only_where_they_say():
     assert long["card"]["title"].endswith("49152 steps)")
     synth = load_recipe("wav2vec2-small-synth")
     assert synth["data"]["synthetic"]["fraction"] == 0.5 and synth["model"] == base["model"]
+
+
+def test_help_lists_tables_recipes_and_datasets():
+    reproduce, pretrain, finetune = (_cli(cmd, "--help").stdout for cmd in ("reproduce", "pretrain", "finetune"))
+    assert "tables (13):" in reproduce and "medical-hippocampus" in reproduce and "tjepa-diamonds" in reproduce
+    assert "tjepa-adult-cpu" in pretrain and "wav2vec2-small" in pretrain
+    assert "TJEPA: adult, diamonds" in finetune and "Wav2Vec2: fsdd-speaker" in finetune

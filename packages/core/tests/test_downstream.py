@@ -251,3 +251,9 @@ def test_bf16_autocast_runs_end_to_end_and_stays_close(fake_plugin, digits_check
     assert r16["settings"]["precision"] == "bf16" and abs(a32 - a16) < 0.05, (a32, a16)
     with pytest.raises(InputSpecError, match="expected 32 or bf16"):
         run("evaluate", model, hooks, task, seeds=[0], precision="fp8")
+
+
+def test_help_lists_the_installed_choices(fake_plugin, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "DigitsMLP: digits" in capsys.readouterr().out

@@ -380,12 +380,55 @@ def cmd_card(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand parser whose epilog may be a function: the installed packages' choices (tables, recipes,
+    datasets) are listed only when its help is printed, so a plain command does not import every plugin. The
+    epilog is printed as written (names are never split at hyphens)."""
+
+    def format_help(self) -> str:
+        epilog = self.epilog() if callable(self.epilog) else self.epilog
+        self.epilog = None
+        try:
+            text = super().format_help()
+        finally:
+            self.epilog = epilog
+        return text + (f"\n{epilog}\n" if epilog else "")
+
+
+def _registry_names(what: str) -> list[str]:
+    from . import registry
+
+    return sorted(getattr(registry, what)())
+
+
+def _choices(title: str, names) -> str:
+    import textwrap
+
+    names = list(names)
+    return textwrap.fill(f"{title} ({len(names)}): " + (", ".join(names) or "none installed"), 110,
+                         subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+
+
+def _dataset_choices() -> str:
+    """Each architecture's datasets (its downstream hooks' ``datasets``), for finetune/evaluate --dataset."""
+    from . import registry
+
+    lines = []
+    for arch in sorted(registry._merged("downstream")):
+        try:
+            names = registry.downstream_hooks(arch).datasets
+        except Exception as exc:  # a broken plugin must not break --help
+            names = [f"(unavailable: {type(exc).__name__})"]
+        lines.append(f"  {arch}: {', '.join(names) or '-- (use --data)'}")
+    return "--dataset choices per architecture (default: the checkpoint's own):\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p = argparse.ArgumentParser(prog="fmzoo", description="Self-supervised foundation models for science.", epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"fmzoo {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("list", help="installed packages, architectures, checkpoints, recipes and tables",
                        description="List what the installed fmzoo packages provide and what the local hub holds.")
@@ -399,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("pretrain", help="run a pretraining recipe",
                        description="Pretrain with a recipe (a name from `fmzoo list` or a YAML path). "
                        "Checkpoints every epoch to OUT/checkpoints; --resume continues an interrupted run.",
-                       epilog="example: fmzoo pretrain tjepa-adult-cpu --out runs/tjepa --max-epochs 5")
+                       epilog=lambda: "example: fmzoo pretrain tjepa-adult-cpu --out runs/tjepa --max-epochs 5\n\n"
+                       + _choices("recipes", _registry_names("recipes")))
     s.add_argument("recipe", help="recipe name or path to a recipe YAML")
     s.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
     s.add_argument("--data", metavar="PATH", help="pretrain on your own data in the domain's everyday format "
@@ -422,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, mode in (("finetune", "finetune"), ("evaluate", "evaluate")):
         desc = ("Fine-tune a checkpoint on a labelled set (optionally a label budget) and report test metrics."
                 if mode == "finetune" else "Evaluate a checkpoint's frozen representations (linear probe / the package's protocol).")
-        s = sub.add_parser(name, help=desc.split(" (")[0].split(" and")[0].lower(), description=desc)
+        s = sub.add_parser(name, help=desc.split(" (")[0].split(" and")[0].lower(), description=desc,
+                           epilog=_dataset_choices)
         s.add_argument("model", help="repo id (e.g. fmzoo/tjepa-adult) or checkpoint directory")
         s.add_argument("--dataset", help="a dataset of the checkpoint's domain on $FMZOO_DATA (default: the checkpoint's own)")
         s.add_argument("--data", metavar="PATH", help="your own labelled data in the domain's everyday format "
@@ -470,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "its package's checkpoints/NAME with the card its provenance holds, updated by --card and "
                        "--results, and swap the folder in whole. A shipped id re-renders that checkpoint in place "
                        "(weights untouched). --check: verify every shipped README is what its provenance renders.",
-                       epilog="examples: fmzoo ship runs/tera --name tera-small --results out/speech-fsdd.json; "
-                       "fmzoo ship fmzoo/tjepa-adult --results reproduce_out/tjepa-adult.json; fmzoo ship --check")
+                       epilog="examples:\n  fmzoo ship runs/tera --name tera-small --results out/speech-fsdd.json\n"
+                       "  fmzoo ship fmzoo/tjepa-adult --results reproduce_out/tjepa-adult.json\n  fmzoo ship --check")
     s.add_argument("source", nargs="?", help="run directory, checkpoint directory or shipped id (fmzoo/NAME)")
     s.add_argument("--name", help="the shipped name (its id is fmzoo/NAME; default: the source folder's name)")
     s.add_argument("--package", help="the fmzoo package to ship into (default: the one registering the architecture)")
@@ -483,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("reproduce", help="run a paper table and print ours beside the paper's",
                        description="Run a paper table (see `fmzoo list`); writes OUT/TABLE.json and OUT/TABLE.png. "
-                       "--quick uses the shipped checkpoint and takes minutes on a laptop CPU; without it the paper's protocol runs.")
-    s.add_argument("table", nargs="?", help="table name")
+                       "--quick uses the shipped checkpoint and takes minutes on a laptop CPU; without it the paper's protocol runs.",
+                       epilog=lambda: _choices("tables", _registry_names("tables")))
+    s.add_argument("table", nargs="?", help="table name (listed below)")
     s.add_argument("--all", action="store_true", help="every table of every installed package")
     s.add_argument("--quick", action="store_true", help="shipped checkpoint, short protocol")
     s.add_argument("--smoke", action="store_true", help="a seconds-long run of the quick protocol on a sliver of the data "
