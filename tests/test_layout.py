@@ -121,7 +121,6 @@ def test_cycle_finder_finds_a_cycle():
 
 def test_every_table_names_its_runner_once():
     import yaml
-
     from fmzoo.core.registry import import_object, load_table, tables
 
     assert len(tables()) == 13
