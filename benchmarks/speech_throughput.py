@@ -3,8 +3,9 @@ implementation measured in the same run on the same inputs:
 
 - wav2vec 2.0: fmzoo ``Wav2Vec2`` vs ``transformers.Wav2Vec2ForPreTraining`` (identical config and weights,
   same masks and distractors): one optimisation step = forward + contrastive/diversity loss + backward + AdamW.
-- TERA: fmzoo ``TERA`` (alteration policy + L1) vs a plain-PyTorch BERT-style reference (``transformers``
-  ``BertModel`` of the same width/depth fed the same projected frames, same L1 loss).
+- TERA: fmzoo ``TERA`` (alteration policy + L1) vs a BERT-style STAND-IN written here, not the official code
+  (``transformers`` ``BertModel`` of the same width/depth fed the same projected frames, same L1 loss). The
+  comparison with the official code (s3prl's TERA/Mockingjay model and masking) is benchmarks/run_all.py's TERA row.
 
 Each (model, implementation) runs in its own subprocess so that peak RSS (ru_maxrss) is its own.
 Not run by CI. Usage:

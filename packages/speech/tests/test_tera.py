@@ -105,3 +105,65 @@ def test_checkpoint_round_trip_keeps_cmvn_and_spec(tmp_path):
         m.prepare(torch.randn(4000) * 0.1, 8000, resample_ok=False)
     with pytest.raises(ValueError, match="cmvn"):
         TERA(**SMALL, cmvn="per-speaker")
+
+
+def _torch_layer_from(layer, eps):
+    """The nn.TransformerEncoderLayer the TERA layer replaced (post-LN, GELU, batch first), with its weights."""
+    attn = layer.self_attn
+    ref = torch.nn.TransformerEncoderLayer(attn.heads * attn.head_dim, attn.heads, layer.linear1.out_features,
+                                           dropout=0.0, activation="gelu", layer_norm_eps=eps, batch_first=True)
+    ref.load_state_dict(layer.state_dict(), strict=True)  # the same parameter names: shipped checkpoints load
+    return ref
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_encoder_layer_equals_torch_transformer_layer(train):
+    torch.manual_seed(0)
+    m = TERA(**SMALL, hidden_dropout=0.0, attention_dropout=0.0)
+    layer = m.layers[0].train(train)
+    ref = _torch_layer_from(layer, 1e-12).train(train)
+    x = torch.randn(3, 40, 32, requires_grad=True)
+    pad = torch.arange(40)[None] >= torch.tensor([40, 31, 9])[:, None]
+    valid = ~pad[..., None]
+    y, y_ref = layer(x, pad), ref(x, src_key_padding_mask=pad)
+    assert torch.allclose(y * valid, y_ref * valid, atol=1e-5)
+    if train:  # the same gradients, through the masked softmax too
+        g = torch.randn_like(y) * valid
+        gx = torch.autograd.grad(y, x, g)[0]
+        gx_ref = torch.autograd.grad(y_ref, x, g)[0]
+        assert torch.allclose(gx, gx_ref, atol=1e-5)
+        # the explicit attention used while attention dropout is on (p -> 0) equals scaled_dot_product_attention
+        layer.self_attn.dropout = 1e-12
+        assert torch.allclose(layer(x, pad) * valid, y * valid, atol=1e-5)
+
+
+def test_dropout_keeps_one_minus_p_and_rescales():
+    from fmzoo.speech.models.tera import dropout
+
+    x = torch.ones(2000, 500, requires_grad=True)
+    assert dropout(x, 0.3, False) is x and dropout(x, 0.0, True) is x
+    y = dropout(x, 0.3, True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.003  # 1e6 draws: sd 0.00046
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(g, y.detach())  # the gradient is the same mask, same scale
+    assert not dropout(x, 1.0, True).any()
+
+
+def test_no_dropout_on_the_feed_forward_activation_as_s3prl():
+    """s3prl's TERA (TransformerIntermediate) has no dropout after the GELU; nn.TransformerEncoderLayer has one.
+    With hidden dropout on, a layer is exactly h = LN(x + drop(attn(x))), LN(h + drop(W2 gelu(W1 h))): two draws,
+    none on the activation."""
+    from fmzoo.speech.models.tera import dropout
+
+    torch.manual_seed(0)
+    m = TERA(**SMALL, hidden_dropout=0.5, attention_dropout=0.0)
+    layer = m.layers[0].train()
+    x = torch.randn(2, 30, 32)
+    torch.manual_seed(3)
+    y = layer(x)
+    torch.manual_seed(3)
+    h = layer.norm1(x + dropout(layer.self_attn(x), 0.5, True))
+    expected = layer.norm2(h + dropout(layer.linear2(torch.nn.functional.gelu(layer.linear1(h))), 0.5, True))
+    assert torch.allclose(y, expected, atol=1e-6)

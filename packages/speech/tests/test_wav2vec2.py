@@ -263,3 +263,27 @@ def test_training_mode_matches_transformers_step_by_step():
     pdiff = max(float((sd_hf[k] - sd_ours[k]).abs().max()) for k in sd_hf)
     print(f"max abs parameter difference after 3 steps: {pdiff:.2e}")
     assert pdiff < 1e-5
+
+
+def test_distractor_equal_to_the_target_is_ignored_as_in_transformers():
+    """A quantizer that picks the same codewords everywhere makes every distractor equal to its target: all of
+    them are masked out of the softmax (contrastive loss 0), in transformers and here."""
+    hf, ours = _pair()
+    for m in (hf, ours):
+        with torch.no_grad():
+            m.quantizer.weight_proj.weight.zero_()
+    x = torch.randn(2, 2400)
+    t = int(ours.feature_lengths(torch.tensor(2400)))
+    mask = compute_span_mask(2, t, 0.65, 10, min_masks=2, generator=torch.Generator().manual_seed(0))
+    neg = sample_negative_indices(mask, 7, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = hf(x, mask_time_indices=mask, sampled_negative_indices=neg)
+        b = ours(x, mask_time_indices=mask, sampled_negative_indices=neg)
+    assert float(a.contrastive_loss) == float(b["contrastive_loss"]) == 0.0
+    # one distinct quantized vector among others: only its own distractors that equal it are dropped
+    with torch.no_grad():
+        ours.quantizer.weight_proj.weight.normal_()
+        hf.quantizer.weight_proj.weight.copy_(ours.quantizer.weight_proj.weight)
+        a = hf(x, mask_time_indices=mask, sampled_negative_indices=neg)
+        b = ours(x, mask_time_indices=mask, sampled_negative_indices=neg)
+    assert abs(float(a.contrastive_loss) - float(b["contrastive_loss"])) <= 1e-5 * float(a.contrastive_loss)

@@ -1,4 +1,12 @@
-"""Audio input: reading files (soundfile), validation against an input spec, resampling, log-mel features.
+"""Audio input: what a speech checkpoint accepts (its typed input spec), reading files (soundfile), validation
+against the spec, resampling, log-mel features.
+
+The spec travels with the weights as the JSON dict ``config.json["input_spec"]``. Its keys are stated once, in the
+:class:`AudioSpec` dataclass (names, Python types, defaults); :class:`AudioInput` (an
+:class:`fmzoo.core.spec.InputSpec`) derives its JSON key tables from those fields, and its two subclasses add what
+each model kind writes: :class:`WaveformInput` (wav2vec 2.0: raw samples, ``do_normalize``) and
+:class:`LogMelInput` (TERA: the log-mel ``features`` block). The core validates a model's spec against its class
+when it is saved and loaded; :class:`AudioSpec` is the runtime view that :func:`validate_waveform` enforces.
 
 No torchaudio: resampling is polyphase (scipy.signal.resample_poly), the mel filterbank and deltas are
 written here in torch. Every refusal is an :class:`fmzoo.core.errors.InputSpecError` naming what was
@@ -9,16 +17,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 from fmzoo.core.errors import InputSpecError
+from fmzoo.core.spec import InputSpec
 
 __all__ = [
     "AudioSpec",
+    "AudioInput",
+    "WaveformInput",
+    "LogMelInput",
     "ResampleWarning",
     "load_audio",
     "validate_waveform",
@@ -38,12 +50,14 @@ class ResampleWarning(UserWarning):
 
 @dataclass
 class AudioSpec:
-    """What a speech model accepts. Saved in the checkpoint's config (``input_spec``) and enforced."""
+    """What a speech model accepts, as :func:`validate_waveform` enforces it: the runtime view of the audio keys of
+    an input spec, and the one place where those keys, their types and defaults are stated (:class:`AudioInput`
+    derives its JSON tables from these fields)."""
 
     sample_rate: int = 16000
-    channels: int = 1
+    channels: int = 1  # mono only: multi-channel audio is refused, not mixed down
     min_seconds: float = 0.025  # one 25 ms analysis window / the wav2vec 2.0 receptive field (400 samples)
-    max_clipped_fraction: float = 0.01  # refuse audio where more than 1% of samples sit at full scale
+    max_clipped_fraction: float | None = 0.01  # refuse audio with more than 1% of samples at full scale (None: off)
     resample: bool = True  # resample other rates (with a ResampleWarning) instead of refusing them
 
     def to_dict(self) -> dict:
@@ -54,6 +68,84 @@ class AudioSpec:
         d = dict(d or {})
         keys = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in keys})
+
+
+_JSON_TYPES = {"int": int, "float": (int, float), "float | None": (int, float, type(None)), "bool": bool}
+_REQUIRED = ("sample_rate", "channels")  # every shipped and imported speech spec states these two
+
+
+class AudioInput(InputSpec):
+    """An audio input spec: the :class:`AudioSpec` keys (``sample_rate`` and ``channels`` required), checked for
+    a positive rate, mono, a non-negative minimum duration and a clipping fraction in [0, 1]."""
+
+    modality = "audio"
+    required = {f.name: _JSON_TYPES[f.type] for f in fields(AudioSpec) if f.name in _REQUIRED}
+    optional = {f.name: _JSON_TYPES[f.type] for f in fields(AudioSpec) if f.name not in _REQUIRED}
+
+    @classmethod
+    def check(cls, spec: dict, where: str) -> None:
+        if spec["sample_rate"] <= 0:
+            raise InputSpecError(f"{where}['sample_rate']: expected a positive rate in Hz, got {spec['sample_rate']}")
+        if spec["channels"] != 1:
+            raise InputSpecError(f"{where}['channels']: expected 1 (speech models take mono audio; "
+                                 f"validate_waveform refuses other channel counts), got {spec['channels']}")
+        if spec.get("min_seconds", 0) < 0:
+            raise InputSpecError(f"{where}['min_seconds']: expected >= 0, got {spec['min_seconds']}")
+        clip = spec.get("max_clipped_fraction")
+        if clip is not None and not 0 <= clip <= 1:
+            raise InputSpecError(f"{where}['max_clipped_fraction']: expected a fraction in [0, 1] or null, got {clip}")
+
+
+class WaveformInput(AudioInput):
+    """wav2vec 2.0's input: the raw waveform; ``do_normalize`` says whether it is scaled to zero mean / unit
+    variance per utterance (absent in checkpoints shipped before it was written: the model's init_args hold it),
+    ``features`` describes it in words."""
+
+    modality = "audio-waveform"
+    optional = {**AudioInput.optional, "do_normalize": bool, "features": str}
+
+
+_CMVN = ("utterance", "global", "none")
+
+
+class LogMelInput(AudioInput):
+    """TERA's input: the waveform turned into log-mel frames as ``features`` states (what :meth:`TERA.featurize`
+    computes): ``type`` "log-mel", the rate it is computed at (must equal the spec's ``sample_rate``, to which
+    audio is resampled), ``n_mels`` x (``delta_order`` + 1) dims, ``win_ms``/``hop_ms`` framing, ``cmvn``; the s3prl
+    frontend adds ``frontend`` "s3prl" and ``target_level`` (dB RMS, or null)."""
+
+    modality = "audio-log-mel"
+    required = {**AudioInput.required, "features": dict}
+    _FEATURES = {"type": str, "sample_rate": int, "n_mels": int, "win_ms": (int, float), "hop_ms": (int, float),
+                 "delta_order": int, "cmvn": str}
+
+    @classmethod
+    def check(cls, spec: dict, where: str) -> None:
+        super().check(spec, where)
+        f = spec["features"]
+        here = f"{where}['features']"
+        missing = [k for k in cls._FEATURES if k not in f]
+        if missing:
+            raise InputSpecError(f"{here}: a log-mel feature block needs the keys {sorted(cls._FEATURES)}; "
+                                 f"missing {missing} (has {sorted(f)})")
+        for key, types in cls._FEATURES.items():
+            if not isinstance(f[key], types) or isinstance(f[key], bool):
+                raise InputSpecError(f"{here}[{key!r}]: expected {getattr(types, '__name__', 'a number')}, "
+                                     f"got {f[key]!r} ({type(f[key]).__name__})")
+        if f["type"] != "log-mel":
+            raise InputSpecError(f"{here}['type']: expected 'log-mel', got {f['type']!r}")
+        if f["sample_rate"] != spec["sample_rate"]:
+            raise InputSpecError(f"{here}['sample_rate']: features are computed at the rate audio is resampled "
+                                 f"to; expected {spec['sample_rate']} (the spec's sample_rate), got {f['sample_rate']}")
+        if f["cmvn"] not in _CMVN:
+            raise InputSpecError(f"{here}['cmvn']: expected one of {list(_CMVN)}, got {f['cmvn']!r}")
+        for key in ("n_mels", "win_ms", "hop_ms"):
+            if f[key] <= 0:
+                raise InputSpecError(f"{here}[{key!r}]: expected a positive value, got {f[key]}")
+        if f["delta_order"] < 0:
+            raise InputSpecError(f"{here}['delta_order']: expected >= 0, got {f['delta_order']}")
+        if f.get("frontend", "fmzoo") not in ("fmzoo", "s3prl"):
+            raise InputSpecError(f"{here}['frontend']: expected 'fmzoo' or 's3prl', got {f['frontend']!r}")
 
 
 def resample(wav: np.ndarray | torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

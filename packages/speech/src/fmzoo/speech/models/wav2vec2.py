@@ -31,9 +31,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fmzoo.core import HubMixin
 from fmzoo.core.errors import InputSpecError
+from fmzoo.core.spec import validate_input_spec
 from safetensors.torch import save_file
 
-from ..spec import AudioSpec, validate_waveform
+from ..spec import AudioSpec, WaveformInput, validate_waveform
 
 __all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS", "PREPROCESSOR_NAME"]
 
@@ -399,6 +400,8 @@ class Wav2Vec2(nn.Module, HubMixin):
     says) enforced by :meth:`prepare` and used by :meth:`normalize`.
     """
 
+    input_spec_class = WaveformInput
+
     def __init__(self, sample_rate: int = 16000, resample: bool = True, do_normalize: bool = True, **config):
         super().__init__()
         unknown = set(config) - set(HF_CONFIG_DEFAULTS)
@@ -528,16 +531,19 @@ class Wav2Vec2(nn.Module, HubMixin):
             sampled_negative_indices = sample_negative_indices(mask_time_indices, c["num_negatives"])
         if sampled_negative_indices is None or mask_time_indices is None:
             return out
-        d = q.shape[-1]
         mi = mask_time_indices
-        pos = q[mi]  # [n, D] targets at the masked steps only (other steps carry no loss)
-        neg = q.reshape(-1, d)[sampled_negative_indices.long()[mi]]  # [n, K, D]
-        targets = torch.cat([pos[:, None], neg], 1)  # [n, 1+K, D]
-        # cosine similarity sim(c_t, q) / kappa, as normalised dot products (one batched matmul)
+        qf = q.reshape(-1, q.shape[-1]).float()  # [B*T, D] every quantized step
+        pos_idx = torch.nonzero(mi.reshape(-1), as_tuple=True)[0]  # [n] the masked steps (the only ones with loss)
+        cand = torch.cat([pos_idx[:, None], sampled_negative_indices.long()[mi]], 1)  # [n, 1+K]: target, distractors
+        # cosine similarity sim(c_t, q) / kappa = (c_t / |c_t|) . q / max(|q|, eps): c_hat against every quantized
+        # step once ([n, B*T], one small matmul), then the candidates' entries gathered; the same values as
+        # normalising the gathered [n, 1+K, D] targets (transformers' layout) without building or normalising them
         c_hat = F.normalize(projected[mi].float(), dim=-1, eps=1e-8)
-        t_hat = F.normalize(targets.float(), dim=-1, eps=1e-8)
-        logits = torch.bmm(t_hat, c_hat[:, :, None])[..., 0] / c["contrastive_logits_temperature"]
-        neg_is_pos = (pos[:, None] == neg).all(-1)  # a distractor identical to the positive is ignored
+        q_norm = torch.linalg.vector_norm(qf, dim=-1).clamp_min(1e-8)
+        logits = (c_hat @ qf.t()).gather(1, cand) / q_norm[cand] / c["contrastive_logits_temperature"]
+        # a distractor whose quantized vector equals the positive's is ignored: equal rows share an id
+        row_id = torch.unique(qf.detach(), dim=0, return_inverse=True)[1]
+        neg_is_pos = row_id[cand[:, 1:]] == row_id[pos_idx][:, None]
         logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(neg_is_pos, float("-inf"))], 1)
         contrastive = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long), reduction="sum")
         n_masked = mask_time_indices.sum()
@@ -578,7 +584,7 @@ class Wav2Vec2(nn.Module, HubMixin):
         ``return_attention_mask`` follows transformers' rule for its own releases: false for a group-norm feature
         encoder (wav2vec2-base: such models "have not been trained using attention_mask" and transformers'
         group norm would count the padding anyway), true for the layer-norm ones (wav2vec2-large-lv60, XLS-R)."""
-        spec = self.input_spec or {}
+        spec = validate_input_spec(self, self.input_spec, f"{type(self).__name__}.input_spec")  # before any file
         return {
             "feature_extractor_type": "Wav2Vec2FeatureExtractor",
             "feature_size": 1,
