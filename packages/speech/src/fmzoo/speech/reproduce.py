@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 from fmzoo.core.evaluation import label_budget
-from fmzoo.core.reproduce import make_row
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.reproduce import make_row, per_seed
 
 from .data.fsdd import list_fsdd, load_fsdd, load_items
 from .models.tera import TERA
@@ -98,16 +97,15 @@ def evaluate_upstreams(quick: bool, seeds=(0, 1, 2), checkpoints: dict | None = 
         a, b = layer_means(pre, tr_w), layer_means(pre, te_w)
         results[(name, "pretrained")] = _collect([_probe_both(a, b, ytr, yte, s, **probe_kw) for s in seeds])
         echo(f"  {name} pretrained done ({time.time() - t0:.0f} s)")
-        runs = []
-        for s in seeds:
-            seed_everything(s)  # the random init of this seed
+        def scratch_run(s, pre=pre):  # after the core's seed_everything(s): the random init of this seed
             scratch = type(pre)(**pre.init_args).eval()
             if isinstance(scratch, TERA):  # data statistics, not learned weights: same as the pretrained model's
                 scratch.cmvn_mean.copy_(pre.cmvn_mean)
                 scratch.cmvn_std.copy_(pre.cmvn_std)
             a, b = layer_means(scratch, tr_w), layer_means(scratch, te_w)
-            runs.append(_probe_both(a, b, ytr, yte, s, **probe_kw))
-        results[(name, "scratch")] = _collect(runs)
+            return _probe_both(a, b, ytr, yte, s, **probe_kw)
+
+        results[(name, "scratch")] = _collect(per_seed(seeds, scratch_run, f"{name} scratch seeds"))
         echo(f"  {name} scratch done ({time.time() - t0:.0f} s)")
     return results
 
