@@ -6,6 +6,7 @@ from fmzoo.tabular import TJEPA, TabularSchema, TJEPAClassifier, TJEPARegressor
 from fmzoo.tabular.data.adult import load_adult
 from fmzoo.tabular.methods.tjepa import TJEPATask, build_model
 from fmzoo.tabular.models.tjepa import FeatureMaskSampler
+from sklearn.exceptions import NotFittedError
 
 
 def tiny(n_num=3, cards=(4, 2), **kw):
@@ -104,7 +105,7 @@ def test_shipped_checkpoint_loads_offline_and_enforces_schema(data_root, tmp_hub
     clf = TJEPAClassifier(model, max_epochs=5)
     with pytest.raises(InputSpecError, match="column 'race': unseen category"):
         clf.transform(Xt.iloc[:3].assign(race="Martian"))
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):  # sklearn's error (a ValueError and AttributeError)
         clf.predict(Xt.iloc[:3])
 
 

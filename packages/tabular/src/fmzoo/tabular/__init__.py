@@ -1,4 +1,4 @@
-"""fmzoo.tabular: T-JEPA for tables, with an sklearn-style interface.
+"""fmzoo.tabular: T-JEPA for tables, with scikit-learn estimators.
 
     from fmzoo.tabular import TJEPAClassifier
     clf = TJEPAClassifier("fmzoo/tjepa-adult").fit(train_df, y)   # frozen T-JEPA representations + MLP
@@ -6,7 +6,7 @@
 """
 
 from .models.tjepa import TJEPA
-from .spec import TabularSchema
+from .spec import TabularInput, TabularSchema
 from .tasks.estimators import TJEPAClassifier, TJEPARegressor
 
-__all__ = ["TJEPA", "TJEPAClassifier", "TJEPARegressor", "TabularSchema"]
+__all__ = ["TJEPA", "TJEPAClassifier", "TJEPARegressor", "TabularInput", "TabularSchema"]

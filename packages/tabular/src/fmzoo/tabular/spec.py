@@ -1,6 +1,11 @@
 """The tabular input spec: column names, types, categories and scaling, fitted on training data
 and enforced on every later input with errors that name the column.
 
+``TabularSchema`` fits and enforces it; ``TabularInput`` (the package's ``fmzoo.core.spec.InputSpec``) validates the
+JSON dict a checkpoint carries (config.json -> input_spec), at save and at load: the keys ``TabularSchema.transform``
+reads, their types, and the rules between them (every column numerical or categorical, once; categories for each
+categorical column; a finite mean and a positive std for each numerical one).
+
 Documented handling of missing values: a categorical column that had missing values (NaN or "?")
 in the training data gets a ``<missing>`` category and accepts them later; anywhere else a missing
 value is an error. Numerical columns are standardised with the training mean and std.
@@ -8,12 +13,14 @@ value is an error. Numerical columns are standardised with the training mean and
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 from fmzoo.core import InputSpecError
+from fmzoo.core.spec import InputSpec
 
 MISSING = "<missing>"
 
@@ -49,8 +56,15 @@ class TabularSchema:
             else:
                 values = pd.to_numeric(df[col], errors="coerce")
                 if values.isna().any():
-                    bad = df[col][values.isna()].iloc[0]
-                    raise InputSpecError(f"column {name!r}: numerical column has a missing or non-numeric value ({bad!r})")
+                    row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                    bad = df[col].iloc[row]
+                    what = "NaN (a missing value)" if pd.isna(bad) else f"{bad!r}, not a number"
+                    raise InputSpecError(f"column {name!r}: numerical column has {what} at row {row}; expected a "
+                                         "number in every row (or make the column categorical)")
+                if np.isinf(values.to_numpy(dtype=np.float64)).any():
+                    row = int(np.flatnonzero(np.isinf(values.to_numpy(dtype=np.float64)))[0])
+                    raise InputSpecError(f"column {name!r}: numerical column has an infinite value (inf) at row {row}; "
+                                         "expected finite numbers")
                 schema.numerical.append(name)
                 schema.mean[name] = float(values.mean())
                 schema.std[name] = float(values.std(ddof=0)) or 1.0
@@ -134,3 +148,51 @@ class TabularSchema:
             torch.nn.functional.one_hot(x_cat[:, j], k).float() for j, k in enumerate(self.cardinalities)
         ]
         return torch.cat(parts, dim=1)
+
+
+class TabularInput(InputSpec):
+    """A table's feature schema (``TabularSchema.to_dict()``, plus the dataset it was fitted on)."""
+
+    modality = "table"
+    required = {"type": str, "order": list, "numerical": list, "categorical": list, "categories": dict, "mean": dict,
+                "std": dict}
+    optional = {"dataset": (str, type(None))}
+
+    @classmethod
+    def check(cls, spec: dict, where: str) -> None:
+        if spec["type"] != "tabular":
+            raise InputSpecError(f"{where}['type']: expected 'tabular', got {spec['type']!r}")
+        for key in ("order", "numerical", "categorical"):
+            names = spec[key]
+            bad = [c for c in names if not isinstance(c, str)]
+            if bad:
+                raise InputSpecError(f"{where}[{key!r}]: expected column names (strings), got {bad[0]!r}")
+            dup = sorted({c for c in names if names.count(c) > 1})
+            if dup:
+                raise InputSpecError(f"{where}[{key!r}]: duplicate column(s) {dup}")
+        if not spec["order"]:
+            raise InputSpecError(f"{where}['order']: expected at least one column, got []")
+        both = sorted(set(spec["numerical"]) & set(spec["categorical"]))
+        if both:
+            raise InputSpecError(f"{where}: column(s) {both} are in both 'numerical' and 'categorical'")
+        typed = set(spec["numerical"]) | set(spec["categorical"])
+        if set(spec["order"]) != typed:
+            raise InputSpecError(f"{where}['order']: expected the columns of 'numerical' + 'categorical' "
+                                 f"({sorted(typed)}), got {spec['order']}; each column is numerical or categorical")
+        if set(spec["categories"]) != set(spec["categorical"]):
+            raise InputSpecError(f"{where}['categories']: expected one list per categorical column "
+                                 f"{spec['categorical']}, got keys {sorted(spec['categories'])}")
+        for col, cats in spec["categories"].items():
+            if not isinstance(cats, list) or not cats or not all(isinstance(c, str) for c in cats) or \
+                    len(set(cats)) != len(cats):
+                raise InputSpecError(f"{where}['categories'][{col!r}]: expected a non-empty list of distinct "
+                                     f"category names (strings), got {cats!r}")
+        for key in ("mean", "std"):
+            if set(spec[key]) != set(spec["numerical"]):
+                raise InputSpecError(f"{where}[{key!r}]: expected one number per numerical column {spec['numerical']}, "
+                                     f"got keys {sorted(spec[key])}")
+            for col, v in spec[key].items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                        (key == "std" and v <= 0):
+                    expected = "a positive finite number" if key == "std" else "a finite number"
+                    raise InputSpecError(f"{where}[{key!r}][{col!r}]: expected {expected}, got {v!r}")

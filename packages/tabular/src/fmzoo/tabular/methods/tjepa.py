@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmzoo.core import InputSpecError
+from fmzoo.core import InputSpecError, RecipeError
 from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.registry import dataset_loader
 from fmzoo.core.training import SSLTask
@@ -22,10 +22,31 @@ CITATION = """@article{thimonier2024tjepa,
 
 
 class TJEPATask(SSLTask):
-    def __init__(self, model: TJEPA, mask: dict, ema: tuple[float, float] = (0.996, 1.0), **optim):
+    """``encoder_grad_clamp``: clamp the context encoder's gradients to +-value during training
+    (``TJEPA.clamp_encoder_gradients``; the official code's ``--exp_gradient_clipping 1.0``); None: no clamp."""
+
+    def __init__(self, model: TJEPA, mask: dict, ema: tuple[float, float] = (0.996, 1.0),
+                 encoder_grad_clamp: float | None = None, **optim):
         super().__init__(model, **optim)
         self.sampler = FeatureMaskSampler(model.n_features, **mask)
         self.ema = ema
+        try:
+            ok = encoder_grad_clamp is None or float(encoder_grad_clamp) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise RecipeError(f"optim.encoder_grad_clamp: expected a number > 0 or null, got {encoder_grad_clamp!r}")
+        self.encoder_grad_clamp = encoder_grad_clamp
+        self._clamp_hooks: list = []
+
+    def on_fit_start(self):
+        if self.encoder_grad_clamp is not None and not self._clamp_hooks:
+            self._clamp_hooks = self.model.clamp_encoder_gradients(float(self.encoder_grad_clamp))
+
+    def on_fit_end(self):
+        for h in self._clamp_hooks:
+            h.remove()
+        self._clamp_hooks = []
 
     def ssl_loss(self, batch):
         x_num, x_cat = batch
@@ -54,7 +75,8 @@ class TJEPAPretraining(Method):
     other column is a feature, and the schema (columns, categories, scaling) is fitted from these rows.
 
     Recipe sections: ``model`` (``TJEPA`` arguments), ``mask`` (``FeatureMaskSampler``), ``optim`` (lr, weight decay,
-    ``warmup_epochs``, ``ema_start`` / ``ema_end``), ``trainer`` (``batch_size`` = the global batch, ``max_epochs``,
+    ``warmup_epochs``, ``ema_start`` / ``ema_end``, ``encoder_grad_clamp``: the official per-gradient clamp of the
+    context encoder, e.g. 1.0; absent: none), ``trainer`` (``batch_size`` = the global batch, ``max_epochs``,
     other ``fit`` arguments), ``max_rows`` (a seeded subset of the rows, for smoke tests) and ``evaluate`` (the frozen
     protocol of ``tasks.downstream.recipe_evaluation`` on the recipe's dataset, after training; its rows go into the
     card and the provenance's metrics; not run with ``--data``, whose schema is not the dataset's)."""
@@ -126,7 +148,8 @@ class TJEPAPretraining(Method):
         optim = dict(self.recipe.get("optim", {}))
         warmup_epochs = optim.pop("warmup_epochs", 0)
         ema = (optim.pop("ema_start", 0.996), optim.pop("ema_end", 1.0))
-        return TJEPATask(model, mask=self.recipe.get("mask", {}), ema=ema,
+        clamp = optim.pop("encoder_grad_clamp", None)
+        return TJEPATask(model, mask=self.recipe.get("mask", {}), ema=ema, encoder_grad_clamp=clamp,
                          warmup_steps=int(warmup_epochs * steps_per_epoch), **optim)
 
     def fit(self, task, loader, max_epochs: int, trainer_kwargs: dict):

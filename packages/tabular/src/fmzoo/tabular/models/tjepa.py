@@ -20,6 +20,7 @@ from fmzoo.core import HubMixin, InputSpecError
 from fmzoo.core.runtime import seed_everything
 from torch import nn
 
+from ..spec import TabularInput
 from .layers import Dropout, TransformerEncoderLayer
 
 
@@ -153,6 +154,8 @@ def official_init(m: nn.Module) -> None:
 class TJEPA(nn.Module, HubMixin):
     """The T-JEPA model: context encoder, EMA target encoder, predictor, and the feature schema."""
 
+    input_spec_class = TabularInput  # the schema travels as the input spec, checked at save and load
+
     def __init__(
         self,
         n_num: int,
@@ -260,10 +263,26 @@ class TJEPA(nn.Module, HubMixin):
         pred = self.predictor(z.repeat(n, 1, 1), keep.repeat(n, 1), tgt)
         return nn.functional.mse_loss(pred, gather_tokens(h.repeat(n, 1, 1), tgt))
 
+    def clamp_encoder_gradients(self, value: float) -> list:
+        """Clamp every gradient of the context encoder's parameters to [-value, value] as backward computes it, as
+        T-JEPA's official code does (its Encoder registers ``torch.clamp`` hooks on its own parameters, value
+        ``--exp_gradient_clipping``, default 1.0; the predictor's gradients are not clamped). Per-parameter tensor
+        hooks, so the clamp applies to each process's gradient before a DDP all-reduce, as there. Returns the hook
+        handles (``handle.remove()`` undoes it); the hooks are not saved with the weights."""
+        if not value > 0:
+            raise ValueError(f"gradient clamp value must be > 0, got {value!r}")
+        v = float(value)
+        return [p.register_hook(lambda g: g.clamp(-v, v)) for p in self.context_encoder.parameters() if p.requires_grad]
+
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        for pt, pc in zip(self.target_encoder.parameters(), self.context_encoder.parameters(), strict=True):
-            pt.mul_(momentum).add_(pc.detach(), alpha=1 - momentum)
+        """target <- momentum * target + (1 - momentum) * context, every parameter (the same two operations per
+        tensor as a loop of ``mul_`` / ``add_``, dispatched as two multi-tensor calls)."""
+        pts, pcs = list(self.target_encoder.parameters()), [p.detach() for p in self.context_encoder.parameters()]
+        if len(pts) != len(pcs):
+            raise RuntimeError(f"target encoder has {len(pts)} parameters, context encoder {len(pcs)}")
+        torch._foreach_mul_(pts, momentum)
+        torch._foreach_add_(pts, pcs, alpha=1 - momentum)
 
 
 class FeatureMaskSampler:

@@ -9,6 +9,7 @@ and ``TJEPAHooks``: what ``fmzoo evaluate`` / ``fmzoo finetune`` (the core's pro
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -258,11 +259,33 @@ def _target_kind(y: pd.Series, where: str) -> str:
     return "classification" if np.all(v == np.round(v)) and len(np.unique(v)) <= 20 else "regression"
 
 
+def _read_csv(path: Path, where: str, schema: TabularSchema) -> pd.DataFrame:
+    """One CSV file with a header row; an empty, unreadable or binary file and a header naming a column twice (which
+    pandas would silently rename) are errors naming what was expected."""
+    expected = f"a CSV file with a header row: the checkpoint's feature columns {schema.order} and a target column"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputSpecError(f"{where}: not a readable text CSV ({exc}); expected {expected}") from None
+    if not header or not any(h.strip() for h in header):
+        raise InputSpecError(f"{where}: the file is empty; expected {expected}")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise InputSpecError(f"{where}: the header row names the column(s) {dup} more than once; expected each column "
+                             "once")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputSpecError(f"{where}: not a readable CSV ({exc}); expected {expected}") from None
+
+
 def read_csv_task(path: Path, schema: TabularSchema, target: str | None = None) -> tuple:
     """``--data PATH``: a CSV file with a header row whose target is the column ``target`` (``--target NAME``) or
     else the LAST column, and whose other columns are the checkpoint's features (any order), split 80/20 into
-    train/test with seed 0; or a directory holding train.csv and test.csv in that format. Returns (X, y, X_test,
-    y_test, kind, class_names, split note)."""
+    train/test with seed 0; or a directory holding train.csv and test.csv in that format. Every row is checked against
+    the schema before the split (an error names the column and the file's row, counted from 0 after the header).
+    Returns (X, y, X_test, y_test, kind, class_names, split note)."""
     path = Path(path)
     if path.is_dir():
         files = [path / "train.csv", path / "test.csv"]
@@ -270,19 +293,16 @@ def read_csv_task(path: Path, schema: TabularSchema, target: str | None = None) 
         if missing:
             raise InputSpecError(f"--data {path}: a directory must hold train.csv and test.csv (missing {missing}); "
                                  "or give one CSV file")
-        frames, note = [pd.read_csv(f) for f in files], "its train.csv / test.csv"
+        sources, note = [(f, f"--data {f}") for f in files], "its train.csv / test.csv"
     else:
-        df = pd.read_csv(path)
-        perm = np.random.default_rng(0).permutation(len(df))
-        n_test = int(round(0.2 * len(df)))
-        frames = [df.iloc[np.sort(perm[n_test:])], df.iloc[np.sort(perm[:n_test])]]
-        note = "a fixed 80/20 split of its rows (seed 0)"
-    split = []
-    for df, name in zip(frames, ("train", "test"), strict=True):
-        where = f"--data {path} ({name} rows)"
+        sources, note = [(path, f"--data {path}")], "a fixed 80/20 split of its rows (seed 0)"
+    tables = []
+    for file, where in sources:
+        df = _read_csv(file, where, schema)
         if df.shape[1] < 2 or len(df) == 0:
-            raise InputSpecError(f"{where}: expected a header row, the feature columns {schema.order} and the target "
-                                 f"as the last column; got {df.shape[1]} column(s) and {len(df)} row(s)")
+            raise InputSpecError(f"{where}: expected a header row, the feature columns {schema.order} and a target "
+                                 f"column (the last one, or --target NAME), and data rows; got {df.shape[1]} column(s) "
+                                 f"and {len(df)} data row(s)")
         if target is not None:
             if target not in df.columns:
                 raise InputSpecError(f"{where}: --target {target!r} is not a column; columns: {list(df.columns)}")
@@ -290,17 +310,45 @@ def read_csv_task(path: Path, schema: TabularSchema, target: str | None = None) 
         last = str(df.columns[-1])
         if last in schema.order:
             raise InputSpecError(f"{where}: the last column {last!r} is one of the checkpoint's features; put the target "
-                                 f"column last (the features are {schema.order})")
-        split.append((df.iloc[:, :-1].reset_index(drop=True), df.iloc[:, -1].reset_index(drop=True), where))
-    (X, y, where), (Xt, yt, _) = split
+                                 f"column last or name it with --target (the features are {schema.order})")
+        X, y = df.iloc[:, :-1].reset_index(drop=True), df.iloc[:, -1].reset_index(drop=True)
+        unexpected = [str(c) for c in X.columns if str(c) not in schema.order]
+        if unexpected and not [c for c in schema.order if c not in map(str, X.columns)]:
+            raise InputSpecError(f"{where}: unexpected column(s) {unexpected}: expected the checkpoint's features "
+                                 f"{schema.order} and the target {last!r} only (drop the other columns from the file, "
+                                 "or name the target with --target)")
+        try:
+            schema.transform(X)
+        except InputSpecError as exc:
+            raise InputSpecError(f"{where}: {exc} (rows counted from 0 after the header)") from None
+        _target_kind(y, where)  # a missing target is an error naming its row
+        tables.append((X, y, where))
+    if len(tables) == 1:
+        X, y, where = tables[0]
+        if len(X) < 3:
+            raise InputSpecError(f"{where}: {len(X)} data row(s); expected at least 3 (the 80/20 split needs training "
+                                 "rows and test rows)")
+        perm = np.random.default_rng(0).permutation(len(X))
+        n_test = max(1, int(round(0.2 * len(X))))
+        tr, te = np.sort(perm[n_test:]), np.sort(perm[:n_test])
+        tables = [(X.iloc[tr].reset_index(drop=True), y.iloc[tr].reset_index(drop=True), f"{where} (train rows)"),
+                  (X.iloc[te].reset_index(drop=True), y.iloc[te].reset_index(drop=True), f"{where} (test rows)")]
+    (X, y, where), (Xt, yt, where_t) = tables
     if str(yt.name) != str(y.name):
         raise InputSpecError(f"--data {path}: train.csv's target column is {y.name!r}, test.csv's is {yt.name!r}")
-    kinds = {_target_kind(y, where), _target_kind(yt, where.replace("train", "test"))}
+    kinds = {_target_kind(y, where), _target_kind(yt, where_t)}
     kind = "classification" if "classification" in kinds else "regression"
     note += f"; target: {'--target' if target else 'the last column'}, {y.name!r}"
     if kind == "classification":
+        seen = pd.unique(y.astype(str))
+        if len(seen) < 2:
+            raise InputSpecError(f"{where}: the target column {y.name!r} holds a single class ({seen[0]!r}) in the "
+                                 "training rows; expected at least two classes to classify (or a numerical target "
+                                 "for regression)")
         names, codes = np.unique(np.concatenate([y.astype(str), yt.astype(str)]), return_inverse=True)
         return X, codes[: len(y)], Xt, codes[len(y):], kind, names.tolist(), note
+    if len(y) < 2:
+        raise InputSpecError(f"{where}: {len(y)} training row(s); expected at least 2 for regression")
     return X, y.to_numpy(np.float64), Xt, yt.to_numpy(np.float64), kind, None, note
 
 
