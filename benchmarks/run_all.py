@@ -26,13 +26,27 @@ Python/NumPy/torch needs are applied at run time (stub modules, monkeypatching),
                    the train_mae step of chem/pretraining.py (SCE on masked atoms' one-hot types, two Adams), on the
                    same fmzoo-featurised batch of 256 MoleculeNet molecules; MaskAtom's per-molecule masking done
                    in-step on both sides. Patch: `torch_scatter.scatter_add` -> torch_geometric.utils.scatter.
-  T-JEPA           jose-melo/t-jepa @ 98dda991dd5e5d12266b3557aa80a33c4e0a6606 was fetched but its driver (Encoder,
-                   Predictors, MaskCollator, TorchDataset) is not wired yet: "not available (pass --tjepa-root)".
+  T-JEPA           jose-melo/t-jepa @ 98dda991dd5e5d12266b3557aa80a33c4e0a6606 (DIR/t-jepa, --tjepa-root): run.py's set-up
+                   (src.encoder Encoder with its +-1 gradient-clamp hooks, src.predictors Predictors, init_weights
+                   trunc_normal, MaskCollator, init_optim's AdamW + warm-up/cosine schedulers, the EMA generator) and
+                   one iteration of src/train.py's loop (collate with masks, target / context / predictor passes,
+                   MSE, backward, step, EMA), at recipe tjepa-adult's configuration on both sides (width 16 per token,
+                   16+16 layers, predictor feed-forward 256, dropout rates, mask shares, 4 targets, batch 512) on the
+                   same UCI Adult training rows (numerical columns min-max scaled by its src.utils.encode_utils,
+                   categories coded as fmzoo's schema codes them; same cardinalities). Patch: stub `tabulate` (its
+                   parameter tables are printing only).
   GPHT             icantnamemyself/GPHT @ cfdbbd2f8386603476d0b48705b6189cfae0ad90 (DIR/GPHT, --gpht-root):
-                   models/GPHT.py as is, with fmzoo/gpht-mixed's weights loaded (key renaming only; the forward
-                   check is printed). Patches: stub `reformer_pytorch` and `einops` (imported, unused by GPHT).
-                   Training: forward(x, None, None, None) + MSE + backward + Adam, as exp_long_term_forecasting_GPHT;
-                   inference: its test loop's autoregression (append the last token_len, keep seq_len).
+                   models/GPHT.py as is, with the fmzoo model's weights loaded (key renaming only). Configuration
+                   (--gpht-d-model, default 128): input 336, token 48, pooling [8,4,2,1], 3 layers per stage,
+                   d_model D, d_ff 4D, 8 heads (official default), dropout 0.1, seeded random weights; batch
+                   --gpht-batch (default 1024, the official pretrain_batch_size) univariate ETTh1 train windows;
+                   H=720 inference on 64 ETTh1 test windows x 7 channels. --gpht-d-model 0 uses --gpht-checkpoint's
+                   weights and size instead. Checks printed: eval forward and train-mode forward (dropout on, same
+                   seed: fmzoo draws the official dropout masks) against the official. Patches: stub
+                   `reformer_pytorch` and `einops` (imported, unused by GPHT). Training: forward(x, None, None, None)
+                   + MSE + backward + Adam, as exp_long_term_forecasting_GPHT; inference: its test loop's
+                   autoregression (append the last token_len, keep seq_len). --gpht-bf16 adds a row: the fmzoo side
+                   under torch.autocast("cpu", bfloat16) (the official side stays fp32).
   TAPE MLM         tape-proteins 0.5 (PyPI) ProteinBertForMaskedLM (--tape-site DIR if installed with --target);
                    patch: stub `lmdb`, `boto3`, `botocore`, `tensorboardX` (datasets / S3 download / logging only).
   wav2vec 2.0      transformers Wav2Vec2ForPreTraining, same config, weights, masks and negatives
@@ -212,26 +226,32 @@ def graphmae_mol(a, side, steps):
 
 
 def tjepa(a, side, steps):
-    if side == "official":
-        if not a.tjepa_root:
-            raise NotAvailable("pass --tjepa-root; official repo not fetchable here")
-        raise NotAvailable("--tjepa-root given but the official T-JEPA driver is not wired yet")
+    import numpy as np
     import torch
     from fmzoo.core.registry import load_recipe
     from fmzoo.tabular.data.adult import load_adult
-    from fmzoo.tabular.methods.tjepa import build_model
-    from fmzoo.tabular.models.tjepa import FeatureMaskSampler
     from fmzoo.tabular.spec import TabularSchema
 
-    torch.manual_seed(0)
     r = load_recipe("tjepa-adult")
+    mc, mk, opt_cfg, bs = r["model"], r["mask"], r["optim"], r["trainer"]["batch_size"]
     X, _ = load_adult()["train"]
     schema = TabularSchema.fit(X)
+    torch.manual_seed(0)
+    if side == "official":
+        return _tjepa_official(a, steps, r, X, schema)
+    from fmzoo.tabular.methods.tjepa import build_model
+    from fmzoo.tabular.models.tjepa import FeatureMaskSampler
+
     xn, xc = schema.transform(X)
-    m = build_model(schema, r["model"])
-    sampler = FeatureMaskSampler(m.n_features, **r["mask"])
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-4)
-    bs = r["trainer"]["batch_size"]
+    m = build_model(schema, mc)
+    m.train()
+    if opt_cfg.get("encoder_grad_clamp"):
+        m.clamp_encoder_gradients(float(opt_cfg["encoder_grad_clamp"]))
+    sampler = FeatureMaskSampler(m.n_features, **mk)
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=opt_cfg["lr"],
+                            weight_decay=opt_cfg["weight_decay"])
+    CHECKS["trainable params"] = sum(p.numel() for p in m.parameters() if p.requires_grad)
+    np.random.seed(0)
 
     def step(i):
         j = (i * bs) % (len(xn) - bs)
@@ -242,7 +262,116 @@ def tjepa(a, side, steps):
         loss.backward()
         opt.step()
         m.update_target(0.996)
-    return _timed(step, steps, warmup=2)
+    return _timed(_cpu_clocked(step, 2), steps, warmup=2)
+
+
+def _cpu_clocked(step, warmup: int):
+    """``step`` that also records its process CPU seconds; the median of the timed steps goes into CHECKS (on a
+    loaded machine wall-clock per step mostly measures waiting for a core; CPU time does not)."""
+    cpu: list[float] = []
+
+    def clocked(i):
+        c = time.process_time()
+        step(i)
+        if i >= warmup:
+            cpu.append(time.process_time() - c)
+            CHECKS["cpu s/step"] = round(sorted(cpu)[len(cpu) // 2], 3)
+    return clocked
+
+
+def _tjepa_official(a, steps, r, X, schema):
+    """The official T-JEPA set-up of run.py and one iteration of src/train.py's loop (see the module docstring)."""
+    root = a.tjepa_root
+    if not (root and (Path(root) / "src" / "encoder.py").exists()):
+        raise NotAvailable("pass --tjepa-root (checkout of jose-melo/t-jepa)")
+    import numpy as np
+    import torch
+
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:  # run-time patch: its parameter tables are printing only
+        import importlib.machinery
+
+        mod = sys.modules["tabulate"] = types.ModuleType("tabulate")
+        mod.__spec__ = importlib.machinery.ModuleSpec("tabulate", None)  # torch._dynamo looks modules' specs up
+        mod.tabulate = lambda *args, **kw: ""
+    sys.path.insert(0, str(root))
+    from src.encoder import Encoder
+    from src.mask import MaskCollator
+    from src.predictors import Predictors
+    from src.utils.encode_utils import encode_data
+    from src.utils.optim_utils import init_optim
+    from src.utils.train_utils import AllReduce, apply_masks_from_idx, init_weights
+
+    mc, mk, oc = r["model"], r["mask"], r["optim"]
+    bs = r["trainer"]["batch_size"]
+    cols = list(X.columns)  # UCI order = the official adult.csv order of the 14 features
+    cards = [(cols.index(c), k) for c, k in zip(schema.categorical, schema.cardinalities, strict=True)]
+    num_idx = [cols.index(c) for c in schema.numerical]
+    raw = np.zeros((len(X), len(cols)))
+    raw[:, num_idx] = X[schema.numerical].to_numpy(dtype=float)
+    raw[:, [i for i, _ in cards]] = schema.transform(X)[1].numpy()  # category codes, as its LabelEncoder gives
+    data = encode_data(raw, types.SimpleNamespace(D=len(cols), cardinalities=cards), None)  # min-max numericals
+    args = types.SimpleNamespace(n_cls_tokens=mc["n_reg_tokens"], model_act_func="relu")
+    np.random.seed(0)
+    torch.manual_seed(0)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # its parameter tables and "Clipping gradients" line
+        context_encoder = Encoder(
+            idx_num_features=num_idx, cardinalities=cards, hidden_dim=mc["dim"], num_layers=mc["depth"],
+            num_heads=mc["heads"], p_dropout=mc["dropout"], layer_norm_eps=1e-5,
+            gradient_clipping=oc.get("encoder_grad_clamp") or 0, feature_type_embedding=False,
+            feature_index_embedding=False, dim_feedforward=mc["ff_dim"], device=torch.device("cpu"), args=args)
+        predictors = Predictors(
+            pred_type="transformer", hidden_dim=mc["dim"], pred_embed_dim=mc["pred_dim"], num_features=len(cols),
+            num_layers=mc["pred_depth"], num_heads=mc["pred_heads"], p_dropout=mc["pred_dropout"],
+            layer_norm_eps=1e-5, activation="relu", device=torch.device("cpu"), cardinalities=cards,
+            pred_dim_feedforward=mc["pred_ff_dim"])
+        for mod in context_encoder.modules():
+            init_weights(mod, init_type=mc.get("init", "trunc_normal"))
+        import copy
+
+        target_encoder = copy.deepcopy(context_encoder)
+        collator = MaskCollator(False, mk["min_ctx"], mk["max_ctx"], mk["min_tgt"], mk["max_tgt"], mk["num_preds"], 1,
+                                len(cols), cards)
+    epochs = r["trainer"]["max_epochs"]
+    ipe = -(-len(data) // bs)
+    optimizer, scheduler, wd_scheduler = init_optim(
+        context_encoder, predictors, ipe, 0.0, oc["lr"], oc["warmup_epochs"], epochs, oc["weight_decay"],
+        oc["weight_decay"], 0.0, 1.0, True, True)
+    momentum = (oc["ema_start"] + i * (oc["ema_end"] - oc["ema_start"]) / (ipe * epochs)
+                for i in range(int(ipe * epochs) + 1))
+    loss_fn = torch.nn.MSELoss()
+    # the same model size: trainable parameters without the template layer its TabularEncoder keeps unused
+    # (`transformer_layers`, cloned 16 times into the stack); fmzoo adds a 3x16 feature-type embedding, the
+    # official predictor an unused LayerNorm (32)
+    CHECKS["trainable params"] = sum(p.numel() for n, p in [*context_encoder.named_parameters(),
+                                                            *predictors.named_parameters()]
+                                     if p.requires_grad and "transformer_layers." not in n)
+    rows = [(data[i], 0.0) for i in range(len(data))]
+
+    def step(i):
+        j = (i * bs) % (len(rows) - bs)
+        with contextlib.redirect_stdout(io.StringIO()):
+            batch, masks_enc, masks_pred = collator(rows[j:j + bs])
+        with torch.no_grad():
+            h = apply_masks_from_idx(target_encoder(batch), masks_pred)
+        z = context_encoder(batch, masks_enc)
+        z = predictors(z, masks_enc, masks_pred)
+        loss = AllReduce.apply(loss_fn(z, h))
+        loss.backward()
+        optimizer.step()
+        assert not np.isnan(loss.item()), "loss is NaN"
+        optimizer.zero_grad()
+        with torch.no_grad():
+            mom = next(momentum)
+            for pq, pk in zip(context_encoder.parameters(), target_encoder.parameters(), strict=True):
+                pk.data.mul_(mom).add_((1.0 - mom) * pq.detach().data)
+        scheduler.step()
+        wd_scheduler.step()
+    return _timed(_cpu_clocked(step, 2), steps, warmup=2)
 
 
 def _gpht_official(model, root):
@@ -291,6 +420,13 @@ def _gpht_official(model, root):
     model.eval()
     with torch.no_grad():
         diff = float((off.eval()(x, None, None, None) - _gpht_seq(model, x)).abs().max())
+        model.train()
+        off.train()
+        torch.manual_seed(1)
+        y_off = off(x.clone(), None, None, None)  # its forecast() divides its input in place
+        torch.manual_seed(1)
+        train_diff = float((y_off - _gpht_seq(model, x)).abs().max())
+    CHECKS["max |official - fmzoo| train-mode forward (dropout 0.1 on), same seed"] = f"{train_diff:.1e}"
     return off, diff
 
 
@@ -299,13 +435,34 @@ def _gpht_seq(model, x):  # fmzoo forward on [B, L, C] -> [B, L, C]
     return model(x.permute(0, 2, 1).reshape(b * c, length)).reshape(b, c, length).permute(0, 2, 1)
 
 
+def _gpht_model(a):
+    """The fmzoo GPHT both sides start from (the official side gets its weights)."""
+    import torch
+    from fmzoo.timeseries import GPHT
+
+    if not a.gpht_d_model:
+        return GPHT.from_pretrained(a.gpht_checkpoint)
+    torch.manual_seed(0)
+    d = int(a.gpht_d_model)
+    return GPHT(context_len=336, token_len=48, pooling=[8, 4, 2, 1], d_model=d, n_heads=8, d_ff=4 * d, n_layers=3,
+                dropout=0.1, activation="gelu")
+
+
+def _autocast(a, side):
+    import contextlib
+
+    import torch
+
+    bf16 = side == "fmzoo" and getattr(a, "gpht_bf16_side", False)
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def gpht_train(a, side, steps):
     import torch
     import torch.nn.functional as F
-    from fmzoo.timeseries import GPHT
     from fmzoo.timeseries.data.ltsf import MixtureWindows
 
-    model = GPHT.from_pretrained(a.gpht_checkpoint)
+    model = _gpht_model(a)
     if side == "fmzoo":
         net = model
     else:
@@ -320,8 +477,9 @@ def gpht_train(a, side, steps):
 
     def step(i):
         b = batches[i % len(batches)]
-        y = net(b[:, :-t]) if side == "fmzoo" else net(b[:, :-t, None], None, None, None)[..., 0]
-        loss = F.mse_loss(y, b[:, t:])
+        with _autocast(a, side):
+            y = net(b[:, :-t]) if side == "fmzoo" else net(b[:, :-t, None], None, None, None)[..., 0]
+            loss = F.mse_loss(y.float(), b[:, t:])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -330,10 +488,9 @@ def gpht_train(a, side, steps):
 
 def gpht_infer(a, side, steps):
     import torch
-    from fmzoo.timeseries import GPHT
     from fmzoo.timeseries.data.ltsf import eval_windows, load_ltsf
 
-    model = GPHT.from_pretrained(a.gpht_checkpoint).eval()
+    model = _gpht_model(a).eval()
     ctx, _ = eval_windows(load_ltsf("ETTh1"), "test", 720, max_windows=a.gpht_windows)
     if side == "fmzoo":
         def gen(x):
@@ -351,7 +508,7 @@ def gpht_infer(a, side, steps):
             return torch.cat(outs, 1)[:, :720]
 
     def step(i):
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(a, side):
             gen(ctx)
     return _timed(step, steps, warmup=1)
 
@@ -541,8 +698,10 @@ ROWS = [
     ("graphmae-node", "GraphMAE (node, Cora)", "s/epoch (full graph, GAT 2x512)", graphmae_node, (8, 20)),
     ("graphmae-mol", "GraphMAE (mol, GIN 5x300)", "s/step (batch 256 molecules)", graphmae_mol, (3, 10)),
     ("tjepa", "T-JEPA (Adult, tjepa-adult)", "s/step (batch 512)", tjepa, (3, 20)),
-    ("gpht-train", "GPHT (train, gpht-mixed)", "s/step (batch 256)", gpht_train, (5, 10)),
-    ("gpht-h720", "GPHT (H=720 inference)", "s/call (32 win x 7 ch)", gpht_infer, (2, 5)),
+    ("gpht-train", "GPHT (train, d_model 128)", "s/step (batch 1024)", gpht_train, (5, 10)),
+    ("gpht-h720", "GPHT (H=720 inference)", "s/call (64 win x 7 ch)", gpht_infer, (2, 5)),
+    ("gpht-train-bf16", "GPHT (train) fmzoo bf16 autocast", "s/step (batch 1024)", gpht_train, (5, 10)),
+    ("gpht-h720-bf16", "GPHT (H=720) fmzoo bf16 autocast", "s/call (64 win x 7 ch)", gpht_infer, (2, 5)),
     ("tape-mlm", "TAPE (MLM, transformer-small)", "s/step (8 x 512 tok)", tape_mlm, (3, 10)),
     ("wav2vec2", "wav2vec 2.0 (small)", "s/step (4 x 2 s audio)", wav2vec2, (5, 10)),
     ("tera", "TERA (small)", "s/step (4 x 2 s, 80 mel)", tera, (6, 12)),
@@ -560,6 +719,7 @@ def child(a) -> dict:
     torch.set_num_threads(a.threads)
     key, side, mode = a.child
     _, _, _, fn, (q, full) = next(r for r in ROWS if r[0] == key)
+    a.gpht_bf16_side = key.endswith("-bf16")
     steps = q if a.quick else full
     try:
         if mode == "flops":
@@ -592,9 +752,10 @@ def matmul_gflops(threads: int, n: int = 512, seconds: float = 1.5) -> float:
 
 def run_child(a, key, side, mode, timeout):
     cmd = [sys.executable, __file__, "--child", key, side, mode, "--threads", str(a.threads)]
-    for k in ("official_root", "gpht_root", "tjepa_root", "graphmae_root", "voco_root", "graphmae_pyg_root", "tape_site", "gpht_checkpoint"):
+    for k in ("official_root", "gpht_root", "tjepa_root", "graphmae_root", "voco_root", "graphmae_pyg_root", "tape_site", "gpht_checkpoint",
+              "gpht_d_model", "gpht_batch"):
         v = getattr(a, k)
-        if v:
+        if v is not None and v != "":
             cmd += [f"--{k.replace('_', '-')}", str(v)]
     if a.quick:
         cmd.append("--quick")
@@ -628,11 +789,14 @@ def main(argv=None) -> int:
     ap.add_argument("--voco-root", default=None)
     ap.add_argument("--graphmae-pyg-root", default=None)
     ap.add_argument("--tape-site", default=None, help="folder where tape-proteins was pip-installed with --target")
-    ap.add_argument("--gpht-checkpoint", default="fmzoo/gpht-mixed")
+    ap.add_argument("--gpht-checkpoint", default="fmzoo/gpht-mixed", help="with --gpht-d-model 0: whose weights")
+    ap.add_argument("--gpht-d-model", type=int, default=128, help="GPHT width (d_ff 4x, 8 heads); 0: the checkpoint's")
+    ap.add_argument("--gpht-batch", type=int, default=1024, help="GPHT training windows per step")
+    ap.add_argument("--gpht-bf16", action="store_true", help="add the fmzoo-bf16-autocast GPHT rows")
     ap.add_argument("--child", nargs=3, metavar=("ROW", "SIDE", "MODE"), help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=int, default=240, help="seconds per child process")
     a = ap.parse_args(argv)
-    a.gpht_batch, a.gpht_windows, a.softcon_batch = 256, 32, 32
+    a.gpht_windows, a.softcon_batch = 64, 32
     if a.official_root:
         root = Path(a.official_root)
         a.gpht_root = a.gpht_root or (str(root / "GPHT") if (root / "GPHT").exists() else None)
@@ -644,7 +808,15 @@ def main(argv=None) -> int:
         print(json.dumps(child(a)))
         return 0
     t_start = time.time()
-    keys = [k for k in a.only.split(",") if k] or [r[0] for r in ROWS]
+    keys = [k for k in a.only.split(",") if k] or [r[0] for r in ROWS if a.gpht_bf16 or not r[0].endswith("-bf16")]
+    if not a.gpht_d_model:  # the labels say which GPHT is measured
+        for i, r in enumerate(ROWS):
+            if r[0].startswith("gpht-"):
+                ROWS[i] = (r[0], r[1].replace("d_model 128", a.gpht_checkpoint), r[2], *r[3:])
+    for i, r in enumerate(ROWS):
+        if r[0].startswith("gpht-train"):
+            ROWS[i] = (r[0], r[1].replace("d_model 128", f"d_model {a.gpht_d_model}") if a.gpht_d_model else r[1],
+                       f"s/step (batch {a.gpht_batch})", *r[3:])
     g0 = matmul_gflops(a.threads)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  {os.cpu_count()} cores, load {os.getloadavg()}, threads "
           f"{a.threads}, fp32, {'quick' if a.quick else 'full'}; matmul 512^3 fp32: {g0:.1f} GFLOP/s", flush=True)

@@ -1,4 +1,7 @@
-"""GPHT speed / memory benchmark: fmzoo.timeseries.GPHT vs a plain-PyTorch reference written the way the
+"""GPHT speed / memory benchmark against an in-house STAND-IN (not the official code; the comparison with the
+official icantnamemyself/GPHT at the same configuration is benchmarks/run_all.py, rows gpht-*).
+
+fmzoo.timeseries.GPHT vs a plain-PyTorch reference written the way the
 official code (icantnamemyself/GPHT) computes it: einsum attention with an explicit triangular mask,
 Conv1d(k=1) feed-forward, unfold patching, a 5000-row position table. Both get the same weights (checked
 to give the same forecasts) and run in separate subprocesses so each peak RSS is its own.

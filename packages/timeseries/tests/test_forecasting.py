@@ -57,7 +57,7 @@ def test_predict_df_errors(tiny_gpht, long_df):
         (pd.concat([long_df, long_df.iloc[[0]]]), {}, r"duplicate timestamp"),
         (long_df.assign(target=long_df["target"].where(long_df.index != rows("a")[0])), {},
          r"item 'a': NaN or infinite target values \(1 of 300\)"),
-        (long_df.assign(target="x"), {}, r"target column 'target' must be numeric"),
+        (long_df.assign(target="x"), {}, r"target column 'target' must hold real numbers"),
         (long_df, {"quantile_levels": (0.1, 1.0)}, r"strictly between 0 and 1"),
         (long_df, {"prediction_length": 0}, r"prediction_length must be a positive integer"),
         (long_df.set_index("timestamp"), {}, r"missing \['timestamp'\]"),

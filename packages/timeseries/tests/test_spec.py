@@ -37,7 +37,7 @@ def test_dataframe_errors(frame, tiny_gpht):
         m.forecast(gap, horizon=5)
     with pytest.raises(InputSpecError, match="context too short"):
         m.forecast(frame.iloc[:50], horizon=5)
-    with pytest.raises(InputSpecError, match="numeric"):
+    with pytest.raises(InputSpecError, match="must hold real numbers"):
         m.forecast(frame.assign(label="a"), horizon=5)
     with pytest.raises(InputSpecError, match="timestamp"):
         m.forecast(frame.drop(columns="date"), horizon=5)

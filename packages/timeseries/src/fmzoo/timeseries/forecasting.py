@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fmzoo.core import InputSpecError
+from fmzoo.timeseries.spec import _positive_int, future_timestamps, parse_timestamps, value_dtype_problem
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9)
 CALIBRATION_WINDOWS = 64  # evenly spaced validation windows per dataset (x its channels)
@@ -123,12 +124,6 @@ def point_forecast(model, series: Sequence[np.ndarray], horizon: int, names: Seq
     observed = [np.asarray(s, dtype=np.float64)[-int(model.context_len):] for s in series]
     scale = np.sqrt(np.array([s.var() for s in observed]) + float(model.eps))
     return pred.double().numpy(), scale
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) <= 0:
-        raise InputSpecError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _levels(quantile_levels) -> tuple[float, ...]:
@@ -260,23 +255,6 @@ def predict_quantiles(model, context, prediction_length: int = 96, quantile_leve
     return pred[:, :, None] + table[None] * scale[:, None, None], pred
 
 
-def future_timestamps(ts: pd.DatetimeIndex, horizon: int, label: str) -> pd.DatetimeIndex:
-    """The next ``horizon`` timestamps after ``ts`` at its inferred frequency (``pd.infer_freq``: calendar
-    frequencies such as month starts included); an InputSpecError for irregular or too few timestamps."""
-    if len(ts) < 3:
-        raise InputSpecError(f"{label}: {len(ts)} timestamps; at least 3 are needed to infer the frequency")
-    try:
-        freq = pd.infer_freq(ts)
-    except (TypeError, ValueError) as exc:
-        raise InputSpecError(f"{label}: could not infer the frequency of its timestamps ({exc})") from None
-    if freq is None:
-        diffs = pd.Series(ts[1:] - ts[:-1]).value_counts()
-        raise InputSpecError(f"{label}: irregular timestamps, no single frequency (steps seen: "
-                             f"{', '.join(str(d) for d in diffs.index[:3])}); resample to a regular grid first, "
-                             "e.g. s.asfreq(freq).interpolate()")
-    return pd.date_range(ts[-1], periods=horizon + 1, freq=freq, tz=ts.tz)[1:]
-
-
 def predict_df(model, df: pd.DataFrame, id_column: str = "item_id", timestamp_column: str = "timestamp",
                target: str = "target", prediction_length: int = 96, quantile_levels=QUANTILE_LEVELS,
                calibration="validation", calibration_datasets=None) -> pd.DataFrame:
@@ -293,14 +271,13 @@ def predict_df(model, df: pd.DataFrame, id_column: str = "item_id", timestamp_co
     if missing:
         raise InputSpecError(f"predict_df expects columns {id_column!r} (series id), {timestamp_column!r} and "
                              f"{target!r} (values); missing {missing}, got columns {list(df.columns)}")
-    if not pd.api.types.is_numeric_dtype(df[target]):
-        raise InputSpecError(f"the target column {target!r} must be numeric, got dtype {df[target].dtype}")
-    try:
-        ts = pd.DatetimeIndex(pd.to_datetime(df[timestamp_column]))
-    except (ValueError, TypeError) as exc:
-        raise InputSpecError(f"column {timestamp_column!r} could not be parsed as timestamps: {exc}") from None
-    if ts.hasnans:
-        raise InputSpecError(f"column {timestamp_column!r} has missing timestamps (NaT)")
+    if len(df) == 0:
+        raise InputSpecError(f"predict_df: the DataFrame has no rows; expected one row per item and time step "
+                             f"(at least {min_context(model)} per item)")
+    why = value_dtype_problem(df[target].dtype)
+    if why:
+        raise InputSpecError(f"the target column {target!r} must hold real numbers, got {why}")
+    ts = parse_timestamps(df[timestamp_column], f"column {timestamp_column!r}")
     if df[id_column].isna().any():
         raise InputSpecError(f"column {id_column!r} has missing ids")
     frame = pd.DataFrame({"id": df[id_column].to_numpy(), "ts": ts, "y": df[target].to_numpy(dtype=np.float64)})

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from fmzoo.core import load_recipe
 from fmzoo.core.pretrain import run_pretraining
-from fmzoo.core.reproduce import make_row
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.reproduce import make_row, per_seed
 from fmzoo.timeseries.data.ltsf import load_ltsf
 from fmzoo.timeseries.methods.gpht import finetune_heads
 from fmzoo.timeseries.models.gpht import GPHT
@@ -70,9 +69,10 @@ def _windows(quick: bool, smoke: bool) -> tuple[int | None, str]:
 
 
 def run_etth1(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
-    quick = quick or smoke
-    seed = 0
-    seed_everything(seed)
+    return per_seed([0], lambda seed: _run_etth1(table, quick or smoke, out_dir, smoke, seed))[0]  # one seed
+
+
+def _run_etth1(table: dict, quick: bool, out_dir: Path, smoke: bool, seed: int) -> list[dict]:
     mw, sub = _windows(quick, smoke)
     data = load_ltsf("ETTh1")
     timings = {}
@@ -112,9 +112,10 @@ def run_etth1(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> l
 
 def run_zeroshot(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     """ETTh2 held out: zero-shot vs few-shot (10%) vs fine-tuned heads vs from scratch, plus repeat-last."""
-    quick = quick or smoke
-    seed = 0
-    seed_everything(seed)
+    return per_seed([0], lambda seed: _run_zeroshot(table, quick or smoke, out_dir, smoke, seed))[0]  # one seed
+
+
+def _run_zeroshot(table: dict, quick: bool, out_dir: Path, smoke: bool, seed: int) -> list[dict]:
     mw, sub = _windows(quick, smoke)
     data = load_ltsf("ETTh2")
     base, _ = _checkpoint("gpht-mixed-no-etth2", quick, out_dir)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fmzoo.core import InputSpecError, data_root
+from fmzoo.timeseries.spec import parse_timestamps, value_dtype_problem
 
 DATASETS = {
     "ETTh1": ("timeseries/ETT-small/ETTh1.csv", "ett_hour"),
@@ -89,23 +90,32 @@ def load_csv(path: str | Path, kind: str = "custom", context_len: int = 336, nam
                              "columns") from None
     if "date" not in df.columns:
         raise InputSpecError(f"{path}: expected a 'date' column, got columns {list(df.columns)}")
+    if len(df) == 0:
+        raise InputSpecError(f"{path}: no data rows (only a header); expected one row per time step")
     # Autoformer layout: the target 'OT' is moved to the last column
     cols = [c for c in df.columns if c not in ("date", "OT")] + (["OT"] if "OT" in df.columns else [])
     if not cols:
         raise InputSpecError(f"{path}: expected one or more numeric value columns beside 'date', got none")
-    non_numeric = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
-    if non_numeric:
-        raise InputSpecError(f"{path}: value columns must be numeric; non-numeric columns: {non_numeric}")
+    bad = {c: why for c in cols if (why := value_dtype_problem(df[c].dtype))}
+    if bad:
+        raise InputSpecError(f"{path}: value columns must hold numbers; " +
+                             "; ".join(f"column {c!r} has {why}" for c, why in bad.items()))
     values = df[cols].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
-        raise InputSpecError(f"{path}: the file contains NaN or non-numeric values")
-    try:
-        dates = pd.DatetimeIndex(pd.to_datetime(df["date"]))
-    except (ValueError, TypeError) as exc:
-        raise InputSpecError(f"{path}: the 'date' column could not be parsed as timestamps: {exc}") from None
-    if dates.hasnans or not (dates[1:] > dates[:-1]).all():
+        rows, cs = np.nonzero(~np.isfinite(values))
+        raise InputSpecError(f"{path}: NaN or infinite values ({len(rows)}; first at row {int(rows[0])}, column "
+                             f"{cols[int(cs[0])]!r}); fill the gaps first - the model does not impute")
+    dates = parse_timestamps(df["date"], f"{path}: the 'date' column")
+    if not (dates[1:] > dates[:-1]).all():
+        i = int(np.argmin(np.asarray(dates[1:] > dates[:-1])))
         raise InputSpecError(f"{path}: the 'date' column must hold strictly increasing timestamps (one row per time "
-                             "step, oldest first, no gaps marked by NaT, no duplicates)")
+                             f"step, oldest first, no duplicates); row {i + 1} ({dates[i + 1]}) does not come after "
+                             f"row {i} ({dates[i]})")
+    if len(dates) >= 3 and pd.infer_freq(dates) is None:  # gaps: windows would span unequal times
+        steps = pd.Series(dates[1:] - dates[:-1]).value_counts()
+        raise InputSpecError(f"{path}: irregular timestamps, no single frequency (steps seen: "
+                             f"{', '.join(str(d) for d in steps.index[:3])}); resample to a regular grid first, e.g. "
+                             "df.set_index('date').asfreq(freq).interpolate()")
     borders = split_borders(len(df), kind, context_len)
     tr0, tr1 = borders["train"]
     if tr1 - tr0 < 2:

@@ -192,6 +192,8 @@ class GPHTPretraining(Method):
         max_steps = tr.get("max_steps")
         kw = {"max_steps": int(max_steps) if max_steps else -1,
               "log_every_n_steps": int(tr.get("log_every_n_steps", 20)), "progress": False}
+        if tr.get("precision"):  # e.g. "bf16-mixed": Lightning's autocast (CPU: bfloat16 matmuls, fp32 weights)
+            kw["precision"] = str(tr["precision"])
         kw.update(trainer_kwargs)
         es = None
         if tr.get("early_stopping"):

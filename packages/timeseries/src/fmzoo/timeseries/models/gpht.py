@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fmzoo.core import HubMixin, InputSpecError
+from fmzoo.timeseries.spec import TimeSeriesInput
 from torch import nn
 
 
@@ -39,8 +40,41 @@ def sinusoidal_positions(n: int, d_model: int, device=None, dtype=torch.float32)
     return pe.to(dtype)
 
 
+def channels_first_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` of x [n, t, c] with the mask drawn in [n, c, t] order, as the official feed-forward (Conv1d on
+    the transposed tokens) draws it: the same distribution as F.dropout(x), and with the same seed the same masks as
+    the official code (so a training forward can be checked against it exactly). Same arithmetic as F.dropout: a
+    0/1 float mask divided by 1 - p, times x."""
+    if not training or p == 0.0:
+        return x
+    n, t, c = x.shape
+    noise = torch.empty(n, c, t, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p).div_(1.0 - p)
+    return x * noise.transpose(1, 2)
+
+
+_FFN_ROWS = 256  # token rows per feed-forward block at inference
+_PAD = 16  # softmax over a last dimension below 16 is ~5-10x slower per element on CPU (no full vector lane)
+
+
+@torch.no_grad()
+def _causal_bias(t: int, width: int, device, dtype) -> torch.Tensor:
+    """[t, width] additive mask: 0 where key j <= query i, -inf elsewhere (also on the padding columns j >= t)."""
+    i = torch.arange(t, device=device).unsqueeze(1)
+    j = torch.arange(width, device=device).unsqueeze(0)
+    return torch.zeros(t, width, device=device, dtype=dtype).masked_fill_(j > i, float("-inf"))
+
+
 class CausalEncoderLayer(nn.Module):
-    """Post-norm encoder layer: causal multi-head self-attention and a position-wise feed-forward network."""
+    """Post-norm encoder layer: causal multi-head self-attention and a position-wise feed-forward network.
+
+    The arithmetic is the official code's (einsum scores, triangular -inf mask, softmax of scale * scores, dropout on
+    the attention weights, Conv1d(k=1) feed-forward == Linear), written for CPU speed: one GEMM for q/k/v (the three
+    weights stay separate parameters: checkpoints keep their keys), the keys padded with zero rows to 16 so that the
+    softmax runs over 16 columns (the padding columns get -inf, so probability 0: the same softmax), the scale and the
+    mask fused into the score GEMM (baddbmm). The dropout masks are drawn in the official order and layout
+    (attention weights [n, heads, t, t], attention output [n, t, d], after the activation and after the second
+    linear in the feed-forward's channels-first layout [n, d, t]), so with the same weights and the same seed a
+    training forward gives the official result."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str = "gelu"):
         super().__init__()
@@ -61,19 +95,41 @@ class CausalEncoderLayer(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
         h = self.n_heads
+        dh = d // h
+        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
+        b = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        q, k, v = F.linear(x, w, b).view(n, t, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)  # [n, h, t, dh] each
+        q = q.reshape(n * h, t, dh)
+        v = v.reshape(n * h, t, dh)
+        width = max(t, _PAD)
+        if width > t:  # keys with zero rows t..width-1: their scores are 0, then -inf from the mask
+            k = F.pad(k, (0, 0, 0, width - t))
+        k = k.reshape(n * h, width, dh)
+        bias = _causal_bias(t, width, x.device, x.dtype)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(dh))  # mask + scale * q k^T
+        attn = torch.softmax(scores, dim=-1)[:, :, :t]
+        attn = self.dropout(attn)
+        a = torch.bmm(attn, v).view(n, h, t, dh).transpose(1, 2).reshape(n, t, d)
+        return self.o(a)
 
-        def split(z):
-            return z.view(n, t, h, d // h).transpose(1, 2)
-
-        p = self.dropout.p if self.training else 0.0
-        a = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
-                                           dropout_p=p, is_causal=True)
-        return self.o(a.transpose(1, 2).reshape(n, t, d))
+    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, train = self.dropout.p, self.training
+        if torch.is_grad_enabled() or (train and p > 0):
+            return channels_first_dropout(self.ff2(channels_first_dropout(self.act(self.ff1(x)), p, train)), p, train)
+        # inference (autoregressive generation): the same rows in blocks of _FFN_ROWS, so that the [rows, d_ff]
+        # temporaries are reused from cache instead of a fresh multi-MB buffer per call (about 1.5x faster on CPU;
+        # rows are independent, so the result is the same)
+        flat = x.reshape(-1, x.shape[-1])
+        if len(flat) <= 2 * _FFN_ROWS:
+            return self.ff2(self.act(self.ff1(x)))
+        out = torch.empty_like(flat)
+        for i in range(0, len(flat), _FFN_ROWS):
+            out[i:i + _FFN_ROWS] = self.ff2(self.act(self.ff1(flat[i:i + _FFN_ROWS])))
+        return out.view_as(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.dropout(self.attention(x)))
-        y = self.dropout(self.ff2(self.dropout(self.act(self.ff1(x)))))
-        return self.norm2(x + y)
+        return self.norm2(x + self.feed_forward(x))
 
 
 class GPHTStage(nn.Module):
@@ -118,6 +174,23 @@ class GPHT(nn.Module, HubMixin):
     token (the training target is ``series[token_len : L + token_len]``). ``forecast(x, horizon)`` generates
     any horizon autoregressively; ``forecast(df, horizon)`` does the same for a pandas DataFrame.
     """
+
+    input_spec_class = TimeSeriesInput
+
+    @property
+    def input_spec(self) -> dict:
+        return self._input_spec
+
+    @input_spec.setter
+    def input_spec(self, spec) -> None:
+        """Set by __init__ and by from_pretrained (config.json's spec, whose keys and types the core has checked with
+        TimeSeriesInput): the lengths it states must be the model's own (the tasks cut windows by them)."""
+        if isinstance(spec, dict):
+            for key in ("context_len", "token_len"):
+                if key in spec and spec[key] != getattr(self, key):
+                    raise InputSpecError(f"input_spec[{key!r}] = {spec[key]!r} but the model's {key} is "
+                                         f"{getattr(self, key)} (init_args); the two must agree")
+        self._input_spec = spec
 
     def __init__(self, context_len: int = 336, token_len: int = 48, pooling: list[int] | tuple[int, ...] = (8, 4, 2, 1),
                  d_model: int = 512, n_heads: int = 8, d_ff: int = 2048, n_layers: int = 3,
@@ -205,9 +278,13 @@ class GPHT(nn.Module, HubMixin):
     def rollout(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         """``generate`` with gradients: the autoregressive forecast as a differentiable function of the weights
         (what forecasting fine-tuning trains through)."""
-        if int(horizon) <= 0:
-            raise InputSpecError(f"horizon must be a positive integer, got {horizon}")
-        if x.dim() not in (2, 3) or x.shape[1] < self.context_len:
+        from fmzoo.timeseries.spec import _positive_int
+
+        horizon = _positive_int(horizon, "horizon")
+        if not torch.is_tensor(x) or x.dim() not in (2, 3):
+            raise InputSpecError(f"expected a tensor [batch, time] or [batch, time, channels], got "
+                                 f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+        if x.shape[1] < self.context_len:
             raise InputSpecError(f"need at least context_len={self.context_len} time steps of context, got shape "
                                  f"{tuple(x.shape)}")
         ctx = x[:, -self.context_len:]
@@ -275,14 +352,16 @@ class GPHT(nn.Module, HubMixin):
             if isinstance(data, (pd.Series, list, tuple)):
                 return self._forecast_series(data, horizon)
             if isinstance(data, np.ndarray):
-                if not np.issubdtype(data.dtype, np.number):
-                    raise InputSpecError(f"expected a numeric array, got dtype {data.dtype}")
+                if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+                    raise InputSpecError(f"expected an array of real numbers, got dtype {data.dtype}")
                 # normalized in float64 (the model casts after normalizing); float32 in -> float32 out
                 x = torch.as_tensor(np.asarray(data, dtype=np.float64))
                 if not torch.isfinite(x).all():
                     raise InputSpecError("the input contains NaN or infinite values")
                 return self.generate(x, horizon).numpy().astype(np.result_type(data.dtype, np.float32))
             if torch.is_tensor(data):
+                if data.dtype == torch.bool or data.is_complex():
+                    raise InputSpecError(f"expected a tensor of real numbers, got dtype {data.dtype}")
                 if not torch.is_floating_point(data):
                     data = data.double()
                 if not torch.isfinite(data).all():
