@@ -44,7 +44,13 @@ def _value_head(Xtr, ytr, Xte, seed: int, steps: int | None = None):
 def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -> list[dict]:
     from .data.secondary_structure import load_cb513, load_flip_ss
     from .tasks.features import mean_pool, one_hot_window, residue_features
-    from .tasks.secondary_structure import cv_accuracy, finetune, probe_accuracy, structural_class
+    from .tasks.secondary_structure import (
+        class_probe_accuracy,
+        cv_accuracy,
+        finetune,
+        probe_accuracy,
+        structural_class,
+    )
 
     cfg = _config(table, quick, smoke)
     seeds = list(cfg.get("seeds", [0, 1, 2]))
@@ -106,12 +112,8 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -
             if k != "onehot":
                 Xtr = np.stack([tr[j].mean(0) for j in idx])
                 ytr_c = np.array([fl_class_all[i] for i in subsets[s]])
-                from sklearn.linear_model import LogisticRegression
-                from sklearn.preprocessing import StandardScaler
-
-                sc = StandardScaler().fit(Xtr)
-                clf = LogisticRegression(max_iter=it.get("max_iter", 1000), random_state=s).fit(sc.transform(Xtr), ytr_c)
-                accc[k].append(float((clf.predict(sc.transform(mean_pool(te))) == cb_class).mean()))
+                accc[k].append(class_probe_accuracy(Xtr, ytr_c, mean_pool(te), cb_class, seed=s,
+                                                    max_iter=it.get("max_iter", 1000)))
     setting = (f"frozen backbone + logistic-regression probe; train {n_train} FLIP/NetSurfP train proteins "
                f"(seed picks them{f'; {cap} residues sampled from them' if cap else ''}), test all {len(cb)} CB513 "
                "proteins (NetSurfP mask)")
