@@ -129,3 +129,11 @@ def test_every_table_names_its_runner_once():
         assert "table" not in raw, f"{path}: 'table' restates the file name"
         assert isinstance(raw.get("runner"), str) and ":" in raw["runner"], f"{path}: runner: 'module:function'"
         assert callable(import_object(raw["runner"])) and load_table(name)["table"] == name
+
+
+def test_a_recipe_is_named_once_by_its_file():
+    import yaml
+    from fmzoo.core.registry import recipes
+
+    named = [name for name, path in recipes().items() if "name" in (yaml.safe_load(path.read_text()) or {})]
+    assert named == [], f"recipes that repeat their file name in a name: key: {named}"
