@@ -68,7 +68,7 @@ def run_grid(inits: dict, budgets, seeds, steps: int, test_stride: int = 1, resa
 
     cells = []
     for budget in budgets:
-        # every cell runs after the core's seed_everything(seed) (per_seed): the segmenter's fresh layers draw from it
+        # every cell runs seeded by the core (per_seed): the segmenter's fresh layers draw from that seed
         for key, init in inits.items():
             cells += per_seed(seeds, lambda seed, b=budget, k=key, i=init: cell(b, k, i, seed))
     # cells listed budget -> seed -> init, as before (each cell is seeded on its own, so the order changes no number)

@@ -97,7 +97,7 @@ def evaluate_upstreams(quick: bool, seeds=(0, 1, 2), checkpoints: dict | None = 
         a, b = layer_means(pre, tr_w), layer_means(pre, te_w)
         results[(name, "pretrained")] = _collect([_probe_both(a, b, ytr, yte, s, **probe_kw) for s in seeds])
         echo(f"  {name} pretrained done ({time.time() - t0:.0f} s)")
-        def scratch_run(s, pre=pre):  # after the core's seed_everything(s): the random init of this seed
+        def scratch_run(s, pre=pre):  # seeded with s by the core (per_seed): the random init of this seed
             scratch = type(pre)(**pre.init_args).eval()
             if isinstance(scratch, TERA):  # data statistics, not learned weights: same as the pretrained model's
                 scratch.cmvn_mean.copy_(pre.cmvn_mean)

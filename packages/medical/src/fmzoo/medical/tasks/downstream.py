@@ -345,14 +345,9 @@ class SegmenterHooks(SegmentationHooks):
     """A fine-tuned SwinUNETRSegmenter: its whole SwinUNETR, a fresh output layer for the task's classes."""
 
     def swinunetr(self, model, n_outputs: int) -> nn.Module:
-        from ..models.swin import build_swinunetr, load_into_swinunetr
+        from .segmentation import _segmenter_swinunetr
 
-        a = model.init_args
-        net = build_swinunetr(a.get("in_channels", 1), n_outputs, a.get("feature_size", 12), a.get("window_size", 4),
-                              a.get("depths", (2, 2, 2, 2)), a.get("num_heads", (3, 6, 12, 24)), a.get("use_v2", True))
-        sd = {k: v for k, v in model.net.state_dict().items() if not k.startswith("out.")}
-        load_into_swinunetr(net, sd, require_prefixes=ENCODER_PREFIXES + ("decoder",))
-        return net
+        return _segmenter_swinunetr(model, n_outputs)
 
     def _encoder(self, model):
         return model.net
