@@ -315,3 +315,28 @@ def test_publish_run_writes_only_on_rank_zero(tmp_path, monkeypatch):
     monkeypatch.setattr(dist, "get_rank", lambda: 0)
     out = publish_run(TinyNet(), tmp_path / "rank0")
     assert (out / "model.safetensors").is_file()
+
+
+def test_loading_reads_into_the_model_and_keeps_tied_weights(tmp_path):
+    """Weights are read straight into the model (no second copy); a tied weight, stored once by safetensors, is
+    filled through its twin; a float16 file casts into float32 parameters as load_state_dict would."""
+    import torch
+    from fmzoo.core.hub import load_weights
+    from safetensors.torch import save_file
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+            self.b.weight = self.a.weight
+
+    src = Tied()
+    save_file({"a.weight": src.a.weight.detach().half(), "a.bias": src.a.bias.detach(),
+               "b.bias": src.b.bias.detach()}, str(tmp_path / "w.safetensors"))
+    dst = Tied()
+    load_weights(dst, tmp_path / "w.safetensors")
+    assert torch.equal(dst.a.weight, src.a.weight.half().float()) and dst.b.weight is dst.a.weight
+    assert torch.equal(dst.b.bias, src.b.bias)
+    save_file({"a.weight": src.a.weight.detach()}, str(tmp_path / "short.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing tensors \['a.bias', 'b.bias'\]"):
+        load_weights(Tied(), tmp_path / "short.safetensors")

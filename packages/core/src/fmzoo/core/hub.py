@@ -558,9 +558,6 @@ def _check_shapes_before_allocating(target: type, init_args: dict, weights: Path
 
 def load_weights(model, weights: Path, expected_sha256: str | None = None) -> None:
     """Strictly load safetensors weights, with clear errors for corrupt, truncated or mismatched files."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
     if not weights.is_file():
         raise CheckpointError(f"weights file {str(weights)!r} is missing")
     if expected_sha256 is not None and sha256_file(weights) != expected_sha256:
@@ -568,8 +565,74 @@ def load_weights(model, weights: Path, expected_sha256: str | None = None) -> No
             f"{str(weights)!r} does not match the sha256 recorded in config.json: the file is corrupt or truncated"
         )
     try:
-        load_model(model, str(weights), strict=True, device="cpu")
-    except SafetensorError as exc:
-        raise CheckpointError(f"{str(weights)!r} is not a readable safetensors file ({exc}): corrupt or truncated") from None
+        _stream_into(model, weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {exc}") from None
+
+
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _stream_into(model, weights: Path) -> None:
+    """Read the file's tensors straight into the model's own memory, one at a time, with plain reads (no mapping of
+    the whole file, no second copy of the state dict): peak memory is the model plus at most one tensor. Strict: a
+    tensor the model lacks, a shape that differs, or a model tensor the file lacks (other than one tied to a tensor
+    the file holds: safetensors stores shared weights once) is an error naming it."""
+    import struct
+
+    import torch
+
+    def unreadable(why: str):
+        return CheckpointError(f"{str(weights)!r} is not a readable safetensors file ({why}): corrupt or truncated")
+
+    size = weights.stat().st_size
+    state = model.state_dict(keep_vars=True)
+    filled: set[int] = set()
+    with open(weights, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        if not 2 <= n <= size - 8:
+            raise unreadable("bad header length")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError):
+            raise unreadable("header is not JSON") from None
+        if not isinstance(header, dict):
+            raise unreadable("header is not a JSON object")
+        header.pop("__metadata__", None)
+        unexpected = sorted(set(header) - set(state))
+        if unexpected:
+            raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: unexpected tensors "
+                                  f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        with torch.no_grad():
+            for key, info in header.items():
+                try:
+                    dtype = getattr(torch, _ST_DTYPES[info["dtype"]])
+                    shape = tuple(int(d) for d in info["shape"])
+                    start, end = (int(o) for o in info["data_offsets"])
+                except (KeyError, TypeError, ValueError):
+                    raise unreadable(f"bad entry for {key!r}") from None
+                dst = state[key]
+                if shape != tuple(dst.shape):
+                    raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: {key!r} has shape "
+                                          f"{shape} in the file, {tuple(dst.shape)} in the model")
+                nbytes = dst.numel() * dtype.itemsize
+                if end - start != nbytes or 8 + n + end > size:
+                    raise unreadable(f"{key!r} runs past the end of the file")
+                f.seek(8 + n + start)
+                if dst.dtype == dtype and dst.is_contiguous() and dst.device.type == "cpu" and nbytes:
+                    got = f.readinto(dst.detach().reshape(-1).view(torch.uint8).numpy())  # the model's own memory
+                else:  # another dtype or layout: read, then copy (and cast) as load_state_dict would
+                    buf = bytearray(nbytes)
+                    got = f.readinto(buf)
+                    if nbytes:
+                        dst.copy_(torch.frombuffer(buf, dtype=dtype).reshape(shape))
+                if got != nbytes:
+                    raise unreadable(f"{key!r} is truncated")
+                filled.add(dst.untyped_storage().data_ptr())
+    missing = [k for k, v in state.items() if k not in header and v.untyped_storage().data_ptr() not in filled]
+    if missing:
+        raise CheckpointError(f"{str(weights)!r} does not fit {type(model).__name__}: missing tensors "
+                              f"{missing[:5]}{' ...' if len(missing) > 5 else ''}")
+
