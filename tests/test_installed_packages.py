@@ -55,3 +55,13 @@ def test_help_lists_tables_recipes_and_datasets():
     assert "tables (13):" in reproduce and "medical-hippocampus" in reproduce and "tjepa-diamonds" in reproduce
     assert "tjepa-adult-cpu" in pretrain and "wav2vec2-small" in pretrain
     assert "TJEPA: adult, diamonds" in finetune and "Wav2Vec2: fsdd-speaker" in finetune
+
+
+def test_every_registered_model_types_its_input_spec_in_its_packages_spec_module():
+    from fmzoo.core.registry import _merged, model_class
+    from fmzoo.core.spec import InputSpec
+
+    for arch, (package, _) in _merged("models").items():
+        spec_cls = getattr(model_class(arch), "input_spec_class", None)
+        assert isinstance(spec_cls, type) and issubclass(spec_cls, InputSpec), f"{arch}: no input_spec_class"
+        assert spec_cls.__module__ == f"fmzoo.{package}.spec", (arch, spec_cls.__module__)
