@@ -15,7 +15,7 @@ from pathlib import Path
 from fmzoo.core.reproduce import make_row, per_seed
 
 from .data.eurosat import load_eurosat_rgb
-from .tasks.probe import few_label_finetune, knn_accuracy, linear_probe_accuracy
+from .tasks.probe import few_label_finetune, frozen_features, knn_accuracy, linear_probe_accuracy
 
 SOFTCON_ID = "fmzoo/softcon-resnet-small"
 RGB_ID = "fmzoo/rgb-resnet-small-eurosat"
@@ -98,7 +98,9 @@ def run_softcon_eurosat(table: dict, quick: bool, out_dir: Path, smoke: bool = F
     ft_note = SUBSET_NOTE + f"; full fine-tune + linear head, {per_class} labels per class, {ft_epochs} epochs, test {len(test[1])}"
     # every protocol repeats over seeds through the core's per_seed (it seeds the process before each call)
     for name, model in pretrained:
-        lp = per_seed(lp_seeds, lambda s, model=model: linear_probe_accuracy(model, train, test, seed=s))
+        feats = frozen_features(model, train, test)  # a frozen model's features are the same under every seed
+        lp = per_seed(lp_seeds, lambda s, model=model, f=feats: linear_probe_accuracy(model, train, test, seed=s,
+                                                                                      features=f))
         rows.append(make_row(table, model=f"{name} | linear probe", init="pretrained", values=lp, seeds=lp_seeds,
                              note=lp_note, metric="linear_probe_accuracy"))
     lp_scratch = per_seed(lp_seeds, lambda s: linear_probe_accuracy(_scratch_like(softcon), train, test, seed=s))

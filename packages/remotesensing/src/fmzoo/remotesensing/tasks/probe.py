@@ -63,10 +63,17 @@ def knn_accuracy(model, train, test, size="resized", norm="standardized", k: int
     return 100.0 * knn_probe(ftr, ytr, fte, yte, k=k, metric="cosine")["accuracy"]
 
 
-def linear_probe_accuracy(model, train, test, seed: int = 0) -> float:
-    """Own preprocessing (resized + standardized == model.preprocess), frozen features, logistic regression."""
-    (xtr, ytr), (xte, yte) = train, test
-    ftr, fte = rgb8_features(model, xtr), rgb8_features(model, xte)
+def frozen_features(model, train, test) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) features under the model's own preprocessing (resized + standardized == model.preprocess).
+    Eval mode draws no random numbers: a runner computes them once per model and probes them under every seed."""
+    return rgb8_features(model, train[0]), rgb8_features(model, test[0])
+
+
+def linear_probe_accuracy(model, train, test, seed: int = 0, features=None) -> float:
+    """Own preprocessing (resized + standardized == model.preprocess), frozen features, logistic regression.
+    ``features``: ``frozen_features(model, train, test)`` computed before (the same numbers, not recomputed)."""
+    (_, ytr), (_, yte) = train, test
+    ftr, fte = features if features is not None else frozen_features(model, train, test)
     return 100.0 * linear_probe(ftr, ytr, fte, yte, seed=seed)["accuracy"]
 
 
