@@ -36,6 +36,11 @@ def expected_failures(estimator) -> dict:
 
 @parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
+    if getattr(check, "func", check).__name__ == "check_array_api_input":
+        # sklearn skips this check unless SCIPY_ARRAY_API is set before scipy is imported; it tests array-API
+        # dispatch, which these torch-backed estimators do not offer: their tags must say so
+        assert get_tags(estimator).array_api_support is False
+        return
     check(estimator)
 
 
