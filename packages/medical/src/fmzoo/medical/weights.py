@@ -449,7 +449,26 @@ def _has_keys(path: Path, needles: tuple[bytes, ...]) -> bool:
     return all(n in keys for n in needles)
 
 
-class MISFMPCTNetRelease(WeightFormat):
+class _PyMICRelease(WeightFormat):
+    """A MIS-FM release: a PyMIC checkpoint {iteration, valid_pred, model_state_dict, optimizer_state_dict} (numpy
+    scalars allowed, nothing else) whose network ``detect_keys`` identify and ``build`` converts."""
+
+    detect_keys: tuple = ()
+
+    @property
+    def pickle_allow(self):  # noqa: D401 - numpy is imported only when a file is read
+        return _misfm_allow()
+
+    def detect(self, path: Path) -> bool:
+        return _has_keys(Path(path), self.detect_keys)
+
+    def convert(self, path: Path, **options):
+        sd, _ = read_pymic_checkpoint(path)
+        model, _ = self.build(sd, **options)
+        return model
+
+
+class MISFMPCTNetRelease(_PyMICRelease):
     name = "misfm_pctnet"
     input = "CT, HU [-1000, 1000] -> [-1, 1], 1 mm RAS (assumed), region 128x128x64"
     architecture = "PCTNet"
@@ -457,38 +476,18 @@ class MISFMPCTNetRelease(WeightFormat):
                    "{iteration, valid_pred, model_state_dict, optimizer_state_dict} whose model_state_dict holds "
                    "embeddings.*, pyramid_ct.convtrans_*.trans.blocks.*, pred_heads.* (or that state dict as "
                    ".safetensors)")
-
-    @property
-    def pickle_allow(self):  # noqa: D401 - numpy is imported only when a file is read
-        return _misfm_allow()
-
-    def detect(self, path: Path) -> bool:
-        return _has_keys(Path(path), (b"pyramid_ct.convtrans_e2.trans.blocks", b"pred_heads.", b"embeddings."))
-
-    def convert(self, path: Path, **options):
-        sd, _ = read_pymic_checkpoint(path)
-        model, _ = pctnet_from_state_dict(sd, **options)
-        return model
+    detect_keys = (b"pyramid_ct.convtrans_e2.trans.blocks", b"pred_heads.", b"embeddings.")
+    build = staticmethod(lambda sd, **options: pctnet_from_state_dict(sd, **options))
 
 
-class MISFMFMUNetRelease(WeightFormat):
+class MISFMFMUNetRelease(_PyMICRelease):
     name = "misfm_fmunet"
     input = "CT, HU [-1000, 1000] -> [-1, 1], 1 mm RAS (assumed)"
     architecture = "FMUNet"
     description = ("a MIS-FM FMUNet release (fmunet_abk1k_volf.pt / fmunet_abd1k_volf.pt): a PyMIC checkpoint whose "
                    "model_state_dict holds project.*, encoder.en_conv*.conv_list.*, decoder.upcat*.*, out_layers.*")
-
-    @property
-    def pickle_allow(self):
-        return _misfm_allow()
-
-    def detect(self, path: Path) -> bool:
-        return _has_keys(Path(path), (b"encoder.en_conv0.conv_list.", b"decoder.upcat0.", b"out_layers."))
-
-    def convert(self, path: Path, **options):
-        sd, _ = read_pymic_checkpoint(path)
-        model, _ = fmunet_from_state_dict(sd, **options)
-        return model
+    detect_keys = (b"encoder.en_conv0.conv_list.", b"decoder.upcat0.", b"out_layers.")
+    build = staticmethod(lambda sd, **options: fmunet_from_state_dict(sd, **options))
 
 
 _MISFM = "https://github.com/openmedlab/MIS-FM"

@@ -26,7 +26,7 @@ from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
 from ..spec import VolumeInput, check_network_input
-from .pctnet import MISFM_CT_SPEC
+from .pctnet import MISFM_CT_SPEC, XYZNetwork
 
 RELEASE_ARGS = {"in_chns": 1, "feature_chns": [32, 64, 128, 256, 512], "dropout": 0.2, "depth": 2, "res_mode": 0}
 LEVEL_DIMS = {0: (3, 3), 1: (2, 3), 2: (2, 2)}  # the dimensions (2 = in-plane) of levels 0 and 1 per res_mode
@@ -130,7 +130,7 @@ class Decoder(nn.Module):
         return [self.de_conv0(self.upcat0(d1, x0)), d1, d2, d3]
 
 
-class FMUNet(nn.Module, HubMixin):
+class FMUNet(XYZNetwork, nn.Module, HubMixin):
     """MIS-FM's FMUNet with the release's parameter names (see the module docstring).
 
     ``forward(x)``: (B, C, X, Y, Z) -> logits (B, class_num, X, Y, Z) (a list of 4 maps, full to 1/8 resolution,
@@ -177,23 +177,15 @@ class FMUNet(nn.Module, HubMixin):
             return [out, *(self.out_layers[i](d[i]) for i in range(1, 4))]
         return out
 
-    def forward(self, x):
+    def roi_xyz(self) -> tuple[int, int, int]:
+        return tuple(self.input_spec["roi_size"])
+
+    def check_input(self, x) -> None:
         check_network_input(x, self.input_spec, sliding=True)
         need = tuple(reversed(self.downsampling()))  # (X, Y, Z)
         if any(s % n for s, n in zip(x.shape[2:], need, strict=True)):
             raise InputSpecError(f"FMUNet needs spatial sizes divisible by {list(need)} (X, Y, Z), got "
                                  f"{list(x.shape[2:])}; pad/crop, or use predict() for whole volumes")
-        out = self.forward_dhw(x.permute(0, 1, 4, 3, 2))
-        if isinstance(out, list):
-            return [o.permute(0, 1, 4, 3, 2) for o in out]
-        return out.permute(0, 1, 4, 3, 2)
-
-    @torch.no_grad()
-    def predict(self, x, overlap: float = 0.5, sw_batch_size: int = 2):
-        from .swin import sliding_window_logits
-
-        check_network_input(x, self.input_spec, sliding=True)
-        return sliding_window_logits(self, x, self.input_spec["roi_size"], overlap, sw_batch_size)
 
     def encoder_prefixes(self) -> tuple[str, ...]:
         return ENCODER_PREFIXES

@@ -400,7 +400,28 @@ class PyramidConvTrans(nn.Module):
 # --------------------------------------------------------------------------------- the fmzoo model
 
 
-class PCTNet(nn.Module, HubMixin):
+class XYZNetwork:
+    """fmzoo's (B, C, X, Y, Z) around a network written in PyMIC's (B, C, D, H, W) layout (``forward_dhw``): the
+    input is checked (``check_input``), transposed in and out; ``predict`` slides ``roi_xyz()`` windows over whole
+    volumes (MONAI, Gaussian blending). Shared by MIS-FM's PCT-Net and FMUNet."""
+
+    def forward(self, x):
+        self.check_input(x)
+        out = self.forward_dhw(x.permute(0, 1, 4, 3, 2))
+        if isinstance(out, list):
+            return [o.permute(0, 1, 4, 3, 2) for o in out]
+        return out.permute(0, 1, 4, 3, 2)
+
+    @torch.no_grad()
+    def predict(self, x, overlap: float = 0.5, sw_batch_size: int = 2):
+        """Sliding-window logits of whole volumes (B, C, X, Y, Z) of any size (MONAI, Gaussian blending)."""
+        from .swin import sliding_window_logits
+
+        check_network_input(x, self.input_spec, sliding=True)
+        return sliding_window_logits(self, x, self.roi_xyz(), overlap, sw_batch_size)
+
+
+class PCTNet(XYZNetwork, nn.Module, HubMixin):
     """MIS-FM's PCT-Net with the release's parameter names (see the module docstring).
 
     ``forward(x)``: fmzoo's (B, C, X, Y, Z) of exactly the spec's ROI -> logits (B, class_num, X, Y, Z) (a list of 4
@@ -456,21 +477,6 @@ class PCTNet(nn.Module, HubMixin):
             raise InputSpecError(f"PCT-Net takes inputs of exactly its ROI {list(self.roi_xyz())} (X, Y, Z) (its Swin "
                                  f"windows are fixed at input_size {list(self.input_size)} D, H, W), got spatial size "
                                  f"{list(x.shape[2:])}; crop/pad to the ROI or use predict() for whole volumes")
-
-    def forward(self, x):
-        self.check_input(x)
-        out = self.forward_dhw(x.permute(0, 1, 4, 3, 2))
-        if isinstance(out, list):
-            return [o.permute(0, 1, 4, 3, 2) for o in out]
-        return out.permute(0, 1, 4, 3, 2)
-
-    @torch.no_grad()
-    def predict(self, x, overlap: float = 0.5, sw_batch_size: int = 2):
-        """Sliding-window logits of whole volumes (B, C, X, Y, Z) of any size (MONAI, Gaussian blending)."""
-        from .swin import sliding_window_logits
-
-        check_network_input(x, self.input_spec, sliding=True)
-        return sliding_window_logits(self, x, self.roi_xyz(), overlap, sw_batch_size)
 
     def encoder_prefixes(self) -> tuple[str, ...]:
         return ENCODER_PREFIXES
