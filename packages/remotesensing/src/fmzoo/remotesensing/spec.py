@@ -520,7 +520,7 @@ class Preprocessor:
         x = ((x - mean) / std).float()
         # size: as planned (resize / keep / crop to a patch multiple), announced whenever it changes the image
         if (th, tw) != (h, w):
-            if size == "native":
+            if size == "native" or (size is None and self.spec.get("size_policy") == "native"):
                 top, left = (h - th) // 2, (w - tw) // 2
                 x = x[..., top:top + th, left:left + tw]
             else:
