@@ -137,3 +137,20 @@ def test_a_recipe_is_named_once_by_its_file():
 
     named = [name for name, path in recipes().items() if "name" in (yaml.safe_load(path.read_text()) or {})]
     assert named == [], f"recipes that repeat their file name in a name: key: {named}"
+
+
+@pytest.mark.parametrize("package", ("core", *DOMAINS))
+def test_torch_floor_makes_weights_only_loading_safe(package):
+    """Official pickled releases are read with ``torch.load(weights_only=True)``, which is safe only from torch 2.6:
+    every package that depends on torch must say so itself, not only through fmzoo-core."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    meta = tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())
+    torch = [Requirement(r) for r in meta["project"]["dependencies"] if Requirement(r).name == "torch"]
+    assert torch, f"packages/{package}/pyproject.toml does not declare torch"
+    assert not torch[0].specifier.contains(Version("2.5.1")), (
+        f"packages/{package}: torch requirement {torch[0]} admits 2.5, where weights_only loading is not safe")
+    assert torch[0].specifier.contains(Version("2.6.0"))
