@@ -257,3 +257,22 @@ def test_help_lists_the_installed_choices(fake_plugin, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "DigitsMLP: digits" in capsys.readouterr().out
+
+
+def test_python_api_gives_the_cli_result(digits_checkpoint, tmp_path, capsys):
+    from fmzoo.core import evaluate, finetune
+
+    assert main(["finetune", str(digits_checkpoint), "--fraction", "0.5", "--epochs", "3", "--seeds", "0", "1",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    cli = json.loads((tmp_path / "finetune.json").read_text())
+    api = finetune(str(digits_checkpoint), fraction=0.5, epochs=3, seeds=[0, 1], progress=False)
+    assert api["rows"] == cli["rows"] and api["baseline"] == cli["baseline"]
+    loaded = from_pretrained(digits_checkpoint)  # a loaded model works the same and is not modified
+    again = evaluate(loaded, per_class=5, seeds=[0], progress=False)
+    assert again["architecture"] == "DigitsMLP" and again["rows"][0]["protocol"] == "linear probe"
+    for bad, match in (({"dataset": "mnist"}, "take dataset= digits"), ({"data": tmp_path / "none.npz"}, "no such file"),
+                       ({"target": "y"}, "give data= too"), ({"fraction": 0.0}, "fraction must be in")):
+        with pytest.raises(InputSpecError, match=match):
+            finetune(loaded, **bad)
+    with pytest.raises(InputSpecError, match="got a dict"):
+        evaluate({"not": "a model"})

@@ -638,3 +638,56 @@ def hooks_for(architecture: str) -> DownstreamHooks:
         raise TypeError(f"{architecture}: the registered downstream hooks are a {type(hooks).__name__}, "
                         "not fmzoo.core.downstream.DownstreamHooks")
     return hooks
+
+
+# ------------------------------------------------------------------------------------------- Python API
+
+
+def _api(mode: str, model, data=None, *, dataset: str | None = None, target: str | None = None,
+         options: dict | None = None, seeds: Sequence[int] = (0,), per_class: int | None = None,
+         fraction: float | None = None, n_labelled: int | None = None, **settings) -> dict:
+    from .hub import HubMixin
+
+    if isinstance(model, (str, Path)):
+        from . import from_pretrained
+
+        model = from_pretrained(model)
+    if not isinstance(model, HubMixin):
+        raise InputSpecError(f"{mode}() takes a checkpoint id, a path or a loaded fmzoo model, "
+                             f"got a {type(model).__name__}")
+    if data is not None and dataset is not None:
+        raise InputSpecError("give data= (your own files) or dataset= (a named real dataset), not both")
+    if target is not None and data is None:
+        raise InputSpecError("target= names the label column of your own data=; give data= too")
+    architecture = type(model).__name__
+    hooks = hooks_for(architecture)
+    if dataset is not None and hooks.datasets and dataset not in hooks.datasets:
+        raise InputSpecError(f"{architecture} checkpoints take dataset= {' | '.join(hooks.datasets)}, got {dataset!r}")
+    if data is not None and not Path(data).exists():
+        raise InputSpecError(f"data={data}: no such file or directory (expected {hooks.data_format or 'the domain format'})")
+    budget = Budget(per_class=per_class, fraction=fraction, n=n_labelled)  # checked before any data is read
+    hooks.target = target
+    hooks.checkpoint_dir = getattr(model, "checkpoint_dir", None)
+    hooks.configure(dict(options or {}))
+    task = hooks.load(model, dataset, Path(data) if data is not None else None)
+    settings.setdefault("progress", True)
+    result = run(mode, model, hooks, task, seeds=seeds, budget=budget, **settings)
+    return {"model": str(getattr(model, "checkpoint_dir", None) or architecture), "architecture": architecture,
+            **result}
+
+
+def finetune(model, data=None, **kwargs) -> dict:
+    """Fine-tune a checkpoint end to end on a small labelled set, as ``fmzoo finetune`` does: ``model`` is an id
+    (``"fmzoo/tera-small"``, ``"facebook/wav2vec2-base"``), a path (an fmzoo checkpoint or an official release file)
+    or a loaded model; ``data`` is your own data in the domain's everyday format (``--data``), or ``dataset=NAME``
+    one of the domain's real datasets (default: the checkpoint's own). Keywords as the CLI's flags: ``target``,
+    ``options`` (``--option``), ``seeds``, ``per_class`` / ``fraction`` / ``n_labelled``, ``scratch``, ``epochs``,
+    ``steps``, ``lr``, ``batch_size``, ``threads``, ``device``, ``precision``, ``progress``. Returns the result
+    dict; ``format_result(result)`` prints it as the CLI does."""
+    return _api("finetune", model, data, **kwargs)
+
+
+def evaluate(model, data=None, **kwargs) -> dict:
+    """Frozen-feature evaluation (``fmzoo evaluate``): linear and kNN probes, or a trained head on the frozen
+    encoder for segmentation and forecasting. Arguments as :func:`finetune`."""
+    return _api("evaluate", model, data, **kwargs)
