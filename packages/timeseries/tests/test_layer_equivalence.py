@@ -45,15 +45,27 @@ def test_layer_matches_the_official_formulas(tokens, train):
         assert not torch.allclose(layer(x), y)
 
 
-def test_inference_feed_forward_in_row_blocks_is_the_same():
-    """Without gradients the feed-forward runs in blocks of rows (cache-sized temporaries): same result."""
-    from fmzoo.timeseries.models import gpht
-
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+@pytest.mark.parametrize("tokens", [1, 7, 20])
+def test_inference_layer_is_the_same_layer(tokens, activation):
+    """Without gradients (eval) the layer runs ``infer`` (fused GEMMs, unpadded softmax): the same output as the
+    official-formula path, and with ``last_only`` the same last row."""
     torch.manual_seed(0)
-    layer = CausalEncoderLayer(32, 4, 64, dropout=0.1).eval()
-    x = torch.randn(100, 7, 32)  # 700 token rows > 2 blocks of _FFN_ROWS
-    assert 100 * 7 > 2 * gpht._FFN_ROWS
-    whole = layer(x)  # grad mode on: one block
+    layer = CausalEncoderLayer(32, 4, 64, dropout=0.1, activation=activation).eval()
+    x = torch.randn(5, tokens, 32)
+    ref = reference_layer(layer, x)  # grad mode on: the training-path formulas (dropout off in eval)
     with torch.no_grad():
-        blocks = layer(x)
-    torch.testing.assert_close(blocks, whole.detach(), rtol=1e-6, atol=1e-6)
+        assert layer.fast_inference()
+        y = layer(x)
+        last = layer.infer(x, last_only=True)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    assert last.shape == (5, 1, 32)
+    torch.testing.assert_close(last, ref[:, -1:], rtol=1e-5, atol=1e-5)
+    layer.train()  # training mode with dropout: the official-mask path even without gradients
+    with torch.no_grad():
+        assert not layer.fast_inference()
+        torch.manual_seed(3)
+        a = layer(x)
+        torch.manual_seed(3)
+        b = reference_layer(layer, x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -128,3 +128,75 @@ def test_token_states_and_differentiable_rollout(tiny_gpht):
     torch.testing.assert_close(out, m.generate(x, 30))
     out.pow(2).mean().backward()
     assert m.stages[0].embed.weight.grad is not None and m.stages[0].embed.weight.grad.abs().sum() > 0
+
+
+def _etth1_gpht(**kw):
+    from fmzoo.timeseries.models.gpht import GPHT
+
+    cfg = dict(context_len=336, token_len=48, pooling=[8, 4, 2, 1], d_model=32, n_heads=4, d_ff=64, n_layers=2,
+               dropout=0.1)
+    cfg.update(kw)
+    torch.manual_seed(0)
+    return GPHT(**cfg).eval()
+
+
+def test_inference_path_is_the_uncached_hierarchy_on_etth1(etth1, monkeypatch):
+    """generate's inference path (next token only: the last stage's last layer on one row per series; series in
+    blocks; oneDNN-fused linears) gives the forecasts of the full hierarchy re-run at every step (the path with
+    gradients, which is the official computation) on real ETTh1 test windows, within float rounding."""
+    from fmzoo.timeseries.data.ltsf import eval_windows
+    from fmzoo.timeseries.models import gpht
+
+    m = _etth1_gpht()
+    ctx, _ = eval_windows(etth1, "test", 192, max_windows=6)  # [6, 336, 7] (normalized as the official loader)
+    flat = ctx.permute(0, 2, 1).reshape(-1, 336)
+    with torch.no_grad():
+        nxt = m._next_token(flat)
+        full = m._hierarchy(flat)
+        fast = m.generate(ctx, 192)
+        monkeypatch.setattr(gpht, "_CHUNK_ROWS", 30)  # 4 series (7 tokens each) per block: 11 blocks
+        blocks = m.generate(ctx, 192)
+    torch.testing.assert_close(nxt, full[:, -48:], rtol=1e-5, atol=1e-5)
+    slow = m.rollout(ctx, 192).detach()  # gradients on: every step runs the whole hierarchy on every token
+    assert slow.shape == fast.shape == (6, 192, 7)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocks, fast, rtol=1e-6, atol=1e-6)
+    assert fast.std() > 0.1  # not a constant forecast
+
+
+def test_inference_path_under_bf16_autocast_and_in_training_mode(etth1):
+    """Under CPU bf16 autocast the inference path uses F.linear (autocast applies): close to fp32 at bf16 precision;
+    in training mode with dropout, generate draws dropout (the training path), so two seeds differ."""
+    from fmzoo.timeseries.data.ltsf import eval_windows
+
+    m = _etth1_gpht()
+    ctx, _ = eval_windows(etth1, "test", 96, max_windows=2)
+    with torch.no_grad():
+        ref = m.generate(ctx, 96)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = m.generate(ctx, 96)
+        assert low.dtype == torch.float32
+        assert 0 < float((low - ref).abs().max()) < 0.2 * float(ref.abs().max())
+        m.train()
+        torch.manual_seed(1)
+        a = m.generate(ctx, 48)
+        torch.manual_seed(2)
+        assert not torch.allclose(a, m.generate(ctx, 48))
+
+
+def test_flop_counter_sees_the_inference_path(etth1):
+    """torch.utils.flop_counter counts the oneDNN linears of the inference path (benchmarks report FLOP bounds
+    from it): the next-token-only path counts a little less than the full hierarchy re-run at every step (the last
+    stage's last layer on one row per series), not a fraction of it."""
+    from fmzoo.timeseries.data.ltsf import eval_windows
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = _etth1_gpht()
+    ctx, _ = eval_windows(etth1, "test", 96, max_windows=2)
+    with torch.no_grad(), FlopCounterMode(display=False) as fast:
+        m.generate(ctx, 96)
+    with FlopCounterMode(display=False) as full:
+        m.rollout(ctx, 96)  # gradients on: aten matmuls over every token of every stage
+    ratio = fast.get_total_flops() / full.get_total_flops()
+    # the pruned share: 6 of 7 rows of the last stage's last layer (q, o, feed-forward) in 1 of 8 layers
+    assert 0.85 < ratio < 0.99, ratio
