@@ -14,17 +14,20 @@ import torch.nn.functional as F
 from fmzoo.core.method import Method, PretrainData
 
 from ..data.molecules import collate, featurize, pretraining_smiles
-from ..models.gin import MolGIN, MolGraphMAEDecoder, mask_atoms
+from ..models.gin import MolGIN, MolGraphIndex, MolGraphMAEDecoder, mask_atoms
 from ..models.graphmae import sce_loss
+from ..spec import validate_mol_batch
 
 
 def mol_mae_loss(encoder: MolGIN, decoder: MolGraphMAEDecoder, b: dict, mask_rate: float = 0.25,
                  alpha_l: float = 1.0) -> torch.Tensor:
     xm, masked = mask_atoms(b["x"], b["batch"], b["num_graphs"], mask_rate)
-    h = encoder(xm, b["edge_index"], b["edge_attr"])
-    pred = decoder(h, b["edge_index"], b["edge_attr"], masked)
+    validate_mol_batch(xm, b["edge_index"], b["edge_attr"])
+    g = MolGraphIndex(b["edge_index"], b["edge_attr"], xm.shape[0])  # shared by encoder and decoder
+    h = encoder.encode(xm, g)
+    pred = decoder.forward_masked(h, b["edge_index"], b["edge_attr"], masked, g)  # = decoder(...)[masked]
     target = F.one_hot(b["x"][masked, 0], num_classes=119).float()
-    return sce_loss(target, pred[masked], alpha_l)
+    return sce_loss(target, pred, alpha_l)
 
 
 def _task_class():
