@@ -109,6 +109,7 @@ def test_bad_targets(table):
     ({"max_epochs": 0}, "max_epochs: expected a positive integer or None, got 0"),
     ({"seed": -1}, "seed: expected a non-negative integer, got -1"),
     ({"finetune": "yes"}, "finetune: expected True or False, got 'yes'"),
+    ({"verbose": 1}, "verbose: expected True or False, got 1"),
     ({"head_kwargs": {"learning_rate": 1e-3}}, r"head_kwargs: unknown setting\(s\) \['learning_rate'\]; expected keys "
                                                r"among \['lr', 'weight_decay', 'batch_size', 'max_epochs', 'patience'\]"),
     ({"head_kwargs": [("lr", 1e-3)]}, "head_kwargs: expected a dict"),

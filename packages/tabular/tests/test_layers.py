@@ -23,9 +23,10 @@ def test_same_parameters_names_and_init_as_torch_layer():
         assert torch.equal(a[k], b[k]), k
 
 
-def test_stock_forward_bit_for_bit_in_eval_and_without_dropout():
-    """Eval (the frozen representations) and training with every rate 0 (end-to-end fine-tuning) run PyTorch's
-    own forward, so the shipped checkpoints' numbers do not move."""
+def test_stock_forward_bit_for_bit_in_eval_and_float_close_without_dropout():
+    """Eval (the frozen representations) runs PyTorch's own forward, so the shipped checkpoints' numbers do not move;
+    training with every rate 0 (end-to-end fine-tuning) takes the unfused padded-softmax path: the stock layer's
+    output and gradients up to float32 rounding."""
     ref, new = _pair()
     x = torch.randn(4096, 15, 16)
     with torch.no_grad():
@@ -38,12 +39,18 @@ def test_stock_forward_bit_for_bit_in_eval_and_without_dropout():
                 mod.dropout = 0.0
     xr, xn = x[:64].clone().requires_grad_(), x[:64].clone().requires_grad_()
     yr, yn = ref.train()(xr), new.train()(xn)
-    assert torch.equal(yr, yn)
+    torch.testing.assert_close(yn, yr, rtol=1e-5, atol=1e-5)
     yr.square().sum().backward()
     yn.square().sum().backward()
-    assert torch.equal(xr.grad, xn.grad)
+    torch.testing.assert_close(xn.grad, xr.grad, rtol=1e-4, atol=1e-4)
     for pr, pn in zip(ref.parameters(), new.parameters(), strict=True):
-        assert torch.equal(pr.grad, pn.grad)
+        torch.testing.assert_close(pn.grad, pr.grad, rtol=1e-4, atol=1e-4)
+    # the fast path ran: the stock layer's fused attention is not called in training
+    calls = []
+    hook = new.layers[0].self_attn.register_forward_hook(lambda *a: calls.append(1))
+    new.train()(xn)
+    hook.remove()
+    assert not calls
 
 
 def test_training_forward_with_dropout_matches_stock_in_expectation():

@@ -72,7 +72,7 @@ def test_params_are_stored_unchanged_and_clone_copies_them(table):
     est = TJEPAClassifier(model, head_kwargs=kw, max_epochs=3)
     assert est.get_params()["head_kwargs"] is kw and est.backbone is model  # nothing copied or validated in __init__
     assert est.get_params() == {"backbone": model, "head": "mlp", "val_fraction": 0.1, "max_epochs": 3, "seed": 0,
-                                "extra": "error", "head_kwargs": kw, "finetune": False}
+                                "extra": "error", "head_kwargs": kw, "finetune": False, "verbose": True}
     twin = clone(est)
     assert twin.get_params()["head_kwargs"] == kw and twin.get_params()["head_kwargs"] is not kw
     assert twin.set_params(max_epochs=2, head="resnet") is twin and (twin.max_epochs, twin.head) == (2, "resnet")

@@ -17,7 +17,7 @@ import math
 
 import torch
 from fmzoo.core import HubMixin, InputSpecError
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.runtime import seeded
 from torch import nn
 
 from ..spec import TabularInput
@@ -230,8 +230,8 @@ class TJEPA(nn.Module, HubMixin):
         else:
             # The scratch control's weights are drawn from ``seed`` (torch's layers initialise from the global
             # generator): seeded through the core's helper, the same torch stream as before.
-            seed_everything(seed)
-            enc = type(self)(**self.init_args).target_encoder  # == its context encoder at init
+            with seeded(seed):
+                enc = type(self)(**self.init_args).target_encoder  # == its context encoder at init
         for p in enc.parameters():
             p.requires_grad_(True)
         if dropout is not None:

@@ -8,7 +8,7 @@ so the head sees one learned scalar per token (n_tokens inputs) instead of n_tok
 from __future__ import annotations
 
 import torch
-from fmzoo.core.runtime import seed_everything
+from fmzoo.core.runtime import seeded
 from torch import nn
 
 from ..models.layers import Dropout
@@ -85,9 +85,10 @@ def make_head(kind: str, in_dim: int, out_dim: int, n_tokens: int | None = None,
     if kind not in HEADS:
         raise ValueError(f"head must be one of {sorted(HEADS)}, got {kind!r}")
     cls, optim = HEADS[kind]
-    if seed is not None:
-        # torch's layers initialise from the global generator: reseeding it (the core's helper; the same torch
-        # stream as before) makes the head's init a function of ``seed`` alone (the protocols' per-seed init and
-        # TJEPAClassifier(seed=...)).
-        seed_everything(seed)
-    return cls(in_dim, out_dim, n_tokens=n_tokens), dict(optim)
+    if seed is None:
+        return cls(in_dim, out_dim, n_tokens=n_tokens), dict(optim)
+    # torch's layers initialise from the global generator: reseeding it (the core's helper; the same torch stream as
+    # before) makes the head's init a function of ``seed`` alone (the protocols' per-seed init and
+    # TJEPAClassifier(seed=...)).
+    with seeded(seed):
+        return cls(in_dim, out_dim, n_tokens=n_tokens), dict(optim)
