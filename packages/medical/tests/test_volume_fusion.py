@@ -76,3 +76,99 @@ def test_forward_does_not_depend_on_uninitialised_memory(monkeypatch):
     with torch.no_grad():
         out = net(torch.rand(1, 1, 32, 64, 32))
     assert out.shape == (1, 5, 32, 64, 32) and torch.isfinite(out).all()
+
+
+class _PythonRandom:
+    """numpy-Generator-like calls answered by Python's ``random`` (PyMIC's generator), call for call."""
+
+    def __init__(self, rnd):
+        self.r = rnd
+
+    def random(self):
+        return self.r.random()
+
+    def integers(self, lo, hi):  # numpy [lo, hi) -> random.randint [lo, hi - 1]
+        return self.r.randint(lo, hi - 1)
+
+    def uniform(self, a, b):
+        return self.r.uniform(a, b)
+
+    def shuffle(self, x):
+        self.r.shuffle(x)
+
+
+def _pymic_with_stubs(monkeypatch):
+    """PyMIC 0.6.2 (installed --no-deps as a test reference): its package __init__s import SimpleITK, h5py, imops and
+    scikit-image, which Volume Fusion's path never uses; empty stand-ins for those imports only."""
+    import importlib
+    import sys
+    import types
+
+    for name in ("SimpleITK", "h5py", "imops", "skimage", "skimage.exposure", "skimage.transform"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules["imops"].crop_to_box = getattr(sys.modules["imops"], "crop_to_box", None)
+    for sub in ("exposure", "transform"):
+        setattr(sys.modules["skimage"], sub, sys.modules[f"skimage.{sub}"])
+    from pymic import TaskType
+    from pymic.loss.loss_dict_seg import SegLossDict
+    from pymic.loss.seg.combined import CombinedLoss
+    from pymic.transform.crop4vf import Crop4VolumeFusion, VolumeFusion
+
+    return TaskType, SegLossDict, CombinedLoss, Crop4VolumeFusion, VolumeFusion
+
+
+def test_fusion_crop_and_loss_equal_pymic_with_the_same_draws(monkeypatch):
+    """Faithfulness to the official VolF (PyMIC crop4vf.py): fed the same random stream, fmzoo's volume_fusion gives
+    PyMIC VolumeFusion's fused image and labels, crop_for_fusion (intensity mode: no rescale / flip) gives
+    Crop4VolumeFusion's two views, and dice_ce_loss equals the config's CombinedLoss([Dice, CE], [0.5, 0.5])."""
+    import random
+
+    TaskType, SegLossDict, CombinedLoss, Crop4VolumeFusion, VolumeFusion = _pymic_with_stubs(monkeypatch)
+    params = {"task": TaskType.SEGMENTATION, "volumefusion_cls_num": 5, "volumefusion_foreground_ratio": 0.7,
+              "volumefusion_patchsize_min": [4, 4, 4], "volumefusion_patchsize_max": [16, 16, 16],
+              "crop4volumefusion_output_size": [16, 24, 16], "crop4volumefusion_augentation_mode": 1}
+    g = np.random.default_rng(0)
+    for seed in range(4):
+        fg, bg = g.random((2, 32, 64, 32), dtype=np.float32)
+        random.seed(seed)
+        ref = VolumeFusion(params)({"image": (fg[None], bg[None])})
+        random.seed(seed)
+        x, y = volume_fusion(fg, bg, _PythonRandom(random), 5, 0.7, (4, 4, 4), (16, 16, 16))
+        assert np.array_equal(ref["label"][0], y)
+        assert np.allclose(ref["image"][0], x, atol=1e-6)
+        vol = g.random((20, 40, 30), dtype=np.float32)
+        random.seed(seed)
+        p1, p2 = Crop4VolumeFusion(params)({"image": vol[None].copy()})["image"]
+        random.seed(seed)
+        q1, q2 = crop_for_fusion(vol, (16, 24, 16), _PythonRandom(random), aug_mode=1)
+        assert np.allclose(p1[0], q1, atol=1e-5) and np.allclose(p2[0], q2, atol=1e-5)
+    logits = torch.randn(2, 5, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 5, (2, 8, 8, 8), generator=torch.Generator().manual_seed(1))
+    onehot = torch.nn.functional.one_hot(y, 5).movedim(-1, 1).float()
+    ref = CombinedLoss({"loss_type": ["DiceLoss", "CrossEntropyLoss"], "loss_weight": [0.5, 0.5]}, SegLossDict)
+    assert float(dice_ce_loss(logits, y)["loss"]) == pytest.approx(float(ref({"prediction": logits,
+                                                                                "ground_truth": onehot})), rel=1e-6)
+
+
+def test_task_trains_channels_last_with_the_same_loss_and_restores_the_layout():
+    from fmzoo.medical.methods.volume_fusion import make_task
+    from fmzoo.medical.models.swin import VolumeFusionNet
+
+    torch.manual_seed(0)
+    task = make_task(VolumeFusionNet(feature_size=12, window_size=4))
+    x = torch.rand(1, 1, 32, 64, 32)  # the smallest SwinUNETR input with 2 voxels at its bottleneck
+    y = torch.randint(0, 5, (1, 32, 64, 32))
+    before = task.ssl_loss((x, y))
+    with torch.no_grad():
+        logits = task.model(x)
+    assert float(before["voxel_acc"]) == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    task.on_fit_start()
+    convs = [p for p in task.model.parameters() if p.dim() == 5]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in convs)
+    during = task.ssl_loss((x, y))
+    assert float(during["loss"]) == pytest.approx(float(before["loss"]), rel=1e-5)
+    task.on_fit_end()
+    assert all(p.is_contiguous() for p in task.model.parameters())  # safetensors stores contiguous tensors only

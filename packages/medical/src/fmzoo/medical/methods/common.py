@@ -263,7 +263,7 @@ class MedicalMethod:
     def evaluate(self, model, data) -> dict:
         """The card's metrics (steps, seconds, volumes/s, last losses); the model is cast to the recipe's
         ``save_dtype`` here, just before the core publishes it."""
-        model.to(self.save_dtype())
+        model.to(self.save_dtype(), memory_format=torch.contiguous_format)  # a task may train channels-last
         return dict(self._metrics)
 
     def provenance(self, data) -> dict:

@@ -16,6 +16,17 @@ What MIS-FM / PyMIC (``pymic/transform/crop4vf.py``, read for these details) do,
 Network: MONAI SwinUNETR (``VolumeFusionNet``), not MIS-FM's PCT-Net; the choice keeps one
 architecture across scratch / VoCo / Volume Fusion downstream.
 CPU variant: patch 32x64x32 (paper e.g. 64x128x128), block size 4..16 (paper 8..32).
+
+Checked against PyMIC 0.6.2 (tests/test_volume_fusion.py, benchmarks/medical_pretrain.py ``volf_checks``): fed the
+same random draws, fusion and crop + intensity augmentation give PyMIC's arrays (float rounding), the loss equals
+its CombinedLoss([DiceLoss, CrossEntropyLoss], [0.5, 0.5]). Differences from PyMIC, none in the expected output:
+the three flips are drawn in axis order 0, 1, 2 (PyMIC: -1, -2, -3; same distribution); rescaling is torch trilinear
+with align_corners (PyMIC: scipy zoom order 1, equal to ~1e-6); crops are at least 2 voxels and the contrast
+stretch guards its divisions (PyMIC: division by zero on a flat crop); cross-entropy from log-softmax (PyMIC: log of
+the softmax, which can reach log 0); float32 labels/blends (PyMIC: uint8 mask, float64 blend, then ``.float()``).
+Training differences: the core's AdamW (decoupled weight decay 1e-5) where PyMIC's VolF config has Adam (L2 weight
+decay 1e-5), and the recipe's warm-up + cosine schedule where PyMIC_examples' VolF config steps the lr by 0.5 every
+20k of 80k iterations.
 """
 
 from __future__ import annotations
@@ -120,12 +131,24 @@ def make_task(model, w_dice=0.5, w_ce=0.5, **kwargs):
     from fmzoo.core.training import SSLTask
 
     class VolumeFusionTask(SSLTask):
+        """Speed (same arithmetic up to float summation order, other memory layout): while fitting, the network's 5-D conv weights and the
+        input are channels-last (``channels_last_3d``), which makes oneDNN's 3-D convolutions, forward and
+        backward, about 1.2x faster on CPU; ``on_fit_end`` restores the contiguous layout (safetensors stores
+        contiguous tensors only)."""
+
+        def on_fit_start(self):
+            self.model.to(memory_format=torch.channels_last_3d)
+
+        def on_fit_end(self):
+            self.model.to(memory_format=torch.contiguous_format)
+
         def ssl_loss(self, batch):
             x, y = batch
-            logits = self.model(x)
+            logits = self.model(x.contiguous(memory_format=torch.channels_last_3d) if x.dim() == 5 else x)
             out = dice_ce_loss(logits, y, w_dice, w_ce)
-            with torch.no_grad():
-                out["voxel_acc"] = (logits.argmax(1) == y).float().mean()
+            with torch.no_grad():  # argmax == y, without argmax's slow strided reduction over the class axis
+                ld = logits.detach()
+                out["voxel_acc"] = (ld.gather(1, y[:, None]) >= ld.amax(1, keepdim=True)).float().mean()
             return out
 
     return VolumeFusionTask(model, **kwargs)
