@@ -45,8 +45,11 @@ Python/NumPy/torch needs are applied at run time (stub modules, monkeypatching),
                    seed: fmzoo draws the official dropout masks) against the official. Patches: stub
                    `reformer_pytorch` and `einops` (imported, unused by GPHT). Training: forward(x, None, None, None)
                    + MSE + backward + Adam, as exp_long_term_forecasting_GPHT; inference: its test loop's
-                   autoregression (append the last token_len, keep seq_len). --gpht-bf16 adds a row: the fmzoo side
-                   under torch.autocast("cpu", bfloat16) (the official side stays fp32).
+                   autoregression (append the last token_len, keep seq_len); fmzoo's generate computes only what
+                   the next token needs (GPHT._next_token: the last stage's last layer on one row per series) and
+                   caches nothing across steps (the sliding, re-normalized window changes every token's input).
+                   --gpht-bf16 adds a row: the fmzoo side under torch.autocast("cpu", bfloat16) (the official side
+                   stays fp32).
   TAPE MLM         tape-proteins 0.5 (PyPI) ProteinBertForMaskedLM (--tape-site DIR if installed with --target);
                    patch: stub `lmdb`, `boto3`, `botocore`, `tensorboardX` (datasets / S3 download / logging only).
   wav2vec 2.0      transformers Wav2Vec2ForPreTraining, same config, weights, masks and negatives
@@ -59,9 +62,18 @@ Python/NumPy/torch needs are applied at run time (stub modules, monkeypatching),
                    the same crops/bases/labels of fmzoo's VoCoDataset. Patches to voco-small's configuration (the
                    file hard-codes the paper's): Swin window 7 -> 4, projection 1152->2048->2048 -> 288->512->512;
                    its per-step print is silenced; inputs wrapped as MONAI MetaTensor.
-  Volume Fusion    openmedlab/MIS-FM @ 1506d6591a3083575b59b53b88210a110a0a4a36 trains PCT-Net/FMUNet through PyMIC;
-                   fmzoo uses MONAI SwinUNETR (recipe volumefusion-small), so no same-configuration official exists:
-                   "not available".
+  Volume Fusion    PyMIC 0.6.2 (PyPI, --no-deps; its crop4vf.py is identical to HiLab-git/PyMIC @ 8bcebd62ad4360d7dc5143907f56dd793dd5e304),
+                   where MIS-FM (openmedlab/MIS-FM @ 1506d659) keeps VolF: SelfSupVolumeFusion's training iteration
+                   (SegmentationAgent.training) with the train transforms [Crop4VolumeFusion, VolumeFusion,
+                   LabelToProbability], loss [DiceLoss, CrossEntropyLoss] x [0.5, 0.5] and Adam (lr 1e-3, weight
+                   decay 1e-5) of PyMIC_examples' VolF config, at recipe volumefusion-small's configuration on both
+                   sides: the recipe's MONAI SwinUNETR (feature 12, window 4, 5 classes, same seeded init), crop
+                   32x64x32, blocks 4..16, fg ratio 0.7, rescale 0.7..1.5, aug mode 3, batch 2, on the same 8 MSD
+                   Hippocampus volumes held in memory (its NIfTI reading is not timed on either side). fmzoo: the
+                   VolumeFusionMethod's dataset, task.ssl_loss and configure_optimizers (AdamW + schedule). Checks
+                   printed (benchmarks/medical_pretrain.py volf_checks): fusion and crop+intensity with the same
+                   random draws, zoom vs trilinear, label frequencies, loss on one batch. Patch: stub `SimpleITK`,
+                   `h5py`, `imops`, `skimage` (imported by PyMIC's package __init__s, unused by VolF's path).
   SoftCon          zhu-xlab/softcon @ b687e46cd25750a852e13d5e029e331feb231639 ships only the DINOv2 ViT encoder and a
                    demo notebook (no pretraining loop, no ResNet): "not available".
 """
@@ -222,7 +234,7 @@ def graphmae_mol(a, side, steps):
         loss.backward()
         for o in opts:
             o.step()
-    return _timed(step, steps, warmup=1)
+    return _timed(_cpu_clocked(step, 1), steps, warmup=1)
 
 
 def tjepa(a, side, steps):
@@ -678,9 +690,18 @@ def voco(a, side, steps):
 
 
 def volume_fusion(a, side, steps):
+    sys.path.insert(0, str(HERE))
+    from medical_pretrain import child
+
+    # fmzoo: VolumeFusionMethod's step; official: PyMIC's VolF iteration (see the module docstring)
+    r = _stamped(lambda: child("volf" if side == "fmzoo" else "volf_pymic", max(steps, 1), 8, a.threads), 1)
+    CHECKS["cpu_s_per_step"] = round(r["cpu_s_per_step"], 3)  # this process's CPU time: less load-sensitive
     if side == "official":
-        raise NotAvailable("MIS-FM trains PCT-Net/FMUNet via PyMIC; fmzoo uses SwinUNETR: no same-config official")
-    return _medical("volf", a, steps)
+        from fmzoo.core import load_recipe
+        from medical_pretrain import hippocampus_volumes, volf_checks
+
+        CHECKS.update(volf_checks(load_recipe("volumefusion-small"), hippocampus_volumes(8), n=8 if a.quick else 24))
+    return r["s_per_step"], max(steps, 1) + 1
 
 
 def softcon(a, side, steps):
@@ -706,7 +727,7 @@ ROWS = [
     ("wav2vec2", "wav2vec 2.0 (small)", "s/step (4 x 2 s audio)", wav2vec2, (5, 10)),
     ("tera", "TERA (small)", "s/step (4 x 2 s, 80 mel)", tera, (6, 12)),
     ("voco", "VoCo (voco-small)", "s/step (1 volume)", voco, (2, 5)),
-    ("volume-fusion", "Volume Fusion (small)", "s/step (batch 2, 32x64x32)", volume_fusion, (2, 5)),
+    ("volume-fusion", "Volume Fusion (small)", "s/step (batch 2, 32x64x32)", volume_fusion, (4, 8)),
     ("softcon", "SoftCon (ResNet-small, 96 px)", "s/step (batch 32)", softcon, (6, 15)),
 ]
 NO_FLOPS = {"softcon"}  # Lightning loop: counting would need the whole fit; skipped
@@ -725,6 +746,8 @@ def child(a) -> dict:
         if mode == "flops":
             from torch.utils.flop_counter import FlopCounterMode
 
+            if key.startswith("gpht"):  # registers its oneDNN linear's FLOP formula; the counter copies the registry
+                import fmzoo.timeseries  # noqa: F401  (when it is made, so the import must come first)
             with FlopCounterMode(display=False) as fc:
                 _, units = fn(a, side, 1)
             return {"flops_per_unit": fc.get_total_flops() / units}
