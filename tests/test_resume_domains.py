@@ -18,6 +18,8 @@ from fmzoo.core.registry import load_recipe
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     import lightning as L
+    import torch
+    torch.set_num_threads({threads})  # the test process's count: a sum split over other threads rounds otherwise
     from fmzoo.core.pretrain import run_pretraining
     from fmzoo.core.registry import load_recipe
 
@@ -56,7 +58,8 @@ def _recipe(name, overrides):
 
 
 def _run(name, overrides, run_dir, kill_at=-1, resume=False):
-    code = SCRIPT.format(name=name, overrides=overrides, kill_at=kill_at, resume=resume, run_dir=str(run_dir))
+    code = SCRIPT.format(name=name, overrides=overrides, kill_at=kill_at, resume=resume, run_dir=str(run_dir),
+                         threads=torch.get_num_threads())
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
