@@ -6,8 +6,11 @@ take tensors, and the readers can return ``Data`` objects.
 * ``MolGIN(data)`` -> atom representations (as the official ``GNN(data)``); ``MolGIN.embed(batch)`` -> one
   mean-pooled embedding per graph ``[batch.num_graphs, emb_dim]`` (a single ``Data``: ``[1, emb_dim]``).
 * ``GraphMAEGIN(data)`` -> node representations; ``GraphMAEGIN.embed(batch)`` -> one sum-pooled embedding per graph.
-* Readers: ``load_cora(as_data=True)`` / ``NodeGraph.to_pyg()``, ``load_mutag(as_data=True)`` (a list of ``Data``),
-  ``MolDataset.to_pyg()``, ``smiles_to_data(smiles)``, ``graphs_to_batch(graphs)``.
+* Readers: every reader takes ``as_data=True`` and then returns PyG objects: ``load_cora`` / ``load_planetoid`` (one
+  ``Data``), ``load_mutag`` / ``load_tu`` and ``load_moleculenet`` (a list of ``Data``); without it they return the
+  package's own types (``NodeGraph``, graph dicts, ``MolDataset``), which ``NodeGraph.to_pyg()``,
+  ``MolDataset.to_pyg()`` and ``graphs_to_batch(graphs)`` convert; ``smiles_to_data(smiles, features="hu" | "ogb")``
+  gives one molecule (``"ogb"``: the ids of ``torch_geometric.utils.from_smiles``).
 
 The models never import torch_geometric: anything with tensor attributes ``x`` and ``edge_index`` (and ``edge_attr``
 for molecules, ``batch`` / ``num_graphs`` for several graphs) is accepted.

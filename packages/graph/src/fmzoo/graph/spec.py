@@ -3,7 +3,10 @@ dict a checkpoint carries), and the checks of the tensors fed to a model, each a
 expected and what was given.
 
 * :class:`NodeGraphInput`: a graph with ``num_features`` float features per node (``GraphMAE``'s GAT, ``GraphMAEGIN``).
-* :class:`MoleculeInput`: molecules featurised as Hu et al. 2020 (``MolGIN``): integer atom and bond ids.
+* :class:`MoleculeInput`: molecules featurised as Hu et al. 2020 (``MolGIN``): integer atom and bond ids; the spec's
+  ``features`` names the featurisation ("hu"; a checkpoint without the key was saved before it existed and means "hu").
+  A batch featurised otherwise (``features="ogb"``, ``torch_geometric.utils.from_smiles``: 9 atom / 3 bond ids) is
+  refused with an ``InputSpecError`` naming the featurisation the model expects.
 """
 from __future__ import annotations
 
@@ -13,10 +16,19 @@ import torch
 from fmzoo.core import CheckpointError, InputSpecError
 from fmzoo.core.spec import InputSpec
 
-from .data.molecules import NUM_ATOM_TYPE, NUM_BOND_DIR, NUM_BOND_TYPE, NUM_CHIRALITY
+from .data.molecules import (
+    NUM_ATOM_TYPE,
+    NUM_BOND_DIR,
+    NUM_BOND_TYPE,
+    NUM_CHIRALITY,
+    NUM_OGB_ATOM_FEATURES,
+    NUM_OGB_BOND_FEATURES,
+)
 
 #: the featuriser whose atom / bond ids MolGIN's embedding tables index (the only one this package has)
 MOLECULE_FEATURIZER = "fmzoo.graph.data.molecules.smiles_to_graph (Hu et al. 2020)"
+#: the ``features=`` value of that featuriser (``input_spec["features"]``; absent in older checkpoints = this)
+MOLECULE_FEATURES = "hu"
 
 
 class NodeGraphInput(InputSpec):
@@ -37,14 +49,21 @@ class NodeGraphInput(InputSpec):
 
 class MoleculeInput(InputSpec):
     """Molecules as Hu et al. 2020 featurise them: atom ids [type, chirality], bond ids [type, direction]; the ids
-    index ``MolGIN``'s embedding tables, so a checkpoint can only name the featuriser that makes them."""
+    index ``MolGIN``'s embedding tables, so a checkpoint can only name the featuriser that makes them. ``features``:
+    the ``features=`` value of that featuriser, "hu" (absent in checkpoints saved before the key existed: "hu")."""
 
     modality = "molecule"
     required = {"atom_features": str, "bond_features": str, "featurizer": str}
-    optional = {"release": str}  # what an imported official file was pretrained with (graph/weights.py)
+    optional = {"release": str,  # what an imported official file was pretrained with (graph/weights.py)
+                "features": str}
 
     @classmethod
     def check(cls, spec, where):
+        if spec.get("features", MOLECULE_FEATURES) != MOLECULE_FEATURES:
+            raise InputSpecError(f"{where}['features']: expected {MOLECULE_FEATURES!r} (Hu et al. 2020 ids, the only "
+                                 "featurisation MolGIN's embedding tables index; 'ogb' features, as "
+                                 f"torch_geometric.utils.from_smiles gives them, fit no fmzoo model), got "
+                                 f"{spec['features']!r}")
         if spec["featurizer"] != MOLECULE_FEATURIZER:
             raise InputSpecError(f"{where}['featurizer']: expected {MOLECULE_FEATURIZER!r} (the featuriser whose "
                                  f"atom and bond ids MolGIN's embeddings index), got {spec['featurizer']!r}")
@@ -121,25 +140,43 @@ def validate_graph(x: torch.Tensor, edge_index: torch.Tensor, in_dim: int | None
     _warn_duplicates(edge_index, what)
 
 
-def validate_mol_batch(x, edge_index, edge_attr):
-    """Raise InputSpecError for a molecule batch ``MolGIN`` cannot take (Hu et al. 2020 atom / bond features)."""
+def molecule_features(spec) -> str:
+    """The featurisation a molecule model's ``input_spec`` names ("hu" where the key is absent: older checkpoints)."""
+    return (spec or {}).get("features", MOLECULE_FEATURES)
+
+
+def _looks_ogb(x, edge_attr) -> bool:
+    """Atom ids [n, 9] (and bond ids [e, 3] where given): ``features="ogb"`` / ``torch_geometric.utils.from_smiles``."""
+    return torch.is_tensor(x) and x.dim() == 2 and x.shape[1] == NUM_OGB_ATOM_FEATURES \
+        and (not torch.is_tensor(edge_attr) or edge_attr.dim() != 2 or edge_attr.shape[1] == NUM_OGB_BOND_FEATURES)
+
+
+def validate_mol_batch(x, edge_index, edge_attr, who: str = "MolGIN"):
+    """Raise InputSpecError for a molecule batch ``MolGIN`` cannot take (Hu et al. 2020 atom / bond features). A batch
+    of the other featurisation (``features="ogb"``, ``torch_geometric.utils.from_smiles``) is named as such."""
+    expects = (f"{who} takes Hu et al. 2020 features (input_spec features={MOLECULE_FEATURES!r}: smiles_to_data, "
+               "featurize, load_moleculenet with their default features='hu', or SMILES given to embed())")
+    if _looks_ogb(x, edge_attr):
+        raise InputSpecError(f"{expects}; got the 'ogb' featurisation (atom ids [num_atoms, {NUM_OGB_ATOM_FEATURES}], bond "
+                             f"ids [num_edges, {NUM_OGB_BOND_FEATURES}]: features='ogb' or torch_geometric.utils.from_smiles), "
+                             "whose ids the model's embedding tables do not index")
     if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != 2 or x.dtype not in (torch.int64, torch.int32):
         raise InputSpecError(f"molecule atoms: expected an integer tensor [num_atoms, 2] (atom type, chirality), got "
-                             f"{_describe(x)}")
+                             f"{_describe(x)}; {expects}")
     if x.shape[0] == 0:
         raise InputSpecError("molecule batch: expected at least one atom, got none")
     if int(x[:, 0].min()) < 0 or int(x[:, 0].max()) >= NUM_ATOM_TYPE or int(x[:, 1].min()) < 0 \
             or int(x[:, 1].max()) >= NUM_CHIRALITY:
         raise InputSpecError(f"atom features out of range: expected atom type in [0, {NUM_ATOM_TYPE}) and chirality "
                              f"in [0, {NUM_CHIRALITY}), got types {int(x[:, 0].min())}..{int(x[:, 0].max())} and "
-                             f"chirality {int(x[:, 1].min())}..{int(x[:, 1].max())}")
+                             f"chirality {int(x[:, 1].min())}..{int(x[:, 1].max())}; {expects}")
     _check_edges(edge_index, x.shape[0], "molecule batch", unit="atom")
     if not torch.is_tensor(edge_attr) or edge_attr.shape != (edge_index.shape[1], 2) \
             or edge_attr.dtype not in (torch.int64, torch.int32):
         raise InputSpecError(f"molecule bonds: expected edge_attr as an integer tensor [num_edges={edge_index.shape[1]}, "
-                             f"2] (bond type, direction), got {_describe(edge_attr)}")
+                             f"2] (bond type, direction), got {_describe(edge_attr)}; {expects}")
     if edge_attr.numel() and (int(edge_attr[:, 0].max()) >= NUM_BOND_TYPE or int(edge_attr[:, 1].max()) >= NUM_BOND_DIR
                               or int(edge_attr.min()) < 0):
         raise InputSpecError(f"bond features out of range: expected bond type in [0, {NUM_BOND_TYPE}) and direction "
                              f"in [0, {NUM_BOND_DIR}), got types {int(edge_attr[:, 0].min())}..{int(edge_attr[:, 0].max())}"
-                             f" and directions {int(edge_attr[:, 1].min())}..{int(edge_attr[:, 1].max())}")
+                             f" and directions {int(edge_attr[:, 1].min())}..{int(edge_attr[:, 1].max())}; {expects}")

@@ -1,10 +1,23 @@
-"""Molecules as graphs with RDKit, in the form of the molecular transfer setting (Hu et al., ICLR 2020),
-which GraphMAE's chem experiments use unchanged.
+"""Molecules as graphs with RDKit. Two featurisations, chosen with ``features=`` wherever SMILES are featurised
+(``smiles_to_graph``, ``smiles_to_data``, ``featurize``, ``load_moleculenet``):
 
+``features="hu"`` (the default): the molecular transfer setting of Hu et al. (ICLR 2020), which GraphMAE's chem
+experiments use unchanged and the only one ``MolGIN`` (its shipped and official checkpoints) takes.
 Atom features: [atom type index (atomic number - 1, 0..117; 119 = [MASK] during pretraining), chirality tag
 (0 unspecified, 1 CW, 2 CCW; any other tag -> 0)]. Bond features: [bond type (0 single, 1 double, 2 triple,
 3 aromatic; 4 = self loop, 5 = masked), bond direction (0 none, 1 end-up-right, 2 end-down-right; others -> 0)].
-Every bond becomes two directed edges.
+Every bond becomes two directed edges, in RDKit's bond order.
+
+``features="ogb"``: the 9 atom / 3 bond features of the OGB molecule datasets with torch_geometric's vocabularies,
+the ids of ``torch_geometric.utils.from_smiles`` (its ``x_map`` / ``e_map``): atom [atomic number (0..118),
+chirality tag (9 RDKit tags), total degree (0..10), formal charge (-5..6 -> 0..11), total H count (0..8), radical
+electrons (0..4), hybridisation (UNSPECIFIED, S, SP, SP2, SP3, SP3D, SP3D2, OTHER), aromatic, in a ring], bond
+[bond type (RDKit's 22 types, SINGLE = 1, AROMATIC = 12), stereo (NONE, ANY, Z, E, CIS, TRANS), conjugated]; two
+directed edges per bond, sorted by (source, target) as ``from_smiles`` sorts them. These are PyG's ids, not those of
+``ogb.utils.smiles2graph`` (same properties, other tables: atomic number - 1, a "misc" id for values outside the
+table, stereo in another order, bonds unsorted). Where ``from_smiles`` raises (a value outside its tables, e.g. RDKit's
+SP2D hybridisation or an atropisomer bond) this raises ``InputSpecError`` naming the atom or bond; where it returns an
+empty graph (a SMILES RDKit cannot parse) this raises too.
 
 Readers of the MoleculeNet CSVs (chemprop copies under ``graphs/moleculenet``): SMILES in column 0, one column
 per task, empty = missing label. ``featurize(..., strict=True)`` raises ``InputSpecError`` naming the row of
@@ -30,6 +43,33 @@ NUM_BOND_TYPE = 6  # 4 bond types + self loop (4) + masked (5)
 NUM_BOND_DIR = 3
 SELF_LOOP_BOND = 4
 
+#: the featurisations of ``features=``: "hu" (Hu et al. 2020, what MolGIN takes) and "ogb" (PyG's ``from_smiles``)
+FEATURES = ("hu", "ogb")
+
+# features="ogb": one vocabulary per feature, in torch_geometric.utils.smiles' x_map / e_map order (the id is the
+# position of the RDKit value; tests/test_molecule_features.py checks these against the installed torch_geometric)
+OGB_ATOM_VOCAB = {
+    "atomic_num": tuple(range(0, 119)),
+    "chirality": ("CHI_UNSPECIFIED", "CHI_TETRAHEDRAL_CW", "CHI_TETRAHEDRAL_CCW", "CHI_OTHER", "CHI_TETRAHEDRAL",
+                  "CHI_ALLENE", "CHI_SQUAREPLANAR", "CHI_TRIGONALBIPYRAMIDAL", "CHI_OCTAHEDRAL"),
+    "degree": tuple(range(0, 11)),
+    "formal_charge": tuple(range(-5, 7)),
+    "num_hs": tuple(range(0, 9)),
+    "num_radical_electrons": tuple(range(0, 5)),
+    "hybridization": ("UNSPECIFIED", "S", "SP", "SP2", "SP3", "SP3D", "SP3D2", "OTHER"),
+    "is_aromatic": (False, True),
+    "is_in_ring": (False, True),
+}
+OGB_BOND_VOCAB = {
+    "bond_type": ("UNSPECIFIED", "SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE", "QUINTUPLE", "HEXTUPLE", "ONEANDAHALF",
+                  "TWOANDAHALF", "THREEANDAHALF", "FOURANDAHALF", "FIVEANDAHALF", "AROMATIC", "IONIC", "HYDROGEN",
+                  "THREECENTER", "DATIVEONE", "DATIVE", "DATIVEL", "DATIVER", "OTHER", "ZERO"),
+    "stereo": ("STEREONONE", "STEREOANY", "STEREOZ", "STEREOE", "STEREOCIS", "STEREOTRANS"),
+    "is_conjugated": (False, True),
+}
+NUM_OGB_ATOM_FEATURES, NUM_OGB_BOND_FEATURES = len(OGB_ATOM_VOCAB), len(OGB_BOND_VOCAB)  # 9, 3
+_OGB_IDS = {k: {v: i for i, v in enumerate(vocab)} for k, vocab in (*OGB_ATOM_VOCAB.items(), *OGB_BOND_VOCAB.items())}
+
 MOLECULENET = {  # name -> (file, task columns or None for all, kind)
     "bbbp": ("BBBP.csv", None, "classification"),
     "bace": ("bace.csv", None, "classification"),
@@ -51,7 +91,65 @@ def _rdkit():
     return Chem
 
 
-def mol_to_graph(mol) -> dict:
+def check_features(features) -> str:
+    """``features`` if it names a featurisation of this module, else an InputSpecError naming the choices."""
+    if features not in FEATURES:
+        raise InputSpecError(f"features={features!r}: expected one of {' | '.join(map(repr, FEATURES))} ('hu': Hu et "
+                             "al. 2020, what MolGIN takes; 'ogb': torch_geometric.utils.from_smiles' 9 atom / 3 bond "
+                             "features)")
+    return features
+
+
+def _ogb_id(feature: str, value, what: str) -> int:
+    try:
+        return _OGB_IDS[feature][value]
+    except KeyError:
+        vocab = OGB_ATOM_VOCAB.get(feature) or OGB_BOND_VOCAB[feature]
+        shown = f"{vocab[0]}..{vocab[-1]}" if isinstance(vocab[0], int) and not isinstance(vocab[0], bool) \
+            else ", ".join(map(str, vocab))
+        raise ValueError(f"{what} has {feature} {value!r}, outside the 'ogb' (torch_geometric from_smiles) table "
+                         f"[{shown}]") from None
+
+
+def mol_to_graph_ogb(mol) -> dict:
+    """An RDKit molecule -> {"x": [n, 9], "edge_index": [2, 2b], "edge_attr": [2b, 3]}, the ids of
+    ``torch_geometric.utils.from_rdmol`` (module docstring); ValueError naming an atom / bond outside its tables."""
+    atoms = []
+    for a in mol.GetAtoms():
+        what = f"atom {a.GetIdx()} ({a.GetSymbol()})"
+        atoms.append((
+            _ogb_id("atomic_num", a.GetAtomicNum(), what),
+            _ogb_id("chirality", a.GetChiralTag().name, what),
+            _ogb_id("degree", a.GetTotalDegree(), what),
+            _ogb_id("formal_charge", a.GetFormalCharge(), what),
+            _ogb_id("num_hs", a.GetTotalNumHs(), what),
+            _ogb_id("num_radical_electrons", a.GetNumRadicalElectrons(), what),
+            _ogb_id("hybridization", a.GetHybridization().name, what),
+            int(a.GetIsAromatic()),
+            int(a.IsInRing()),
+        ))
+    if not atoms:
+        raise ValueError("molecule has no atoms")
+    n = len(atoms)
+    edges = {}  # source * n + target -> ((source, target), features): from_smiles sorts the edges by this key
+    for b in mol.GetBonds():
+        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+        what = f"bond {b.GetIdx()} ({i}-{j})"
+        f = (_ogb_id("bond_type", b.GetBondType().name, what), _ogb_id("stereo", b.GetStereo().name, what),
+             int(b.GetIsConjugated()))
+        edges[i * n + j] = ((i, j), f)
+        edges[j * n + i] = ((j, i), f)
+    ordered = [edges[k] for k in sorted(edges)]
+    x = torch.tensor(atoms, dtype=torch.long)
+    ei = torch.tensor([e for e, _ in ordered], dtype=torch.long).t().reshape(2, -1)
+    ea = torch.tensor([f for _, f in ordered], dtype=torch.long).reshape(-1, NUM_OGB_BOND_FEATURES)
+    return {"x": x, "edge_index": ei, "edge_attr": ea}
+
+
+def mol_to_graph(mol, features: str = "hu") -> dict:
+    """An RDKit molecule -> graph dict in the featurisation ``features`` ("hu" or "ogb", module docstring)."""
+    if check_features(features) == "ogb":
+        return mol_to_graph_ogb(mol)
     Chem = _rdkit()
     chir = {Chem.rdchem.ChiralType.CHI_UNSPECIFIED: 0, Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CW: 1,
             Chem.rdchem.ChiralType.CHI_TETRAHEDRAL_CCW: 2}
@@ -81,8 +179,10 @@ def mol_to_graph(mol) -> dict:
     return {"x": x, "edge_index": ei, "edge_attr": ea}
 
 
-def smiles_to_graph(smiles: str, row: int | None = None) -> dict:
-    """One SMILES -> {"x": [n, 2], "edge_index": [2, 2b], "edge_attr": [2b, 2]} (long tensors)."""
+def smiles_to_graph(smiles: str, row: int | None = None, features: str = "hu") -> dict:
+    """One SMILES -> {"x": [n, 2], "edge_index": [2, 2b], "edge_attr": [2b, 2]} (long tensors; ``features="ogb"``:
+    x [n, 9], edge_attr [2b, 3], the ids of ``torch_geometric.utils.from_smiles``)."""
+    check_features(features)
     where = f"row {row}: " if row is not None else ""
     if not isinstance(smiles, str) or not smiles.strip():
         raise InputSpecError(f"{where}empty or non-string SMILES {smiles!r}")
@@ -91,21 +191,26 @@ def smiles_to_graph(smiles: str, row: int | None = None) -> dict:
     if mol is None:
         raise InputSpecError(f"{where}invalid SMILES {smiles!r} (RDKit cannot parse it)")
     try:
-        return mol_to_graph(mol)
+        return mol_to_graph(mol, features)
     except ValueError as e:
         raise InputSpecError(f"{where}SMILES {smiles!r}: {e}") from None
 
 
-def smiles_to_data(smiles: str):
-    """One SMILES -> ``torch_geometric.data.Data`` (x, edge_index, edge_attr), the official
-    ``mol_to_graph_data_obj_simple`` layout."""
+def smiles_to_data(smiles: str, features: str = "hu"):
+    """One SMILES -> ``torch_geometric.data.Data`` (x, edge_index, edge_attr, smiles): the official
+    ``mol_to_graph_data_obj_simple`` layout, or with ``features="ogb"`` what ``torch_geometric.utils.from_smiles``
+    gives."""
     from ..pyg import to_data
 
-    return to_data(smiles_to_graph(smiles))
+    data = to_data(smiles_to_graph(smiles, features=features))
+    data.smiles = smiles
+    return data
 
 
-def featurize(smiles, strict: bool = True, with_scaffold: bool = False):
-    """Graphs of a list of SMILES; returns (graphs, kept row indices[, scaffolds]). strict: a bad row raises."""
+def featurize(smiles, strict: bool = True, with_scaffold: bool = False, features: str = "hu"):
+    """Graphs of a list of SMILES (``features``: "hu" or "ogb", module docstring); returns (graphs, kept row
+    indices[, scaffolds]). strict: a bad row raises."""
+    check_features(features)
     Chem = _rdkit()
     graphs, kept, scaffolds = [], [], []
     for i, s in enumerate(smiles):
@@ -116,7 +221,7 @@ def featurize(smiles, strict: bool = True, with_scaffold: bool = False):
             if mol is None:
                 raise InputSpecError(f"row {i}: invalid SMILES {s!r} (RDKit cannot parse it)")
             try:
-                graphs.append(mol_to_graph(mol))
+                graphs.append(mol_to_graph(mol, features))
             except ValueError as e:
                 raise InputSpecError(f"row {i}: SMILES {s!r}: {e}") from None
             kept.append(i)
@@ -140,6 +245,7 @@ class MolDataset:
     kind: str
     dropped_rows: list[int] = field(default_factory=list)
     scaffolds: list[str] = field(default_factory=list)
+    features: str = "hu"  # the featurisation of ``graphs`` ("hu" or "ogb", module docstring)
 
     def __len__(self):
         return len(self.graphs)
@@ -180,7 +286,11 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise InputSpecError(f"cannot read {path}: {type(e).__name__}: {e}") from None
 
 
-def load_moleculenet(name: str, root: Path | None = None, max_rows: int | None = None) -> MolDataset:
+def load_moleculenet(name: str, root: Path | None = None, max_rows: int | None = None, features: str = "hu",
+                     as_data: bool = False):
+    """A MoleculeNet set (``MOLECULENET``) featurised as ``features`` ("hu" or "ogb"): a ``MolDataset``, or with
+    ``as_data=True`` its ``to_pyg()`` list of ``torch_geometric.data.Data``. Rows RDKit cannot parse are dropped."""
+    check_features(features)
     key = name.lower()
     if key not in MOLECULENET:
         raise InputSpecError(f"unknown MoleculeNet set {name!r}; expected one of {sorted(MOLECULENET)}")
@@ -190,10 +300,11 @@ def load_moleculenet(name: str, root: Path | None = None, max_rows: int | None =
         df = df.iloc[:max_rows]
     tasks = cols or list(df.columns[1:])
     smiles = df.iloc[:, 0].astype(str).tolist()
-    graphs, kept, scaffolds = featurize(smiles, strict=False, with_scaffold=True)
+    graphs, kept, scaffolds = featurize(smiles, strict=False, with_scaffold=True, features=features)
     y = torch.tensor(df[tasks].to_numpy(dtype=np.float64), dtype=torch.float32)[kept]
     dropped = sorted(set(range(len(smiles))) - set(kept))
-    return MolDataset(key, [smiles[i] for i in kept], graphs, y, tasks, kind, dropped, scaffolds)
+    ds = MolDataset(key, [smiles[i] for i in kept], graphs, y, tasks, kind, dropped, scaffolds, features)
+    return ds.to_pyg() if as_data else ds
 
 
 # ------------------------------------------------------------------ batching

@@ -114,7 +114,10 @@ def planetoid_root(root: Path | None = None, name: str = "Cora") -> Path:
     raise InputSpecError(f"Planetoid {name} raw files (ind.{name.lower()}.*) not found under {root}")
 
 
-def load_planetoid(name: str = "Cora", root: Path | None = None, normalize_features: bool = True) -> NodeGraph:
+def load_planetoid(name: str = "Cora", root: Path | None = None, normalize_features: bool = True,
+                   as_data: bool = False):
+    """A Planetoid set, public split: a ``NodeGraph``, or with ``as_data=True`` a ``torch_geometric.data.Data``
+    (the tensors of PyG's ``Planetoid(root, name, split="public", transform=NormalizeFeatures())[0]``)."""
     raw = planetoid_root(root, name)
     n = name.lower()
     objs = {}
@@ -166,14 +169,14 @@ def load_planetoid(name: str = "Cora", root: Path | None = None, normalize_featu
     val[y.shape[0] : y.shape[0] + 500] = True
     test = torch.zeros(num_nodes, dtype=torch.bool)
     test[torch.from_numpy(test_index)] = True
-    return NodeGraph(xt.contiguous(), ei, yt, train, val, test, name=name)
+    g = NodeGraph(xt.contiguous(), ei, yt, train, val, test, name=name)
+    return g.to_pyg() if as_data else g
 
 
 def load_cora(root: Path | None = None, as_data: bool = False):
     """Cora, public Planetoid split, row-normalised features (2708 nodes, 1433 features, 7 classes): a ``NodeGraph``,
     or with ``as_data=True`` a ``torch_geometric.data.Data``."""
-    g = load_planetoid("Cora", root)
-    return g.to_pyg() if as_data else g
+    return load_planetoid("Cora", root, as_data=as_data)
 
 
 def graph_with_self_loops(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:

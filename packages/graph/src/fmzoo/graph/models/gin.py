@@ -40,7 +40,13 @@ from ..data.molecules import (
     SELF_LOOP_BOND,
 )
 from ..pyg import data_tensors, graph_batch, is_graph_data
-from ..spec import MOLECULE_FEATURIZER, MoleculeInput, validate_mol_batch
+from ..spec import (
+    MOLECULE_FEATURES,
+    MOLECULE_FEATURIZER,
+    MoleculeInput,
+    molecule_features,
+    validate_mol_batch,
+)
 
 NUM_BOND_CODE = NUM_BOND_TYPE * NUM_BOND_DIR  # bond code = type * NUM_BOND_DIR + direction
 SELF_LOOP_CODE = SELF_LOOP_BOND * NUM_BOND_DIR  # self loop: bond type 4, direction 0
@@ -159,7 +165,7 @@ class MolGIN(nn.Module, HubMixin):
         self.batch_norms = nn.ModuleList([nn.BatchNorm1d(emb_dim) for _ in range(num_layer)])
         self.input_spec = {"atom_features": "[atom type = atomic number - 1 (0..117; 119 = mask), chirality 0..2]",
                            "bond_features": "[bond type 0..3 (single, double, triple, aromatic), direction 0..2]",
-                           "featurizer": MOLECULE_FEATURIZER}
+                           "featurizer": MOLECULE_FEATURIZER, "features": MOLECULE_FEATURES}
 
     def forward(self, x, edge_index=None, edge_attr=None):
         """Atom representations [num_atoms, emb_dim]: ``model(x, edge_index, edge_attr)`` or ``model(data)`` of a
@@ -169,7 +175,7 @@ class MolGIN(nn.Module, HubMixin):
         if edge_index is None or edge_attr is None:
             raise InputSpecError("MolGIN takes (x, edge_index, edge_attr) or a torch_geometric Data / Batch with "
                                  "x, edge_index and edge_attr (Hu et al. 2020 bond features)")
-        validate_mol_batch(x, edge_index, edge_attr)
+        validate_mol_batch(x, edge_index, edge_attr, "MolGIN")
         return self._stack(x, lambda i, h: self.gnns[i](h, edge_index, edge_attr))
 
     def encode(self, x, g: MolGraphIndex):
@@ -225,7 +231,7 @@ class MolGIN(nn.Module, HubMixin):
         if isinstance(data, (list, tuple)) and all(isinstance(s, str) for s in data):
             from ..data.molecules import collate, featurize
 
-            graphs, _ = featurize(list(data), strict=True)
+            graphs, _ = featurize(list(data), strict=True, features=molecule_features(self.input_spec))
             b = collate(graphs)
             return self.pool(self(b["x"], b["edge_index"], b["edge_attr"]), b["batch"], b["num_graphs"], how)
         if not is_graph_data(data):
@@ -238,7 +244,7 @@ class MolGIN(nn.Module, HubMixin):
         """Mean-pooled graph embeddings [n, emb_dim] of SMILES (invalid SMILES -> InputSpecError with its row)."""
         from ..data.molecules import collate, featurize
 
-        graphs, _ = featurize(smiles, strict=True)
+        graphs, _ = featurize(smiles, strict=True, features=molecule_features(self.input_spec))
         b = collate(graphs)
         with torch.no_grad():
             return self.pool(self(b["x"], b["edge_index"], b["edge_attr"]), b["batch"], b["num_graphs"])
