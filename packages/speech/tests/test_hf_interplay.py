@@ -1,6 +1,6 @@
-"""wav2vec 2.0 checkpoints as transformers folders: preprocessor_config.json (Wav2Vec2FeatureExtractor) and card
-metadata on the shipped folder and on every newly saved one, and transformers' own feature extractor, AutoModel and
-feature-extraction pipeline giving our hidden states on a real FSDD clip."""
+"""wav2vec 2.0 checkpoints as transformers folders: preprocessor_config.json (Wav2Vec2FeatureExtractor),
+tokenizer_config.json and card metadata on the shipped folder and on every newly saved one, and transformers' own
+feature extractor, AutoModel and plain feature-extraction pipeline giving our hidden states on a real FSDD clip."""
 
 import json
 import warnings
@@ -40,23 +40,33 @@ def test_shipped_folder_has_the_feature_extractor_and_card_metadata():
     assert (fe.sampling_rate, fe.do_normalize, fe.feature_size, fe.return_attention_mask) == (16000, True, 1, False)
     cfg = transformers.AutoConfig.from_pretrained(SHIPPED)  # config.json already carries Wav2Vec2Config's keys
     assert cfg.model_type == "wav2vec2" and cfg.hidden_size == ours.hidden_size
+    # the "tokenizer" of a model that reads no text is its waveform feature extractor (what pipeline() calls)
+    shipped_tok = json.loads((SHIPPED / "tokenizer_config.json").read_text())
+    assert shipped_tok == ours.tokenizer_files()["tokenizer_config.json"]
+    assert not (SHIPPED / "vocab.json").exists()
+    assert type(transformers.AutoTokenizer.from_pretrained(SHIPPED)).__name__ == "Wav2Vec2FeatureExtractor"
 
 
-def test_transformers_pipeline_gives_our_hidden_states_on_a_real_clip():
-    """transformers' feature-extraction pipeline (AutoModel -> Wav2Vec2Model, AutoFeatureExtractor's normalisation)
-    on a real FSDD clip equals fmzoo's prepare + encode. The pipeline is text-typed: it calls its *tokenizer* on the
-    input, and no wav2vec 2.0 folder (facebook's included) has one, so the feature extractor is passed in that role."""
+@pytest.mark.parametrize("folder", ["shipped", "saved"])
+def test_plain_transformers_pipeline_gives_our_hidden_states_on_a_real_clip(folder, tmp_path, monkeypatch):
+    """``pipeline("feature-extraction", model=DIR)``, nothing else passed, offline (AutoModel -> Wav2Vec2Model;
+    AutoTokenizer -> the folder's Wav2Vec2FeatureExtractor, which normalises the raw waveform) on a real FSDD clip
+    equals fmzoo's prepare + encode, for the shipped folder and for a checkpoint saved now."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ours = from_pretrained("fmzoo/wav2vec2-small")
+    directory = SHIPPED
+    if folder == "saved":
+        directory = ours.save_pretrained(tmp_path / "saved", card={"title": "re-saved"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResampleWarning)
         wav = load_audio(fsdd_dir() / "2_yweweler_0.wav", ours.input_spec)  # a test-split clip, 8 -> 16 kHz
     hs, _ = ours.encode(ours.prepare(wav, 16000)[None])
-    fe = transformers.AutoFeatureExtractor.from_pretrained(SHIPPED)
-    pipe = transformers.pipeline("feature-extraction", model=str(SHIPPED), tokenizer=fe, device="cpu")
+    pipe = transformers.pipeline("feature-extraction", model=str(directory), device="cpu")
     assert type(pipe.model).__name__ == "Wav2Vec2Model"
+    assert type(pipe.tokenizer).__name__ == "Wav2Vec2FeatureExtractor"
     out = pipe(wav.numpy(), return_tensors=True)  # the unnormalised waveform: the extractor normalises it
     out = torch.as_tensor(out).reshape(hs[-1].shape)
-    assert float((out - hs[-1]).abs().max()) < 1e-5
+    assert float((out - hs[-1]).abs().max()) <= 1e-5
     assert float(hs[-1].abs().max()) > 0.1  # not a trivial match of zeros
 
 
@@ -75,5 +85,9 @@ def test_new_checkpoints_get_the_feature_extractor(tmp_path):
     layer.save_hf(tmp_path / "l")
     fe = transformers.AutoFeatureExtractor.from_pretrained(tmp_path / "l")
     assert (fe.sampling_rate, fe.do_normalize, fe.return_attention_mask) == (16000, True, True)
+    assert json.loads((tmp_path / "l" / "tokenizer_config.json").read_text()) == {
+        "tokenizer_class": "Wav2Vec2FeatureExtractor"}
+    assert json.loads((tmp_path / "g" / "tokenizer_config.json").read_text()) == {
+        "tokenizer_class": "Wav2Vec2FeatureExtractor"}
     layer.save_pretrained(tmp_path / "c", card={"library_name": "fmzoo"})  # an explicit card value wins
     assert _card_meta(tmp_path / "c")["library_name"] == "fmzoo"

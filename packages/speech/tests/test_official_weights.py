@@ -166,6 +166,110 @@ def test_ctc_release_by_id_from_an_offline_hf_cache_drops_its_head(tmp_path, tmp
     assert "base_model: facebook/wav2vec2-base-960h" in card and "license: apache-2.0" in card
 
 
+# the character vocabulary of wav2vec 2.0's English CTC releases (facebook/wav2vec2-base-960h's vocab.json: CTC blank
+# <pad>, then <s> </s> <unk>, the word delimiter |, letters by frequency and the apostrophe) and its tokenizer_config
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+CTC_TOKENIZER_CONFIG = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                        "do_lower_case": False, "return_attention_mask": False, "do_normalize": True}
+
+
+def _ctc_release(folder, hf, vocab=True):
+    _write_hf(folder, hf, "safetensors")
+    if vocab:
+        (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(CTC_VOCAB)}))
+        (folder / "tokenizer_config.json").write_text(json.dumps(CTC_TOKENIZER_CONFIG))
+    return folder
+
+
+def _ctc_reference(hf, x):
+    with torch.no_grad():
+        return hf(x).logits
+
+
+def test_ctc_release_with_its_head_kept_matches_wav2vec2forctc(tmp_path, tmp_hub):
+    """The CTC head kept (the default for a folder that has one): transformers' Wav2Vec2ForCTC at BASE size with
+    random weights and the release's vocab.json -> fmzoo.core.from_pretrained(PATH) -> logits within 1e-5, and greedy
+    decoding gives the strings of transformers' Wav2Vec2Processor.batch_decode; the converted checkpoint is itself a
+    CTC folder for transformers (Wav2Vec2ForCTC, Wav2Vec2Processor)."""
+    from transformers import Wav2Vec2Processor
+
+    t0 = time.time()
+    hf = _hf_model(Wav2Vec2ForCTC, seed=3, vocab_size=len(CTC_VOCAB))
+    assert hf.config.num_hidden_layers == 12 and hf.config.hidden_size == 768
+    folder = _ctc_release(tmp_path / "w960", hf)
+    with pytest.warns(UserWarning, match="no pretraining head"):
+        model = from_pretrained(folder)
+    assert model.has_ctc_head and model.ctc_vocab == CTC_VOCAB
+    x = _audio(seed=3)
+    ref = _ctc_reference(hf, x)
+    with torch.no_grad():
+        ours = model.ctc_logits(x)
+    diff = (ours - ref).abs().max().item()
+    print(f"\n[Wav2Vec2ForCTC, BASE 12x768, lm_head kept] max |logit diff| {diff:.2e} ({time.time() - t0:.1f} s)")
+    assert diff <= 1e-5 and ref.abs().max().item() > 0.1
+    processor = Wav2Vec2Processor.from_pretrained(folder)
+    assert model.ctc_decode(ours) == processor.batch_decode(ref.argmax(-1))
+    # every decoding rule on one id sequence: repeats merged, blanks dropped, | a space, specials kept, stripped
+    ids = torch.tensor([[4, 0, 11, 11, 5, 5, 0, 15, 15, 0, 15, 8, 4, 4, 18, 27, 1, 3, 2, 0, 12, 4]])
+    logits = torch.nn.functional.one_hot(ids, len(CTC_VOCAB)).float()
+    assert model.ctc_decode(logits) == processor.batch_decode(ids) == ["HELLO W'<s><unk></s>S"]
+    # the converted checkpoint carries the head and the tokenizer files: transformers reads it back as a CTC model
+    saved = model.checkpoint_dir
+    assert json.loads((saved / "vocab.json").read_text()) == {t: i for i, t in enumerate(CTC_VOCAB)}
+    assert "pipeline_tag: automatic-speech-recognition" in (saved / "README.md").read_text()
+    back = Wav2Vec2ForCTC.from_pretrained(saved).eval()
+    assert (_ctc_reference(back, x) - ref).abs().max().item() <= 1e-5
+    assert Wav2Vec2Processor.from_pretrained(saved).batch_decode(ref.argmax(-1)) == model.ctc_decode(ours)
+
+
+def test_ctc_head_dropped_when_asked_and_refused_without_its_vocabulary(tmp_path, tmp_hub):
+    from fmzoo.speech.weights import from_hf
+
+    hf = _hf_model(Wav2Vec2ForCTC, seed=4, vocab_size=len(CTC_VOCAB), **SMALL)
+    folder = _ctc_release(tmp_path / "ctc", hf)
+    with pytest.warns(UserWarning, match="no pretraining head"):
+        dropped = from_hf(folder, ctc_head=False).eval()
+    assert not dropped.has_ctc_head and not any(k.startswith("lm_head") for k in dropped.state_dict())
+    x = _audio(seed=4)
+    assert (_ours(dropped, x) - _reference(hf, x)).abs().max().item() <= 1e-5
+    with pytest.raises(Exception, match="no CTC head"):
+        dropped.ctc_logits(x)
+    bare = _ctc_release(tmp_path / "bare", hf, vocab=False)
+    with pytest.raises(CheckpointError, match="vocab.json"):
+        from_hf(bare, ctc_head=True)
+    with pytest.raises(CheckpointError, match="no CTC head"):
+        from_hf(_write_hf(tmp_path / "pre", _hf_model(**SMALL), "safetensors"), ctc_head=True)
+
+
+def test_ctc_release_by_id_keeps_its_head_when_asked(tmp_path, tmp_hub, monkeypatch):
+    """facebook/wav2vec2-base-960h from an offline Hugging Face cache: by its id the head is dropped (the catalogue's
+    default), with from_official(ID, ctc_head=True) it is kept (Wav2Vec2ForCTC's logits)."""
+    from fmzoo.speech.weights import from_official
+
+    hf = _hf_model(Wav2Vec2ForCTC, seed=5, vocab_size=len(CTC_VOCAB), **SMALL)
+    _hf_cache(tmp_path / "hf", "facebook/wav2vec2-base-960h", "d" * 40, _ctc_release(tmp_path / "w960", hf))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    x = _audio(seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = from_official("facebook/wav2vec2-base-960h", ctc_head=True)
+        dropped = from_pretrained("facebook/wav2vec2-base-960h")
+    with torch.no_grad():
+        assert (kept.ctc_logits(x) - _ctc_reference(hf, x)).abs().max().item() <= 1e-5
+    assert kept.ctc_vocab == CTC_VOCAB and not dropped.has_ctc_head
+    assert (_ours(dropped, x) - _reference(hf, x)).abs().max().item() <= 1e-5
+    assert "ctc_head=True" in (kept.checkpoint_dir / "README.md").read_text()
+    # transcribe (fmzoo's input checks and normalisation, then greedy CTC) = the transformers processor + model
+    from transformers import Wav2Vec2Processor
+
+    processor = Wav2Vec2Processor.from_pretrained(tmp_path / "w960")
+    wav = (0.2 * np.random.default_rng(5).standard_normal(12000)).astype(np.float32)
+    inputs = processor(wav, sampling_rate=16000, return_tensors="pt")
+    expected = processor.batch_decode(_ctc_reference(hf, inputs.input_values).argmax(-1))
+    assert kept.transcribe(wav, 16000) == kept.transcribe([wav], 16000) == expected and expected[0]
+
+
 def test_catalogue_entries():
     from fmzoo.core.weights import catalogue
 
@@ -411,8 +515,11 @@ def test_s3prl_kaldi_fbank_release_is_refused(tmp_path, tmp_hub):
 # ------------------------------------------------------------------------------------------- downstream
 
 
-def test_cli_finetune_on_an_imported_wav2vec2_folder(tmp_path, tmp_hub, capsys):
-    """`fmzoo finetune PATH --seeds 0 --per-class 2 --epochs 1` on a transformers release folder (small config)."""
+@pytest.mark.parametrize("release", ["pretraining", "ctc"])
+def test_cli_finetune_on_an_imported_wav2vec2_folder(release, tmp_path, tmp_hub, capsys):
+    """`fmzoo finetune PATH --seeds 0 --per-class 2 --epochs 1` on a transformers release folder (small config): a
+    pretraining release, and a CTC release whose head is kept on import and ignored by the downstream network (it
+    reads the encoder's layers; the CTC head gets no gradient and is not part of the result)."""
     import csv
     import shutil
 
@@ -420,7 +527,10 @@ def test_cli_finetune_on_an_imported_wav2vec2_folder(tmp_path, tmp_hub, capsys):
     from fmzoo.speech.data.fsdd import SPEAKERS, list_fsdd
     from fmzoo.speech.spec import ResampleWarning
 
-    folder = _write_hf(tmp_path / "release", _hf_model(**SMALL), "bin")
+    if release == "ctc":
+        folder = _ctc_release(tmp_path / "release", _hf_model(Wav2Vec2ForCTC, vocab_size=len(CTC_VOCAB), **SMALL))
+    else:
+        folder = _write_hf(tmp_path / "release", _hf_model(**SMALL), "bin")
     data = tmp_path / "clips"  # real FSDD clips as a user's folder: 4 training + 2 test clips of digit 3 per speaker
     data.mkdir()
     rows = []
@@ -435,10 +545,15 @@ def test_cli_finetune_on_an_imported_wav2vec2_folder(tmp_path, tmp_hub, capsys):
         w.writerows(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResampleWarning)
+        warnings.filterwarnings("ignore", "checkpoint has no pretraining head")
         assert main(["finetune", str(folder), "--data", str(data), "--seeds", "0", "--per-class", "2", "--epochs",
                      "1", "--no-progress", "--out", str(tmp_path / "f")]) == 0
     ft = json.loads((tmp_path / "f" / "finetune.json").read_text())
     assert ft["architecture"] == "Wav2Vec2" and ft["rows"][0]["n_labelled"] == [12]
+    imported = json.loads(next((tmp_hub / "imported" / "transformers-wav2vec2").iterdir()).joinpath(
+        "config.json").read_text())
+    assert (imported["init_args"]["ctc_vocab"] == CTC_VOCAB) if release == "ctc" else \
+        imported["init_args"]["ctc_vocab"] is None
     assert all(math.isfinite(v) for v in ft["rows"][0]["final_train_loss"])
 
 

@@ -28,13 +28,20 @@ import json
 import warnings
 from pathlib import Path
 
-from fmzoo.core.errors import CheckpointError
+from fmzoo.core.errors import CheckpointError, UsageError
 from fmzoo.core.weights import OfficialWeights, WeightFormat, pickle_head, safe_torch_load
 
 from .models.tera import TERA
-from .models.wav2vec2 import HF_CONFIG_DEFAULTS, Wav2Vec2
+from .models.wav2vec2 import (
+    CTC_SPECIAL_TOKENS,
+    HF_CONFIG_DEFAULTS,
+    TOKENIZER_CONFIG_NAME,
+    VOCAB_NAME,
+    Wav2Vec2,
+)
 
-__all__ = ["from_hf", "from_fairseq", "from_s3prl_tera", "is_hf_config", "rename_hf_keys", "fairseq_to_hf_keys",
+__all__ = ["from_hf", "from_official", "read_ctc_vocab",
+           "from_fairseq", "from_s3prl_tera", "is_hf_config", "rename_hf_keys", "fairseq_to_hf_keys",
            "read_hf_state_dict", "PRETRAINING_HEAD", "TransformersWav2Vec2", "FairseqWav2Vec2", "S3PRLTera",
            "OFFICIAL"]
 
@@ -138,8 +145,8 @@ def _load_into(model: Wav2Vec2, sd: dict, where, allow_missing_head: bool, ignor
     if missing or unexpected:
         hint = ""
         if any(k.startswith("lm_head.") for k in unexpected):
-            hint = ("; lm_head.* is a CTC head, which fmzoo's Wav2Vec2 does not carry: drop it with "
-                    "ignore_prefixes=('lm_head',) and allow_missing_head=True")
+            hint = ("; lm_head.* is a CTC head: keep it with ctc_head=True (needs the release's vocab.json) or "
+                    "drop it with ctc_head=False")
         raise CheckpointError(f"{where}: state dict mismatch; missing {missing[:8]}, unexpected {unexpected[:8]}{hint}")
     bad = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
     if bad:
@@ -150,15 +157,38 @@ def _load_into(model: Wav2Vec2, sd: dict, where, allow_missing_head: bool, ignor
     return model
 
 
-def from_hf(directory: str | Path, *, allow_missing_head: bool = False, ignore_prefixes: tuple[str, ...] = (),
-            **spec) -> Wav2Vec2:
+def read_ctc_vocab(directory: Path, rows: int) -> tuple[list[str], dict]:
+    """A CTC release's ``vocab.json`` (token -> id) as the token list in id order, and the special tokens of its
+    ``tokenizer_config.json`` (Wav2Vec2CTCTokenizer's defaults where it names none); ``rows``: lm_head's outputs."""
+    path = Path(directory) / VOCAB_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: keeping the CTC head (lm_head, {rows} outputs) needs the release's "
+                              f"{VOCAB_NAME}, which is not there (drop the head with ctc_head=False)")
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+        tok_cfg = json.loads((path.parent / TOKENIZER_CONFIG_NAME).read_text(encoding="utf-8")) \
+            if (path.parent / TOKENIZER_CONFIG_NAME).is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{directory}: unreadable tokenizer files ({e})") from None
+    if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise CheckpointError(f"{path}: expected a mapping token -> id with ids 0..n-1 (Wav2Vec2CTCTokenizer's)")
+    if len(vocab) != rows:
+        raise CheckpointError(f"{path}: {len(vocab)} tokens, but the CTC head (lm_head) has {rows} outputs")
+    tokens = {k: tok_cfg[k] for k in CTC_SPECIAL_TOKENS if isinstance(tok_cfg.get(k), (str, bool))}
+    return [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])], tokens
+
+
+def from_hf(directory: str | Path, *, ctc_head: bool | None = None, allow_missing_head: bool = False,
+            ignore_prefixes: tuple[str, ...] = (), **spec) -> Wav2Vec2:
     """fmzoo's Wav2Vec2 from a transformers checkpoint directory, its weights loaded strictly.
 
-    ``facebook/wav2vec2-base``-style checkpoints (with quantizer) load strictly. A checkpoint without the
-    pretraining head (``Wav2Vec2Model``/``ForCTC``) needs ``allow_missing_head=True`` (the head is then freshly
-    initialised) and ``ignore_prefixes=("lm_head",)`` for its CTC head, which fmzoo's Wav2Vec2 does not carry.
-    The input spec comes from ``preprocessor_config.json`` (``sampling_rate``, ``do_normalize``); ``spec``
-    (``sample_rate``, ``resample``, ``do_normalize``) overrides it."""
+    ``facebook/wav2vec2-base``-style checkpoints (with quantizer) load strictly. A CTC release
+    (``Wav2Vec2ForCTC``: ``lm_head.*``, no quantizer) keeps its CTC head with ``ctc_head=True`` (the vocabulary and
+    special tokens from its ``vocab.json`` / ``tokenizer_config.json``; logits as ``Wav2Vec2ForCTC``'s) or drops it
+    with ``ctc_head=False``; ``ctc_head=None`` (the default) keeps a head the folder has. Either way the missing
+    pretraining head is freshly initialised (with a warning). A bare ``Wav2Vec2Model`` needs
+    ``allow_missing_head=True``. The input spec comes from ``preprocessor_config.json`` (``sampling_rate``,
+    ``do_normalize``); ``spec`` (``sample_rate``, ``resample``, ``do_normalize``) overrides it."""
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
@@ -172,9 +202,63 @@ def from_hf(directory: str | Path, *, allow_missing_head: bool = False, ignore_p
     for k, v in OLD_CONFIG_DEFAULTS.items():
         kwargs.setdefault(k, v)
     spec = {**preprocessor_spec(directory), **spec}
-    model = Wav2Vec2(**spec, **kwargs)
     sd = rename_hf_keys(read_hf_state_dict(directory))
-    return _load_into(model, sd, directory, allow_missing_head, tuple(ignore_prefixes))
+    has_head = "lm_head.weight" in sd
+    ignore_prefixes = tuple(ignore_prefixes)
+    if any("lm_head".startswith(p) or p.startswith("lm_head") for p in ignore_prefixes):
+        if ctc_head:
+            raise CheckpointError(f"{directory}: ctc_head=True but ignore_prefixes {ignore_prefixes} drops lm_head")
+        ctc_head = False
+    if ctc_head and not has_head:
+        raise CheckpointError(f"{directory}: ctc_head=True, but the weights hold no CTC head (lm_head.weight)")
+    keep = has_head if ctc_head is None else bool(ctc_head)
+    if has_head and not keep:
+        ignore_prefixes = (*ignore_prefixes, "lm_head.")
+    if has_head:  # a CTC release has no quantizer: its pretraining head is freshly initialised
+        allow_missing_head = True
+    ctc = {}
+    if keep:
+        vocab, tokens = read_ctc_vocab(directory, int(sd["lm_head.weight"].shape[0]))
+        ctc = dict(ctc_vocab=vocab, ctc_tokens=tokens, final_dropout=float(hf.get("final_dropout", 0.1)))
+        pad_id = hf.get("pad_token_id")
+        if pad_id is not None and not (0 <= int(pad_id) < len(vocab)):
+            raise CheckpointError(f"{directory}: config.json's pad_token_id {pad_id} is outside vocab.json's "
+                                  f"{len(vocab)} tokens")
+        if pad_id is not None and vocab[int(pad_id)] != tokens.get("pad_token", CTC_SPECIAL_TOKENS["pad_token"]):
+            raise CheckpointError(f"{directory}: config.json's pad_token_id {pad_id} (the CTC blank) is "
+                                  f"{vocab[int(pad_id)]!r} in vocab.json, not the tokenizer's pad token")
+    model = Wav2Vec2(**spec, **ctc, **kwargs)
+    return _load_into(model, sd, directory, allow_missing_head, ignore_prefixes)
+
+
+def from_official(entry_id: str, *, ctc_head: bool | None = None, revision: str | None = None) -> Wav2Vec2:
+    """A catalogue entry of the transformers layout as fmzoo's Wav2Vec2, with its CTC head kept (``ctc_head=True``:
+    the release's ``vocab.json`` and ``tokenizer_config.json`` are fetched too) or dropped (``False``) as asked;
+    ``None``: the entry's own options (``facebook/wav2vec2-base-960h``: dropped, what
+    ``fmzoo.core.from_pretrained(ID)`` gives). Converted once and cached like every official import (the cache key
+    includes the options, so both variants coexist)."""
+    from dataclasses import replace
+
+    from fmzoo.core import from_pretrained
+    from fmzoo.core.weights import catalogue, resolve_official
+
+    entry = catalogue().get(entry_id)
+    if entry is None:
+        raise UsageError(f"{entry_id!r} is not in the official catalogue (`fmzoo list`)")
+    if ctc_head is not None:
+        if entry.format != TransformersWav2Vec2.name:
+            raise UsageError(f"{entry_id}: ctc_head applies to the {TransformersWav2Vec2.name} layout, not "
+                             f"{entry.format}")
+        drops = "lm_head" in entry.options.get("ignore_prefixes", ())
+        if ctc_head or not drops:
+            options = {k: v for k, v in entry.options.items() if k not in ("ignore_prefixes", "allow_missing_head")}
+            extra = (VOCAB_NAME, TOKENIZER_CONFIG_NAME) if ctc_head else ()
+            files = entry.files + tuple(f for f in extra if f not in entry.files)
+            notes = entry.notes if not ctc_head else (
+                f"Loaded with its CTC head kept (lm_head over the vocab.json characters; Wav2Vec2ForCTC's logits, "
+                f"greedy decoding as Wav2Vec2Processor.batch_decode). {entry.notes}")
+            entry = replace(entry, options={**options, "ctc_head": bool(ctc_head)}, files=files, notes=notes)
+    return from_pretrained(resolve_official(entry, revision))
 
 
 class TransformersWav2Vec2(WeightFormat):
@@ -196,8 +280,9 @@ class TransformersWav2Vec2(WeightFormat):
             return False
 
     def convert(self, path: Path, **options) -> Wav2Vec2:
-        """``from_hf`` (options: ``allow_missing_head``, ``ignore_prefixes``, ``sample_rate``, ``resample``,
-        ``do_normalize``); the release's preprocessing (``preprocessor_config.json``) is the model's input spec."""
+        """``from_hf`` (options: ``ctc_head``, ``allow_missing_head``, ``ignore_prefixes``, ``sample_rate``,
+        ``resample``, ``do_normalize``); the release's preprocessing (``preprocessor_config.json``) is the model's
+        input spec."""
         options = dict(options)
         if "ignore_prefixes" in options:
             options["ignore_prefixes"] = tuple(options["ignore_prefixes"])
@@ -411,7 +496,9 @@ def from_fairseq(path: str | Path, *, allow_missing_head: bool | None = None, sa
     hf = fairseq_hf_config(model_cfg)
     sd, dropped = fairseq_to_hf_keys(obj["model"], hf["feat_extract_norm"])
     if dropped:
-        warnings.warn(f"{path.name}: dropped the CTC head {dropped} (fmzoo's Wav2Vec2 has no CTC head)", stacklevel=2)
+        warnings.warn(f"{path.name}: dropped the CTC head {dropped} (its letters are in fairseq's separate "
+                      "dict.ltr.txt, not in the .pt; the transformers release of the same model keeps its head: "
+                      "from_hf(..., ctc_head=True))", stacklevel=2)
     spec = dict(sample_rate=int(sample_rate or task_cfg.get("sample_rate") or 16000), resample=resample,
                 do_normalize=bool(task_cfg.get("normalize", False)) if do_normalize is None else bool(do_normalize))
     model = Wav2Vec2(**spec, **hf)
@@ -610,9 +697,9 @@ OFFICIAL = [
         source="https://huggingface.co/facebook/wav2vec2-base-960h", license="apache-2.0", params="95M",
         hf_repo="facebook/wav2vec2-base-960h", files=(*_HF_FILES, "model.safetensors"), citation=_W2V_CITE,
         options={"allow_missing_head": True, "ignore_prefixes": ["lm_head"]},
-        notes="BASE fine-tuned for CTC on LibriSpeech 960 h: the encoder only. Its CTC head (lm_head, 32 "
-              "characters) is dropped, because fmzoo's Wav2Vec2 carries no CTC head, and the checkpoint has no "
-              "quantizer, so the pretraining head is freshly initialised.",
+        notes="BASE fine-tuned for CTC on LibriSpeech 960 h. By this id the encoder only: its CTC head (lm_head, 32 "
+              "characters) is dropped; fmzoo.speech.weights.from_official(ID, ctc_head=True) keeps it. The "
+              "checkpoint has no quantizer, so the pretraining head is freshly initialised.",
     ),
     OfficialWeights(
         id="facebook/wav2vec2-xls-r-300m", method="wav2vec 2.0 (XLS-R)", format="transformers-wav2vec2",

@@ -30,15 +30,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fmzoo.core import HubMixin
-from fmzoo.core.errors import InputSpecError
+from fmzoo.core.errors import InputSpecError, UsageError
 from fmzoo.core.spec import validate_input_spec
 from safetensors.torch import save_file
 
 from ..spec import AudioSpec, WaveformInput, validate_waveform
 
-__all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS", "PREPROCESSOR_NAME"]
+__all__ = ["Wav2Vec2", "compute_span_mask", "sample_negative_indices", "HF_CONFIG_DEFAULTS", "PREPROCESSOR_NAME",
+           "TOKENIZER_CONFIG_NAME", "VOCAB_NAME", "CTC_SPECIAL_TOKENS", "ctc_greedy_decode"]
 
 PREPROCESSOR_NAME = "preprocessor_config.json"  # transformers' feature-extractor file (published by the core hub)
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"  # read by transformers' AutoTokenizer (and so by pipeline())
+VOCAB_NAME = "vocab.json"  # Wav2Vec2CTCTokenizer's vocabulary (token -> id), written for a model with a CTC head
+
+# Wav2Vec2CTCTokenizer's special tokens (its defaults; the character releases, e.g. facebook/wav2vec2-base-960h, use
+# them): the pad token is the CTC blank, the word delimiter is decoded as a space
+CTC_SPECIAL_TOKENS: dict = dict(pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                word_delimiter_token="|", do_lower_case=False)
 
 # transformers' Wav2Vec2Config keys this implementation honours, at the paper's BASE pretraining values
 # (fairseq wav2vec2_base_librispeech.yaml / the paper's section 4.2 and appendix B).
@@ -78,6 +86,23 @@ HF_CONFIG_DEFAULTS: dict = dict(
 )
 
 _ACTS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu}
+
+
+def ctc_greedy_decode(ids, vocab: list[str], tokens: dict | None = None) -> str:
+    """Greedy CTC decoding of one utterance's frame-wise argmax ids, as transformers' ``Wav2Vec2CTCTokenizer.decode``
+    (``skip_special_tokens=False``): merge repeats, drop the blank (pad token), the word delimiter becomes a space,
+    strip, lower-case where the tokenizer says so."""
+    t = {**CTC_SPECIAL_TOKENS, **(tokens or {})}
+    out, prev = [], None
+    for i in (int(v) for v in ids):
+        if i < 0 or i >= len(vocab):
+            raise InputSpecError(f"CTC token id {i} outside the vocabulary of {len(vocab)} tokens")
+        tok = vocab[i]
+        if tok != prev and tok != t["pad_token"]:
+            out.append(" " if tok == t["word_delimiter_token"] else tok)
+        prev = tok
+    text = "".join(out).strip()
+    return text.lower() if t["do_lower_case"] else text
 
 
 def _act(name: str):
@@ -398,11 +423,19 @@ class Wav2Vec2(nn.Module, HubMixin):
     plus the input spec (``sample_rate``, ``resample``, ``do_normalize``: whether the waveform is normalised to zero
     mean / unit variance per utterance, as the release's ``Wav2Vec2FeatureExtractor`` / fairseq ``normalize``
     says) enforced by :meth:`prepare` and used by :meth:`normalize`.
+
+    ``ctc_vocab`` (the tokens in id order) adds the CTC head of ``transformers.Wav2Vec2ForCTC``: ``lm_head`` (Linear
+    hidden -> len(ctc_vocab)) after a dropout of ``final_dropout`` on the last hidden state (:meth:`ctc_logits`,
+    :meth:`transcribe`); ``ctc_tokens`` overrides ``CTC_SPECIAL_TOKENS`` (blank = pad token, word delimiter). The
+    head is what a CTC release (``facebook/wav2vec2-base-960h``) carries; the pretraining head stays beside it (a
+    CTC release has no quantizer: it is then freshly initialised). Downstream fine-tuning ignores the CTC head.
     """
 
     input_spec_class = WaveformInput
 
-    def __init__(self, sample_rate: int = 16000, resample: bool = True, do_normalize: bool = True, **config):
+    def __init__(self, sample_rate: int = 16000, resample: bool = True, do_normalize: bool = True,
+                 ctc_vocab: list[str] | None = None, ctc_tokens: dict | None = None, final_dropout: float = 0.1,
+                 **config):
         super().__init__()
         unknown = set(config) - set(HF_CONFIG_DEFAULTS)
         if unknown:
@@ -419,6 +452,21 @@ class Wav2Vec2(nn.Module, HubMixin):
         self.project_hid = nn.Linear(c["hidden_size"], c["proj_codevector_dim"])
         self.project_q = nn.Linear(c["codevector_dim"], c["proj_codevector_dim"])
         self.feature_grad_mult = 1.0  # the paper scales feature-encoder gradients by 0.1 (set by the method)
+        self.ctc_vocab = None if ctc_vocab is None else [str(t) for t in ctc_vocab]
+        unknown_tokens = set(ctc_tokens or {}) - set(CTC_SPECIAL_TOKENS)
+        if unknown_tokens:
+            raise ValueError(f"unknown ctc_tokens keys {sorted(unknown_tokens)}; "
+                             f"known: {sorted(CTC_SPECIAL_TOKENS)}")
+        self.ctc_tokens = {**CTC_SPECIAL_TOKENS, **(ctc_tokens or {})}
+        self.final_dropout = float(final_dropout)
+        if self.ctc_vocab is not None:
+            if len(self.ctc_vocab) < 2 or len(set(self.ctc_vocab)) != len(self.ctc_vocab):
+                raise ValueError(f"ctc_vocab: expected at least 2 distinct tokens, got {len(self.ctc_vocab)} "
+                                 f"({len(set(self.ctc_vocab))} distinct)")
+            if self.ctc_tokens["pad_token"] not in self.ctc_vocab:
+                raise ValueError(f"ctc_vocab lacks the CTC blank (pad token {self.ctc_tokens['pad_token']!r})")
+            self.ctc_dropout = nn.Dropout(self.final_dropout)
+            self.lm_head = nn.Linear(c["hidden_size"], len(self.ctc_vocab))
         rf = self.receptive_field
         self.do_normalize = bool(do_normalize)
         self.input_spec = {
@@ -554,6 +602,46 @@ class Wav2Vec2(nn.Module, HubMixin):
                    accuracy=(logits.argmax(-1) == 0).float().mean() if logits.shape[0] else torch.tensor(0.0))
         return out
 
+    # ------------------------------------------------------------------------------------------- CTC head
+    @property
+    def has_ctc_head(self) -> bool:
+        return self.ctc_vocab is not None
+
+    def _need_ctc(self):
+        if not self.has_ctc_head:
+            raise UsageError("this Wav2Vec2 has no CTC head (ctc_vocab is None): load a CTC release with its "
+                             "head kept (fmzoo.speech.weights.from_hf(..., ctc_head=True)) or build it with "
+                             "ctc_vocab=[...]")
+
+    def ctc_logits(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``Wav2Vec2ForCTC``'s logits ``[B, T, len(ctc_vocab)]``: ``lm_head(dropout(last hidden state))``, with no
+        span masking (transformers masks only in training with ``mask_time_prob`` > 0; so does not this)."""
+        self._need_ctc()
+        t = int(self.feature_lengths(torch.tensor(input_values.shape[-1])))
+        no_mask = None if self.training else torch.zeros(input_values.shape[0], t, dtype=torch.bool)
+        out = self.forward(input_values, attention_mask=attention_mask, mask_time_indices=no_mask, compute_loss=False)
+        return self.lm_head(self.ctc_dropout(out["last_hidden_state"]))
+
+    def ctc_decode(self, logits: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
+        """Greedy (argmax) CTC decoding of ``logits`` ``[B, T, V]`` (valid ``lengths`` per row, else all frames), the
+        strings transformers' ``Wav2Vec2Processor.batch_decode(logits.argmax(-1))`` gives."""
+        self._need_ctc()
+        if logits.dim() != 3 or logits.shape[-1] != len(self.ctc_vocab):
+            raise InputSpecError(f"expected CTC logits [batch, frames, {len(self.ctc_vocab)}], got "
+                                 f"{tuple(logits.shape)}")
+        ids = logits.argmax(-1)
+        n = [ids.shape[1]] * ids.shape[0] if lengths is None else [int(v) for v in lengths]
+        return [ctc_greedy_decode(row[:k].tolist(), self.ctc_vocab, self.ctc_tokens)
+                for row, k in zip(ids, n, strict=True)]
+
+    @torch.no_grad()
+    def transcribe(self, wavs, sample_rate: int) -> list[str]:
+        """Greedy CTC transcripts of waveforms (one array or a list), each checked and normalised by :meth:`prepare`
+        and run alone (no padding: a group-norm encoder's statistics would include it)."""
+        self._need_ctc()
+        wavs = list(wavs) if isinstance(wavs, (list, tuple)) else [wavs]
+        return [self.ctc_decode(self.ctc_logits(self.prepare(w, sample_rate)[None]))[0] for w in wavs]
+
     @torch.no_grad()
     def encode(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Frozen-upstream features: ([B, T, D] per layer, L + 1 of them; valid frame lengths or None)."""
@@ -573,7 +661,28 @@ class Wav2Vec2(nn.Module, HubMixin):
         cfg = {k: self.config[k] for k in HF_CONFIG_DEFAULTS}
         cfg.update(model_type="wav2vec2", architectures=["Wav2Vec2ForPreTraining"],
                    num_feat_extract_layers=len(cfg["conv_dim"]))
+        if self.has_ctc_head:  # transformers' Wav2Vec2ForCTC reads these (blank = pad_token_id)
+            cfg.update(architectures=["Wav2Vec2ForCTC"], vocab_size=len(self.ctc_vocab),
+                       final_dropout=self.final_dropout, pad_token_id=self.ctc_vocab.index(self.ctc_tokens["pad_token"]))
         return cfg
+
+    def tokenizer_files(self) -> dict[str, dict]:
+        """The tokenizer files transformers' ``AutoTokenizer`` (and so ``pipeline()``) reads, by file name.
+
+        - With a CTC head: ``vocab.json`` (token -> id) and ``tokenizer_config.json`` naming
+          ``Wav2Vec2CTCTokenizer`` with the special tokens, as the CTC releases ship them (facebook/wav2vec2-base-960h);
+          ``Wav2Vec2Processor`` / ``AutoProcessor`` then load and ``batch_decode`` gives :meth:`ctc_decode`'s strings.
+        - Without: the model reads no text, so its "tokenizer" is the waveform feature extractor:
+          ``tokenizer_config.json`` names ``Wav2Vec2FeatureExtractor`` (AutoTokenizer builds that class from ``preprocessor_config.json``), and
+          ``pipeline("feature-extraction", model=DIR)``, which calls its tokenizer on the input, normalises the waveform
+          and returns the encoder's last hidden state. Without this file transformers 5 builds a Wav2Vec2CTCTokenizer,
+          which needs a vocab.json (TypeError), and a vocabulary would make the pipeline treat the waveform as text.
+        """
+        if not self.has_ctc_head:
+            return {TOKENIZER_CONFIG_NAME: {"tokenizer_class": "Wav2Vec2FeatureExtractor"}}
+        return {VOCAB_NAME: {tok: i for i, tok in enumerate(self.ctc_vocab)},
+                TOKENIZER_CONFIG_NAME: {"tokenizer_class": "Wav2Vec2CTCTokenizer", **self.ctc_tokens,
+                                        "replace_word_delimiter_char": " ", "clean_up_tokenization_spaces": False}}
 
     def hf_state_dict(self) -> dict:
         return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
@@ -596,16 +705,24 @@ class Wav2Vec2(nn.Module, HubMixin):
         }
 
     def _write_preprocessor_config(self, directory: Path) -> None:
+        """``preprocessor_config.json`` and the :meth:`tokenizer_files` (a ``vocab.json`` left by an earlier save of a
+        CTC model is removed from a folder whose model has no CTC head)."""
         from fmzoo.core.files import atomic_write_text
 
-        atomic_write_text(Path(directory) / PREPROCESSOR_NAME,
-                          json.dumps(self.preprocessor_config(), indent=2, sort_keys=True) + "\n")
+        directory = Path(directory)
+        files = {PREPROCESSOR_NAME: self.preprocessor_config(), **self.tokenizer_files()}
+        for name, content in files.items():
+            atomic_write_text(directory / name, json.dumps(content, indent=2, sort_keys=name != VOCAB_NAME,
+                                                           ensure_ascii=False) + "\n")
+        if VOCAB_NAME not in files and (directory / VOCAB_NAME).is_file():
+            (directory / VOCAB_NAME).unlink()
 
     def save_pretrained(self, save_directory, card: dict | None = None, provenance: dict | None = None) -> Path:
         """The core's checkpoint plus ``preprocessor_config.json``, so that the folder also works with transformers'
         ``AutoFeatureExtractor`` / ``AutoModel``; the card says ``library_name: transformers`` and ``pipeline_tag:
         feature-extraction`` unless ``card`` gives other values."""
-        card = {"library_name": "transformers", "pipeline_tag": "feature-extraction", **(card or {})}
+        task = "automatic-speech-recognition" if self.has_ctc_head else "feature-extraction"
+        card = {"library_name": "transformers", "pipeline_tag": task, **(card or {})}
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         self._write_preprocessor_config(out)
@@ -613,7 +730,7 @@ class Wav2Vec2(nn.Module, HubMixin):
 
     def save_hf(self, directory: str | Path) -> Path:
         """Write ``config.json`` (transformers Wav2Vec2Config) + ``model.safetensors`` (HF key names) +
-        ``preprocessor_config.json`` (:meth:`preprocessor_config`)."""
+        ``preprocessor_config.json`` (:meth:`preprocessor_config`) + the :meth:`tokenizer_files`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(json.dumps(self.hf_config(), indent=2))
