@@ -14,7 +14,7 @@ import torch
 from fmzoo.core import HubMixin, Plugin
 from fmzoo.core.downstream import DownstreamHooks, Split, Task
 from fmzoo.core.errors import InputSpecError
-from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.method import CORE_TRAIN_KEYS, Method, PretrainData
 from fmzoo.core.runtime import generator
 from fmzoo.core.spec import InputSpec
 from fmzoo.core.training import SSLTask
@@ -85,6 +85,7 @@ class DigitsMAE(Method):
     """A toy masked-feature autoencoder over the digits' 64 pixels (exercises the core pipeline, not a paper)."""
 
     recipe_sections = ("mask",)
+    recipe_keys = {"train": CORE_TRAIN_KEYS, "data": ("rows",), "mask": ("rate",)}
     citation = "fake"
 
     def data(self):

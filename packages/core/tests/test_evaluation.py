@@ -128,3 +128,19 @@ def test_per_seed_seeds_each_call():
 
     a = per_seed([3, 4, 3], lambda s: torch.rand(2))
     assert torch.equal(a[0], a[2]) and not torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("where", ["train_y", "val_y", "train_x", "val_x"])
+def test_fit_head_refuses_nan_or_infinite_inputs_and_targets(where):
+    import numpy as np
+    import torch
+    from fmzoo.core.errors import InputSpecError
+    from fmzoo.core.evaluation import fit_head
+
+    rng = np.random.default_rng(0)
+    data = {"train_x": rng.normal(size=(40, 4)).astype(np.float32), "train_y": rng.normal(size=40).astype(np.float32),
+            "val_x": rng.normal(size=(20, 4)).astype(np.float32), "val_y": rng.normal(size=20).astype(np.float32)}
+    data[where].flat[3] = np.inf if "y" in where else np.nan
+    with pytest.raises(InputSpecError, match=f"{where}: expected finite numbers, got 1 NaN or infinite value"):
+        fit_head(torch.nn.Linear(4, 1), data["train_x"], data["train_y"], data["val_x"], data["val_y"],
+                 task="regression", max_epochs=1)

@@ -164,3 +164,46 @@ def test_the_same_weights_give_the_same_file_in_every_process(tmp_path):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / str(i))], check=True)
         shas.add(json.loads((tmp_path / str(i) / "config.json").read_text())["weights_sha256"])
     assert len(shas) == 1  # config.json records the same sha256 for the same tensors
+
+
+@pytest.mark.parametrize("revision", ["../../lab/x", "/etc", "a\\b", "main\n", " "])
+def test_a_revision_that_is_a_path_is_named_invalid(ckpt, tmp_hub, revision):
+    from fmzoo.core import from_pretrained
+
+    publish_dir(ckpt, "lab/revpath")
+    with pytest.raises(RepoIdError, match="invalid revision"):
+        from_pretrained("lab/revpath", revision=revision)
+
+
+def test_publish_never_writes_through_a_link_planted_in_the_hub(ckpt, tmp_hub, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_hub / "lab").mkdir(parents=True)
+    (tmp_hub / "lab" / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RepoIdError, match="is a symbolic link"):
+        publish_dir(ckpt, "lab/linked")
+    (tmp_hub / "org").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RepoIdError, match="is a symbolic link"):
+        publish_dir(ckpt, "org/model")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_hub_root_that_is_a_file_is_a_one_line_cli_error(ckpt, tmp_path, monkeypatch, capsys):
+    hub = tmp_path / "hubfile"
+    hub.write_text("not a folder")
+    monkeypatch.setenv("FMZOO_HUB", str(hub))
+    assert main(["publish", str(ckpt), "lab/x"]) == 2
+    err = capsys.readouterr().err
+    assert "(FMZOO_HUB) is not a folder" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("key,value,named", [("hidden", -4, "hidden=-4"), ("hidden", 2.5, "hidden=2.5 (default 32)"),
+                                             ("in_dim", "big", "in_dim='big' (default 64)")])
+def test_init_args_that_cannot_be_sizes_are_a_checkpoint_error_naming_them(ckpt, key, value, named):
+    from fmzoo.core import from_pretrained
+
+    config = json.loads((ckpt / "config.json").read_text())
+    config["init_args"][key] = value
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=re.escape(named)):
+        from_pretrained(ckpt)

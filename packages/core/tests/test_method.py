@@ -44,6 +44,20 @@ def test_unknown_recipe_key_is_an_error_naming_it(fake_plugin, tmp_path):
     assert not (tmp_path / "run" / "checkpoint").exists()
 
 
+def test_unknown_key_inside_a_declared_section_is_an_error_listing_the_known_keys(fake_plugin, tmp_path):
+    from fmzoo.core.registry import method_class
+
+    with pytest.raises(RecipeError, match=r"train\.max_epoch;.*batch_size.*max_epochs"):
+        run_pretraining({**RECIPE, "train": {"batch_size": 64, "max_epoch": 3}}, tmp_path / "run", {"progress": False})
+    with pytest.raises(RecipeError, match=r"mask\.ratio;.*takes rate"):
+        run_pretraining({**RECIPE, "mask": {"ratio": 0.3}}, tmp_path / "run", {"progress": False})
+    with pytest.raises(RecipeError, match="'mask' must be a mapping, got float"):
+        run_pretraining({**RECIPE, "mask": 0.3}, tmp_path / "run", {"progress": False})
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    method_class("digits-mae").validate(dict(RECIPE))  # the declared keys pass; "model" is not declared: free-form
+    method_class("digits-mae").validate({**RECIPE, "model": {"anything": 1}})
+
+
 def test_cli_pretrain_on_the_users_own_data(fake_plugin, tmp_path, capsys):
     import yaml
 

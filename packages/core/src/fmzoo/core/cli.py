@@ -20,10 +20,15 @@ def _set_value(recipe: dict, assignment: str) -> None:
     key, sep, raw = assignment.partition("=")
     if not sep:
         raise UsageError(f"--set expects key=value, got {assignment!r}")
-    node = recipe
     parts = key.split(".")
-    for part in parts[:-1]:
+    if not all(parts):
+        raise UsageError(f"--set expects key=value with a dotted key such as train.lr, got {assignment!r}")
+    node = recipe
+    for depth, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(parts[:depth + 1])
+            raise UsageError(f"--set {assignment}: {where!r} is {node!r} in the recipe, not a section with keys")
     node[parts[-1]] = yaml_value(raw)
 
 
@@ -135,7 +140,7 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from .pretrain import run_pretraining
+    from .pretrain import check_recipe, run_pretraining
     from .registry import load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -151,6 +156,9 @@ def cmd_pretrain(args) -> int:
     if overrides:
         recipe["trainer_overrides"] = overrides
     run_dir = Path(args.out or Path("runs") / f"{recipe['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume:
+        _check_resumed_recipe(run_dir, recipe)
+    check_recipe(recipe)  # before anything in OUT is touched: an --overwrite with a typo keeps the earlier run
     # the processes a multi-process launcher starts run this command again: only the first decides about OUT
     first_process = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
     held = [name for name in RUN_FILES if (run_dir / name).exists()] if first_process else []
@@ -163,8 +171,6 @@ def cmd_pretrain(args) -> int:
         for name in held:  # the whole earlier run goes: a stale last.ckpt would be resumed later
             (shutil.rmtree if (run_dir / name).is_dir() else Path.unlink)(run_dir / name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume:
-        _check_resumed_recipe(run_dir, recipe)
     (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     ckpt = run_pretraining(recipe, run_dir, trainer_kwargs(args), data_path=args.data)
     print(f"checkpoint: {ckpt}")
@@ -255,6 +261,10 @@ def _reproduce_in_processes(names: list[str], args) -> list[str]:
 def cmd_reproduce(args) -> int:
     from .reproduce import all_tables, reproduce
 
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be a positive integer (tables run at once), got {args.jobs}")
+    if args.all and args.table:
+        raise UsageError(f"give a TABLE or --all, not both (got {args.table!r} and --all)")
     names = all_tables() if args.all else [args.table]
     if not names or names == [None]:
         raise UsageError("give a TABLE or --all")
@@ -277,10 +287,23 @@ def cmd_reproduce(args) -> int:
 
 
 def _finetune_or_evaluate(args, mode: str) -> int:
+    import math
+
     from . import from_pretrained
     from .downstream import Budget, format_result, hooks_for, run
     from .hub import read_config, resolve_checkpoint
 
+    # the numbers on the command line are checked before the checkpoint or any data is read
+    budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
+    for flag, value in (("--epochs", args.epochs), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be a positive integer, got {value}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    bad_seeds = [s for s in args.seeds if s < 0]
+    if bad_seeds:
+        raise UsageError(f"--seeds must be non-negative integers, got {' '.join(map(str, bad_seeds))}")
     config = read_config(resolve_checkpoint(args.model))
     hooks = hooks_for(config["architecture"])
     if args.dataset and args.data:
@@ -304,7 +327,6 @@ def _finetune_or_evaluate(args, mode: str) -> int:
         options[key] = yaml_value(raw)
     hooks.configure(options)
     task = hooks.load(model, args.dataset, Path(args.data) if args.data else None)
-    budget = Budget(per_class=args.per_class, fraction=args.fraction, n=args.n_labelled)
     result = run(mode, model, hooks, task, seeds=args.seeds, budget=budget, scratch=args.scratch, epochs=args.epochs,
                  lr=args.lr, batch_size=args.batch_size, threads=args.threads, progress=not args.no_progress,
                  steps=args.steps, device=args.device, precision=args.precision)
@@ -351,10 +373,24 @@ def cmd_ship(args) -> int:
         return 1 if bad else 0
     if not args.source:
         raise UsageError("give the run directory, checkpoint directory or shipped id to ship (or --check)")
-    dest = ship(args.source, name=args.name, package=args.package, results=args.results, card_file=args.card,
+    results = [_read_results(r) for r in args.results]
+    dest = ship(args.source, name=args.name, package=args.package, results=results, card_file=args.card,
                 replace=args.replace)
     print(f"shipped {dest} (fmzoo/{dest.name}; `fmzoo card fmzoo/{dest.name}` prints its card)")
     return 0
+
+
+def _read_results(path: str) -> dict:
+    """A `fmzoo reproduce` JSON given on the command line (--results), or a one-line error naming the file."""
+    try:
+        result = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--results {path}: expected the JSON file that `fmzoo reproduce` writes, but it is not "
+                         f"valid JSON ({exc})") from None
+    if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
+        raise UsageError(f"--results {path}: expected the JSON that `fmzoo reproduce` writes (an object with 'table' "
+                         f"and 'rows'), got {type(result).__name__} without a 'rows' list")
+    return result
 
 
 def cmd_card(args) -> int:
@@ -370,7 +406,7 @@ def cmd_card(args) -> int:
         if LocalHub().contains(path):
             raise UsageError(f"--results: {path} is a published revision of the local hub, which is never modified; "
                              "re-render a copy of it and publish that as a new revision")
-        refresh_card(path, json.loads(Path(args.results).read_text()))
+        refresh_card(path, _read_results(args.results))
     text = (path / CARD_NAME).read_text()
     if args.write:
         Path(args.write).write_text(text)

@@ -135,16 +135,11 @@ def fit_head(
     ``threads``: intra-op threads while training (restored after; None keeps the current setting).
     One by default: a head's small matrix products run slower on more (quick Adult table on 2 cores:
     123 s with 1 thread, 211 s with 2)."""
-    import torch
+    from .runtime import threads as cpu_threads
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with cpu_threads(threads or None):
         return _fit_head(head, train_x, train_y, val_x, val_y, task, lr, weight_decay, max_epochs, batch_size, patience,
                          seed, module_lrs)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _inputs(x) -> tuple:
@@ -161,6 +156,20 @@ def _inputs(x) -> tuple:
     if len({len(t) for t in out}) != 1:
         raise ValueError(f"inputs have different numbers of rows: {[len(t) for t in out]}")
     return tuple(out)
+
+
+def _check_finite(arrays: dict) -> None:
+    """NaN or infinite inputs or targets are an error naming them (a head trained on them learns NaN silently)."""
+    import torch
+
+    from .errors import InputSpecError
+
+    for name, parts in arrays.items():
+        for part in parts:
+            t = torch.as_tensor(part) if not torch.is_tensor(part) else part
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise InputSpecError(f"{name}: expected finite numbers, got {bad} NaN or infinite value(s)")
 
 
 def _param_groups(head, lr: float, module_lrs: dict | None) -> list[dict]:
@@ -187,6 +196,7 @@ def _fit_head(head, train_x, train_y, val_x, val_y, task, lr, weight_decay, max_
     torch.manual_seed(seed)
     tx, vx = _inputs(train_x), _inputs(val_x)
     ydt = torch.long if task == "classification" else torch.float32
+    _check_finite({"train_x": tx, "val_x": vx, "train_y": (_np(train_y),), "val_y": (_np(val_y),)})
     ty, vy = torch.as_tensor(_np(train_y), dtype=ydt), torch.as_tensor(_np(val_y), dtype=ydt)
     if task == "classification":
         loss_fn = nn.CrossEntropyLoss()

@@ -156,6 +156,14 @@ class LocalHub:
                                   "pass replace_shipped=True (--replace-shipped) if that is what you mean")
         files = _own_files(src)
         repo = self._repo(repo_id)
+        if self.root.exists() and not self.root.is_dir():
+            from .errors import UsageError
+
+            raise UsageError(f"the local hub {str(self.root)!r} (FMZOO_HUB) is not a folder; point FMZOO_HUB at a folder")
+        for part in (repo.parent, repo, repo / "revisions", repo / "refs"):
+            if part.is_symlink():  # a link planted in the hub would make the publish write wherever it points
+                raise RepoIdError(f"{str(part)!r} in the local hub is a symbolic link (to {os.readlink(part)!r}); "
+                                  "the hub writes only into its own folders: remove the link")
         (repo / "revisions").mkdir(parents=True, exist_ok=True)
         with _repo_lock(repo):
             for stale in repo.glob(".incoming-*"):  # leftovers of interrupted publishes (the lock excludes live ones)
@@ -276,6 +284,10 @@ def resolve_checkpoint(id_or_path: str | os.PathLike, revision: str | None = Non
         if candidate.exists():
             raise CheckpointError(f"{repo_id!r} is a file, not a checkpoint directory") from None
         raise RepoIdError(f"{exc}; nor is there a checkpoint directory at that path") from None
+    if revision is not None and (not isinstance(revision, str) or ".." in revision or revision.startswith("/")
+                                 or any(c in revision for c in "\\\0\n\r\t") or not revision.strip()):
+        raise RepoIdError(f"invalid revision {revision!r}: expected a revision id, tag or branch name "
+                          "(no '..', no leading '/', no backslashes or control characters)")
     hub = LocalHub()
     if hub.has(repo_id, revision):
         return hub.resolve(repo_id, revision)
@@ -464,8 +476,10 @@ class HubMixin:
         _check_shapes_before_allocating(target, init_args, path / WEIGHTS_NAME)
         try:
             model = target(**init_args)
-        except TypeError as exc:  # init_args that the class does not take: a config written for another class
-            raise CheckpointError(f"{str(path / CONFIG_NAME)!r}: its init_args do not fit {arch} ({exc})") from None
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            # init_args the class does not take (a config written for another class) or values it cannot build
+            raise CheckpointError(f"{str(path / CONFIG_NAME)!r}: its init_args do not build a {arch} "
+                                  f"({type(exc).__name__}: {exc}){_suspicious(target, init_args)}") from None
         load_weights(model, path / WEIGHTS_NAME, config.get("weights_sha256"))
         model.input_spec = validate_input_spec(target, config.get("input_spec"), f"{path / CONFIG_NAME}: input_spec")
         model.checkpoint_dir = path  # where the weights came from (its provenance names the data they saw)
@@ -521,6 +535,26 @@ def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token:
     raise ValueError(f"hub must be 'local' or 'hf', got {hub!r}")
 
 
+def _suspicious(target: type, init_args: dict) -> str:
+    """The init_args whose values cannot be sizes the class expects, named for an error message: a negative number,
+    a fraction or a string where the constructor's default is an integer, a string where it is a number."""
+    import inspect
+
+    try:
+        params = inspect.signature(target.__init__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    odd = []
+    for key, value in init_args.items():
+        default = params[key].default if key in params else inspect.Parameter.empty
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        int_default = isinstance(default, int) and not isinstance(default, bool)
+        if (number and value < 0) or (int_default and isinstance(value, float) and not value.is_integer()) or (
+                isinstance(default, int | float) and not isinstance(default, bool) and isinstance(value, str)):
+            odd.append(f"{key}={value!r}" + (f" (default {default!r})" if default is not inspect.Parameter.empty else ""))
+    return f"; check {', '.join(odd)}: the config was edited or belongs to other weights" if odd else ""
+
+
 def _check_shapes_before_allocating(target: type, init_args: dict, weights: Path) -> None:
     """Build the model on torch's meta device (no memory) and compare every parameter's shape with the safetensors
     header (read without loading a tensor): an edited config (``ff_dim: 2**31``) is refused before it allocates.
@@ -539,7 +573,8 @@ def _check_shapes_before_allocating(target: type, init_args: dict, weights: Path
         with torch.device("meta"):
             meta = target(**init_args)
     except TypeError as exc:
-        raise CheckpointError(f"the checkpoint's init_args do not fit {target.__name__}: {exc}") from None
+        raise CheckpointError(f"the checkpoint's init_args do not fit {target.__name__}: {exc}"
+                              f"{_suspicious(target, init_args)}") from None
     except RuntimeError as exc:
         if "overflow" in str(exc):  # sizes so large that even their element count overflows
             raise CheckpointError(f"config.json describes a {target.__name__} too large to build ({exc}); the config "

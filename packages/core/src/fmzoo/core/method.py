@@ -12,7 +12,9 @@ Recipes share one top-level layout, validated before anything runs (an unknown k
 (architecture arguments), ``train`` (``batch_size`` = the global batch, ``max_epochs``, optimiser and schedule
 values; ``precision``, ``gradient_clip_val`` and ``gradient_clip_algorithm`` ("norm" or "value", as the official
 code clips) go to Lightning's Trainer), ``card``, ``evaluate`` and ``trainer_overrides`` (written by ``fmzoo pretrain``), plus the method's own
-sections named in ``Method.recipe_sections`` (e.g. ``mask``, ``loss``)."""
+sections named in ``Method.recipe_sections`` (e.g. ``mask``, ``loss``). The keys inside a section are checked the same
+way for every section the method declares in ``Method.recipe_keys`` (a typo such as ``train.max_epoch`` for
+``max_epochs`` is an error naming it and listing the known keys)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ from .runtime import generator
 
 COMMON_SECTIONS = ("method", "name", "seed", "threads", "dataset", "data", "model", "train", "card", "evaluate",
                    "trainer_overrides", "description")
+# the ``train`` keys the core itself reads (``pretrain``/``training.fit``); a method that declares its ``train`` keys
+# in ``Method.recipe_keys`` lists these with its own (the official names differ: GraphMAE says ``max_epoch``)
+CORE_TRAIN_KEYS = ("batch_size", "max_epochs", "precision", "gradient_clip_val", "gradient_clip_algorithm")
 
 
 @dataclass
@@ -45,6 +50,10 @@ class Method:
     set; ``self.data_path`` is the user's ``fmzoo pretrain --data PATH`` (None: the recipe's dataset)."""
 
     recipe_sections: ClassVar[tuple[str, ...]] = ()  # the method's own top-level recipe sections
+    # the keys each nested section takes, e.g. {"train": (*CORE_TRAIN_KEYS, "lr"), "mask": ("ratio",)}: a section
+    # named here is checked at load (an unknown key such as a typo is an error naming it and the known keys); a
+    # section not named is free-form (not checked)
+    recipe_keys: ClassVar[dict[str, tuple[str, ...]]] = {}
     citation: ClassVar[str] = ""
     default_batch_size: ClassVar[int] = 32
     default_epochs: ClassVar[int] = 1
@@ -65,10 +74,28 @@ class Method:
             if section in recipe and recipe[section] is not None and not isinstance(recipe[section], dict):
                 raise RecipeError(f"recipe {recipe.get('name')!r}: {section!r} must be a mapping, "
                                   f"got {type(recipe[section]).__name__}")
+        cls.validate_sections(recipe)
         if recipe.get("card") is not None:
             from .card import CardData
 
             CardData.from_dict(recipe["card"], f"recipe {recipe.get('name')!r}: card")
+
+    @classmethod
+    def validate_sections(cls, recipe: dict) -> None:
+        """Check the keys of every nested section the method declares in ``recipe_keys``."""
+        for section, keys in cls.recipe_keys.items():
+            value = recipe.get(section)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise RecipeError(f"recipe {recipe.get('name')!r}: {section!r} must be a mapping, "
+                                  f"got {type(value).__name__}")
+            unknown = sorted(str(k) for k in set(value) - set(keys))
+            if unknown:
+                raise RecipeError(
+                    f"recipe {recipe.get('name')!r} (method {recipe.get('method')!r}): unknown key(s) in {section!r}: "
+                    f"{', '.join(f'{section}.{k}' for k in unknown)}; {section!r} of a {cls.__name__} recipe takes "
+                    f"{', '.join(sorted(keys)) or 'no keys'}")
 
     @property
     def train_cfg(self) -> dict:

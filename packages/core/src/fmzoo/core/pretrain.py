@@ -16,6 +16,26 @@ def recipe_threads(recipe: dict) -> int | None:
     return threads
 
 
+def check_recipe(recipe: dict) -> None:
+    """Everything about a recipe that can be checked before a run starts: its method is installed, its keys (top
+    level, and inside the sections the method declares) and its ``threads``. Raises RecipeError/UnknownNameError."""
+    from .errors import RecipeError
+    from .registry import method_class, pretrain_fn
+
+    if not isinstance(recipe.get("method"), str):
+        raise RecipeError(f"recipe {recipe.get('name')!r}: 'method' must name an installed method, "
+                          f"got {recipe.get('method')!r}")
+    cls = method_class(recipe["method"])
+    if cls is not None:
+        cls.validate(recipe)
+    else:
+        pretrain_fn(recipe["method"])  # an unknown method is named here, with the known ones
+    try:
+        recipe_threads(recipe)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+
+
 def run_pretraining(recipe: dict, run_dir: str | Path, trainer_kwargs: dict | None = None,
                     data_path: str | Path | None = None) -> Path:
     """Seed (``recipe["seed"]``, default 0) and set threads (``recipe["threads"]``), then run the method registered
@@ -25,10 +45,9 @@ def run_pretraining(recipe: dict, run_dir: str | Path, trainer_kwargs: dict | No
     from .method import pretrain
     from .registry import method_class, pretrain_fn
 
+    check_recipe(recipe)
     cls = method_class(recipe["method"])
-    if cls is not None:
-        cls.validate(recipe)
-    elif data_path is not None:
+    if cls is None and data_path is not None:
         raise ValueError(f"method {recipe['method']!r} does not take --data yet (it is not a fmzoo.core.Method)")
     fn = pretrain_fn(recipe["method"]) if cls is None else None
     run_dir = Path(run_dir)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UnknownNameError
+from .errors import RecipeError, UnknownNameError
 
 ENTRY_POINT_GROUP = "fmzoo.plugins"
 SHIPPED_ORG = "fmzoo"  # a shipped checkpoint's id is fmzoo/<its directory name>
@@ -160,23 +160,26 @@ def _recipe_path(name_or_path: str, folder: Path | None) -> Path:
 def _load_recipe(name_or_path: str, chain: tuple[Path, ...], folder: Path | None = None) -> dict:
     path = _recipe_path(name_or_path, folder).resolve()
     if path in chain:
-        raise ValueError("recipe bases form a cycle: " + " -> ".join(str(p) for p in (*chain, path)))
-    recipe = yaml.safe_load(path.read_text())
+        raise RecipeError("recipe bases form a cycle: " + " -> ".join(str(p) for p in (*chain, path)))
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(recipe, dict):
-        raise ValueError(f"recipe {str(path)!r} must be a mapping")
+        raise RecipeError(f"recipe {str(path)!r} must be a mapping")
     base, unset = recipe.pop("base", None), recipe.pop("unset", None)
     if unset is not None and base is None:
-        raise ValueError(f"recipe {str(path)!r}: 'unset' removes keys of a base; this recipe has no 'base'")
+        raise RecipeError(f"recipe {str(path)!r}: 'unset' removes keys of a base; this recipe has no 'base'")
     if base is not None:
         if not isinstance(base, str):
-            raise ValueError(f"recipe {str(path)!r}: 'base' must be a recipe name or path, got {base!r}")
+            raise RecipeError(f"recipe {str(path)!r}: 'base' must be a recipe name or path, got {base!r}")
         parent = _load_recipe(base, (*chain, path), path.parent)
         parent.pop("name", None)  # a recipe's name is its own, never its base's
         for key in unset or []:
             _unset(parent, key, path)
         recipe = _merge(parent, recipe)
     if not chain and "method" not in recipe:
-        raise ValueError(f"recipe {str(path)!r} must be a mapping with a 'method' key")
+        raise RecipeError(f"recipe {str(path)!r} must be a mapping with a 'method' key")
     if not chain:
         recipe.setdefault("name", path.stem)
     return recipe
@@ -188,7 +191,7 @@ def _unset(recipe: dict, dotted: str, path: Path) -> None:
     for key in parents:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict) or last not in node:
-        raise ValueError(f"recipe {str(path)!r}: cannot unset {dotted!r}: its base has no such key")
+        raise RecipeError(f"recipe {str(path)!r}: cannot unset {dotted!r}: its base has no such key")
     del node[last]
 
 

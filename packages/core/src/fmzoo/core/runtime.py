@@ -47,14 +47,38 @@ def set_threads(threads: int | None) -> int:
     return before
 
 
+def _native_pools(count: int):
+    """Cap the native thread pools that torch's setting does not reach: the BLAS (OpenBLAS/MKL) that NumPy and
+    SciPy (so scikit-learn) load, and the OpenMP runtimes of scikit-learn's compiled loops. Without it a
+    ``threads(1)`` block still spins a second BLAS thread in every NumPy product and scikit-learn fit.
+    SciPy's BLAS is loaded first (a library loaded after the cap keeps its own default). Returns the
+    threadpoolctl limiter whose ``restore_original_limits()`` undoes it."""
+    import numpy  # noqa: F401  (its BLAS must be loaded to be capped)
+    from threadpoolctl import threadpool_limits
+
+    with contextlib.suppress(ImportError):
+        import scipy.linalg  # noqa: F401  (scikit-learn's BLAS)
+    return threadpool_limits(limits=count)
+
+
 @contextlib.contextmanager
 def threads(count: int | None):
-    """Run a block with ``count`` intra-op threads and restore the caller's count afterwards."""
+    """Run a block with ``count`` CPU threads and restore the caller's settings afterwards: torch's intra-op
+    threads, and the BLAS and OpenMP pools of NumPy, SciPy and scikit-learn (through threadpoolctl).
+    ``None`` changes nothing."""
     import torch
 
-    before = set_threads(count)
-    try:
+    before = set_threads(None)
+    if count is None:
         yield
+        return
+    set_threads(count)  # validates count first: nothing is capped for a bad one
+    try:
+        limiter = _native_pools(count)
+        try:
+            yield
+        finally:
+            limiter.restore_original_limits()
     finally:
         torch.set_num_threads(before)
 

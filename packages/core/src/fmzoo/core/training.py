@@ -451,6 +451,12 @@ def fit(
     ckpt_path = last_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
         warnings.warn(f"--resume: no checkpoint in {run_dir}/checkpoints; starting from scratch", stacklevel=2)
+    if ckpt_path is not None:
+        from .weights import safe_torch_load
+
+        # a truncated, corrupt or code-carrying last.ckpt is a CheckpointError naming it, read as Lightning then
+        # reads it (weights_only): no code runs from it
+        safe_torch_load(ckpt_path)
     log = Path(run_dir) / "logs" / "metrics.csv"
     earlier = _read_log(log) if ckpt_path is not None else None  # the CSV logger starts its file anew
     with warnings.catch_warnings():
