@@ -23,7 +23,7 @@ def __getattr__(name):
         from .training import publish_run
 
         return publish_run
-    if name in ("finetune", "evaluate"):  # the Python form of `fmzoo finetune` / `fmzoo evaluate`
+    if name in ("finetune", "evaluate", "format_result"):  # the Python form of `fmzoo finetune` / `evaluate`
         from . import downstream
 
         return getattr(downstream, name)
@@ -37,7 +37,7 @@ def from_pretrained(id_or_path, revision=None, **overrides):
 
 __all__ = [
     "CheckpointError", "HubMixin", "RecipeError", "InputSpecError", "LocalHub", "Plugin", "RepoIdError",
-    "data_path", "data_root", "evaluate", "finetune", "from_pretrained", "hub_root", "is_offline", "list_models", "load_recipe",
+    "data_path", "data_root", "evaluate", "finetune", "format_result", "from_pretrained", "hub_root", "is_offline", "list_models", "load_recipe",
     "load_table", "plugins", "publish_dir", "publish_run", "resolve_checkpoint", "sha256_file",
     "shipped_checkpoints", "validate_repo_id",
 ]
