@@ -124,10 +124,10 @@ def test_local_hub_revisions_and_offline(tmp_hub, monkeypatch):
     monkeypatch.setenv("FMZOO_OFFLINE", "1")
     torch.manual_seed(0)
     m1 = TinyNet()
-    rev1 = m1.push_to_hub("lab/tiny")
+    rev1 = m1.push_to_hub("lab/tiny", hub="local")
     torch.manual_seed(1)
     m2 = TinyNet()
-    rev2 = m2.push_to_hub("lab/tiny")
+    rev2 = m2.push_to_hub("lab/tiny", hub="local")
     assert rev1 != rev2
     hub = LocalHub()
     assert hub.revisions("lab/tiny") == [rev1, rev2]
@@ -145,7 +145,7 @@ def test_local_hub_revisions_and_offline(tmp_hub, monkeypatch):
 
 
 def test_hub_detects_tampering(tmp_hub):
-    TinyNet().push_to_hub("lab/tiny")
+    TinyNet().push_to_hub("lab/tiny", hub="local")
     path = LocalHub().resolve("lab/tiny")
     (path / "README.md").write_text("changed")
     with pytest.raises(CheckpointError, match="README.md"):
@@ -237,8 +237,9 @@ def test_hugging_face_hub_is_used_only_when_online_and_not_local(tmp_hub, tmp_pa
     loaded = TinyNet.from_pretrained("someone/tiny", revision="v1")
     assert torch.equal(loaded.fc.weight, remote.fc.weight)
     assert calls == [("someone/tiny", "v1", ("config.json", "model.safetensors", "README.md", "provenance.json",
-                                                   "preprocessor_config.json"))]
-    TinyNet().push_to_hub("someone/tiny")  # a local copy now shadows the remote one
+                                                   "preprocessor_config.json", "tokenizer_config.json", "vocab.json",
+                                                   "special_tokens_map.json", "added_tokens.json"))]
+    TinyNet().push_to_hub("someone/tiny", hub="local")  # a local copy now shadows the remote one
     TinyNet.from_pretrained("someone/tiny")
     assert len(calls) == 1
 
@@ -340,3 +341,54 @@ def test_loading_reads_into_the_model_and_keeps_tied_weights(tmp_path):
     save_file({"a.weight": src.a.weight.detach()}, str(tmp_path / "short.safetensors"))
     with pytest.raises(CheckpointError, match=r"missing tensors \['a.bias', 'b.bias'\]"):
         load_weights(Tied(), tmp_path / "short.safetensors")
+
+
+TOKENIZER_FILES = {"tokenizer_config.json": '{"tokenizer_class": "Wav2Vec2CTCTokenizer"}',
+                   "vocab.json": '{"<pad>": 0, "A": 1}', "special_tokens_map.json": '{"pad_token": "<pad>"}'}
+
+
+def test_transformers_tokenizer_files_travel_through_publish(tmp_hub, tmp_path, monkeypatch):
+    """A wav2vec 2.0 checkpoint's tokenizer files go with it to the local hub and back; a stray file does not, and a
+    link in place of one is refused."""
+    monkeypatch.setenv("FMZOO_OFFLINE", "1")
+    TinyNet().save_pretrained(tmp_path / "ck")
+    for name, text in TOKENIZER_FILES.items():
+        (tmp_path / "ck" / name).write_text(text)
+    (tmp_path / "ck" / "notes.txt").write_text("not the checkpoint's")
+    LocalHub().publish(tmp_path / "ck", "lab/speechy")
+    loaded = TinyNet.from_pretrained("lab/speechy")
+    for name, text in TOKENIZER_FILES.items():
+        assert (loaded.checkpoint_dir / name).read_text() == text
+    assert not (loaded.checkpoint_dir / "notes.txt").exists()
+    (tmp_path / "ck" / "vocab.json").unlink()
+    (tmp_path / "ck" / "vocab.json").symlink_to(tmp_path / "ck" / "notes.txt")
+    with pytest.raises(CheckpointError, match="vocab.json.*symbolic link"):
+        LocalHub().publish(tmp_path / "ck", "lab/speechy")
+
+
+def test_push_to_hf_uploads_the_tokenizer_files(tmp_path, monkeypatch):
+    calls = []
+    _fake_hf_api(monkeypatch, calls)
+    TinyNet().save_pretrained(tmp_path / "ck")
+    for name, text in TOKENIZER_FILES.items():
+        (tmp_path / "ck" / name).write_text(text)
+    from fmzoo.core import publish_dir
+
+    publish_dir(tmp_path / "ck", "lab/tiny", hub="hf")
+    assert dict(calls)["upload_folder"]["files"] == ["README.md", "config.json", "model.safetensors",
+                                                      "provenance.json", "special_tokens_map.json",
+                                                      "tokenizer_config.json", "vocab.json"]
+
+
+def test_push_to_hub_defaults_to_the_hugging_face_hub(tmp_hub, monkeypatch):
+    calls = []
+    _fake_hf_api(monkeypatch, calls)
+    assert TinyNet().push_to_hub("lab/tiny").endswith("/commit/abc")  # no hub=: the Hugging Face Hub
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"] and LocalHub().revisions("lab/tiny") == []
+    monkeypatch.setenv("FMZOO_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="FMZOO_OFFLINE or HF_HUB_OFFLINE.*hub='local'"):
+        TinyNet().push_to_hub("lab/tiny")
+    assert LocalHub().revisions("lab/tiny") == []
+    assert TinyNet().push_to_hub("lab/tiny", hub="local") in LocalHub().revisions("lab/tiny")
+    with pytest.raises(ValueError, match="hub must be 'hf'.*or 'local'.*got 'github'"):
+        TinyNet().push_to_hub("lab/tiny", hub="github")

@@ -204,3 +204,64 @@ def test_plot_with_mixed_seed_counts_and_paper_markers(tmp_path):
     text = format_table(result)
     assert "0.8000 ± 0.0500 (n=3)" in text and "0.7000 (n=1)" in text and "[1] paper T1" in text
     assert max(len(line) for line in text.splitlines()) <= 120
+
+
+def _row(model, ours, std=0.0, n=1, paper=None, source=None, metric="accuracy", init="pretrained"):
+    return {"model": model, "init": init, "metric": metric, "higher_is_better": True, "ours": ours, "std": std,
+            "seeds": list(range(n)), "values": [ours] * n, "paper": paper, "paper_std": None, "paper_source": source}
+
+
+def test_terminal_table_wraps_long_cells_and_titles_under_120_characters_without_dropping_words():
+    model = "softcon-resnet-small | 96 px (resized to pretraining size), standardized (checkpoint stats) extra words"
+    metric = "a_very_long_metric_name_that_keeps_going_past_any_reasonable_width_for_a_column"
+    result = {"table": "t", "title": "a title " * 25, "setting": "quick", "notes": "n " * 100,
+              "rows": [_row(model, 0.5, 0.1, 3, 0.6, "Table 2 of a paper " * 10, metric=metric), _row("B", 0.4)]}
+    text = format_table(result)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    flat = " ".join(text.split())
+    for word in model.split() + ["0.5000 ± 0.1000 (n=3)", "0.6000", "0.4000 (n=1)"]:
+        assert word in flat
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    a, b = lines[head].index("metric"), lines[head].index("ours")
+    column = "".join(line[a:b].strip() for line in lines[head + 2:] if not line.startswith("B "))
+    assert column.startswith(metric + " ↑")  # wrapped over lines, every character kept
+    assert flat.count("a title") == 25
+
+
+def test_plot_labels_sit_beyond_error_bars_and_paper_markers(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fmzoo.core.reproduce import _value_labels
+
+    rows = [_row("long bar", 0.8, 0.05, 3), _row("short bar", 0.04, 0.02, 3), _row("negative", -0.1, 0.03, 3),
+            _row("marker beyond", 0.05, 0.0, 1, paper=0.3), _row("marker inside", 0.7, 0.0, 1, paper=0.62)]
+    fig, ax = plt.subplots()
+    ax.set_xlim(-0.2, 1.0)
+    _value_labels(ax, rows, [-0.2, 1.0])
+    where = {t.get_text(): (t.xy[0], t.get_horizontalalignment(), t.get_color()) for t in ax.texts}
+    plt.close(fig)
+    assert where["0.8000"] == (0.75, "right", "white")  # inside the bar, ending before its error bar
+    assert where["0.0400"][:2] == (0.06, "left")  # beyond the error bar's cap
+    assert where["-0.1000"][:2] == (pytest.approx(-0.13), "right")
+    assert where["0.0500"][:2] == (0.3, "left")  # beyond the paper marker, not on it
+    assert where["0.7000"][:2] == (0.7, "left")  # outside: inside the bar it would sit on the marker
+
+
+def test_tall_table_plot_is_a_readable_grid_with_the_paper_source_as_footnote(tmp_path):
+    from fmzoo.core.reproduce import _plot_footnote
+    from PIL import Image
+
+    rows = [_row(f"GPHT-{g}/{m}/{h}", 0.3 + 0.01 * i, metric=m, paper=0.4 if g == "zs" else None,
+                 source="GPHT paper Table 3" if g == "zs" else None)
+            for i, (g, m, h) in enumerate((g, m, h) for m in ("mse", "mae") for g in ("zs", "fs", "ft", "sc", "rl")
+                                          for h in (96, 192, 336, 720, "avg"))]
+    result = {"table": "tall", "title": "fifty bars", "setting": "quick", "rows": rows}
+    plot_table(result, tmp_path / "t.png")
+    w, h = Image.open(tmp_path / "t.png").size
+    assert len(rows) == 50 and h <= 1400 and w <= 1500  # was 990x2002 px as one column
+    note = _plot_footnote(result, 150)
+    assert "GPHT paper Table 3" in note and note.count("GPHT paper Table 3") == 1
+    assert "no paper value" in _plot_footnote({"rows": [_row("x", 1.0)]}, 150)

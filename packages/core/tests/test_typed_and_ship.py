@@ -140,3 +140,17 @@ def test_ship_refuses_changed_weights_and_cli_reports_it(shipping):
         ship(run, name="x")
     assert main(["ship", str(run), "--name", "x"]) == 2
     assert main(["ship", "--check"]) == 0
+
+
+def test_ship_carries_the_transformers_tokenizer_files_and_nothing_else(shipping):
+    """A wav2vec 2.0 run writes tokenizer_config.json and vocab.json beside its weights: shipping keeps them."""
+    shipped, run, _ = shipping
+    files = {"preprocessor_config.json": "{}", "tokenizer_config.json": '{"tokenizer_class": "X"}',
+             "vocab.json": '{"<pad>": 0}', "special_tokens_map.json": '{"pad_token": "<pad>"}'}
+    for name, text in files.items():
+        (run / "checkpoint" / name).write_text(text)
+    (run / "checkpoint" / "trainer_state.json").write_text("{}")
+    dest = ship(run, name="digits-tok")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(["README.md", "config.json", "model.safetensors",
+                                                             "provenance.json", *files])
+    assert all((dest / name).read_text() == text for name, text in files.items())

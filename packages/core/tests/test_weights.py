@@ -113,3 +113,78 @@ def test_truncated_legacy_pickle_is_a_checkpoint_error(tmp_path):
     path.write_bytes(pickle.dumps({"a": 1}, protocol=2)[:7])  # a legacy (non-zip) file cut short
     with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
         safe_torch_load(path)
+
+
+class _Terminal:
+    """A stand-in for stderr on a terminal (tqdm draws only there)."""
+
+    def __init__(self):
+        import io
+
+        self.buf = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buf.write(text)
+
+    def flush(self):
+        pass
+
+
+def test_cli_import_shows_a_step_bar_on_a_terminal_and_none_with_no_progress(fake_plugin, tmp_hub, tmp_path,
+                                                                             monkeypatch):
+    from fmzoo.core.cli import main
+
+    _release(tmp_path / "release")
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    assert main(["import", str(tmp_path / "release"), "--out", str(tmp_path / "a")]) == 0
+    drawn = term.buf.getvalue()
+    assert "import (digits-release)" in drawn and "4/4" in drawn
+    for step in ("hash the release", "read (weights_only) + convert", "write", "check"):
+        assert step in drawn
+    term.buf.seek(0)
+    term.buf.truncate()
+    assert main(["import", str(tmp_path / "release"), "--out", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert "import (digits-release)" not in term.buf.getvalue() and "importing" in term.buf.getvalue()
+
+
+def test_import_refuses_weights_that_differ_from_what_config_records(fake_plugin, tmp_hub, tmp_path, monkeypatch):
+    """The check step: a write that went wrong is an error and leaves no checkpoint behind."""
+    import fmzoo.core.hub as hub_mod
+    from fmzoo.core.weights import import_weights
+
+    _release(tmp_path / "release")
+    real = hub_mod.HubMixin.save_pretrained
+
+    def torn_write(self, directory, **kw):
+        out = real(self, directory, **kw)
+        with open(out / "model.safetensors", "r+b") as f:
+            f.seek(-4, 2)
+            f.write(b"\0\1\2\3")
+        return out
+
+    monkeypatch.setattr(hub_mod.HubMixin, "save_pretrained", torn_write)
+    with pytest.raises(CheckpointError, match="do not match the sha256 config.json records"):
+        import_weights(tmp_path / "release", out=tmp_path / "ck")
+    assert not (tmp_path / "ck").exists() and [p.name for p in tmp_path.iterdir()] == ["release"]
+
+
+def test_list_says_which_methods_released_no_weights(fake_plugin, tmp_hub, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from fmzoo.core import registry
+    from fmzoo.core.cli import main
+
+    long = "Someone et al. (2031) released code only, " + "and a very long explanation of why " * 5
+    other = replace(registry.plugins()["fake"], name="other", models={}, downstream={}, methods={}, weight_formats={},
+                    official=None, no_released_weights={"NoWeightsNet": long})
+    monkeypatch.setattr(registry, "plugins", lambda: {"fake": fake_plugin.plugin(), "other": other})
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("no released weights"):out.index("local hub")]
+    assert "NoWeightsNet" in section and "(fmzoo-other)" in section
+    assert " ".join(" ".join(section.split("\n")[1:]).split()).startswith("NoWeightsNet " + " ".join(long.split()))
+    assert max(len(line) for line in section.splitlines()) <= 120

@@ -140,8 +140,10 @@ def test_sizes_too_small_bad_and_announced(softcon, s2):
         softcon.embed(s2, size="big")
     with pytest.raises(InputSpecError, match="give size= or the older resize=, not both"):
         softcon.embed(s2, size="native", resize=True)
-    with pytest.warns(ResizeWarning, match=r"40x40 px resized to 96x96 px \(the pretraining size\).*size='native'"):
+    with pytest.warns(ResizeWarning, match=r"40x40 px resized to 96x96 px \(the pretraining size\); size='native' keeps "
+                      "the input size") as caught:
         softcon.embed(s2[:, :40, :40])
+    assert all(len(str(w.message)) <= 120 for w in caught)
     spec = dict(softcon.input_spec, size_policy="error")
     strict = type(softcon)(**softcon.init_args)
     strict.input_spec = spec
@@ -155,8 +157,10 @@ def test_vit_native_size_needs_patch_multiples(rgb8):
     vit = SoftConViT(bands=RGB_BANDS, patch_size=8, embed_dim=32, depth=1, num_heads=2, input_size=32)
     vit.input_spec = add_product(make_input_spec(RGB_BANDS, 32), "rgb8", RGB_BANDS, [80.0] * 3, [40.0] * 3, (0, 255))
     x = rgb8[:, :, :60, :60]
-    with pytest.warns(ResizeWarning, match=r"60x60 px centre-cropped to 56x56 px \(native size, a multiple of the 8 px"):
+    with pytest.warns(ResizeWarning, match=r"60x60 px centre-cropped to 56x56 px \(native, a multiple of the 8 px "
+                      r"patch\); size='resize' gives 32x32 px") as caught:
         out = vit.embed(x, size="native")
+    assert all(len(str(w.message)) <= 120 for w in caught)
     assert torch.allclose(out, vit.embed(x[:, :, 2:58, 2:58], size="native"), atol=1e-5)
     with pytest.raises(InputSpecError, match="size 60 is not a multiple of the model's 8 px patch"):
         vit.embed(x, size=60)

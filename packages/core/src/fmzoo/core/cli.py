@@ -66,9 +66,15 @@ def trainer_kwargs(args) -> dict:
     return kw
 
 
+def _wrap_text(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(" ".join(text.split()), width=width) or [""]
+
+
 def cmd_list(args) -> int:
     from .hub import LocalHub
-    from .registry import PLUGIN_ERRORS, list_models, plugins, recipes, tables
+    from .registry import PLUGIN_ERRORS, _merged, list_models, plugins, recipes, tables
 
     print("installed packages: " + (", ".join(f"fmzoo-{p}" for p in plugins()) or "none"))
     for name, err in PLUGIN_ERRORS.items():
@@ -94,12 +100,18 @@ def cmd_list(args) -> int:
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         for row in table:
             print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    unreleased = _merged("no_released_weights")
+    if unreleased:
+        print("  no released weights (the authors published none; the checkpoints above are fmzoo's own runs):")
+        width = max(len(m) for m in unreleased) + 2
+        for method, (package, why) in sorted(unreleased.items()):
+            for i, line in enumerate(_wrap_text(f"{why} (fmzoo-{package})", 116 - width)):
+                print(f"    {method if i == 0 else '':<{width}}{line}")
     hub = LocalHub()
     local = sorted(p.parent.parent.relative_to(hub.root).as_posix() for p in hub.root.glob("*/*/refs/main")) if hub.root.is_dir() else []
     print(f"\nlocal hub {hub.root}: " + (", ".join(local) or "empty"))
     print("\nrecipes:    " + ", ".join(recipes()))
     print("tables:     " + ", ".join(tables()))
-    from .registry import _merged
 
     print("datasets:   " + ", ".join(f"{k} ({p})" for k, (p, _) in sorted(_merged("datasets").items()))
           + "\n            (read from $FMZOO_DATA; `fmzoo doctor` says which are present)")
@@ -354,9 +366,9 @@ def cmd_import(args) -> int:
         validate_repo_id(args.out)
         out_dir, repo_id = None, args.out
     fmt = args.format or (entry.format if entry else None)
-    print(f"importing {args.source} ({'format ' + fmt if fmt else 'detecting its format'}): reading it with "
-          "weights_only, converting, checking", file=sys.stderr, flush=True)
-    path = import_weights(args.source, fmt, out=out_dir, entry=entry)
+    print(f"importing {args.source} ({'format ' + fmt if fmt else 'detecting its format'}): hashing it, reading it "
+          "with weights_only, converting, writing, checking", file=sys.stderr, flush=True)
+    path = import_weights(args.source, fmt, out=out_dir, entry=entry, progress=not args.no_progress)
     print(f"converted {args.source} -> {path}")
     if repo_id:
         rev = publish_dir(path, repo_id, hub="local")
@@ -535,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Publish RUN_DIR/checkpoint (or RUN_DIR itself) as REPO_ID. Local publishes are atomic and keep revisions.")
     s.add_argument("run_dir")
     s.add_argument("repo_id", help="org/name")
-    s.add_argument("--hub", choices=("local", "hf"), default="local")
+    s.add_argument("--hub", choices=("local", "hf"), default="local",
+                   help="local: the local hub, $FMZOO_HUB (default); hf: the Hugging Face Hub (what "
+                   "model.push_to_hub() does by default)")
     s.add_argument("--replace-shipped", action="store_true",
                    help="allow publishing an id that an installed package ships (it then shadows the shipped checkpoint)")
     hf = s.add_argument_group("Hugging Face Hub (--hub hf)")
@@ -584,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", help="the release layout (default: detected; `fmzoo list` shows the catalogue's formats)")
     s.add_argument("--id", help="the catalogue id the file belongs to (its card then names source, licence, base model)")
     s.add_argument("--out", help="a directory, or an org/name to publish to the local hub (default: the import cache)")
+    s.add_argument("--no-progress", action="store_true", help="hide the step bar (shown only on a terminal)")
     s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("card", help="print (or write) a checkpoint's model card",

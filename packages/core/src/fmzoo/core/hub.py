@@ -202,7 +202,11 @@ class LocalHub:
             return False
 
 
-PUBLISHED_FILES = (*CHECKPOINT_FILES, "preprocessor_config.json")
+TRANSFORMERS_FILES = ("preprocessor_config.json", "tokenizer_config.json", "vocab.json", "special_tokens_map.json",
+                      "added_tokens.json")
+"""The transformers side files a checkpoint may hold (a wav2vec 2.0 checkpoint writes its feature extractor and
+tokenizer files so that ``AutoFeatureExtractor``/``pipeline()`` load the folder): they travel with it."""
+PUBLISHED_FILES = (*CHECKPOINT_FILES, *TRANSFORMERS_FILES)
 
 
 def _own_files(src: Path) -> list[str]:
@@ -490,18 +494,32 @@ class HubMixin:
     def push_to_hub(
         self,
         repo_id: str,
-        hub: str = "local",
+        hub: str = "hf",
         card: dict | None = None,
         provenance: dict | None = None,
         token: str | None = None,
         **hf_options,
     ) -> str:
-        """Publish to the local hub (returns the revision) or to the Hugging Face Hub (returns the URL;
-        ``hf_options``: private, revision, commit_message, create_pr, as ``publish_dir`` takes them)."""
+        """Publish the model, as the name means in Hugging Face libraries: to the Hugging Face Hub by default
+        (returns the commit or pull-request URL; ``hf_options``: private, revision, commit_message, create_pr, as
+        ``publish_dir`` takes them). ``hub="local"`` publishes to the local hub (``$FMZOO_HUB``) instead and returns
+        the revision. Offline (FMZOO_OFFLINE/HF_HUB_OFFLINE) the default is an error that names ``hub="local"``."""
         validate_repo_id(repo_id)
+        _check_hub(hub)
+        if hub == "hf" and is_offline():  # before the model is saved: nothing is written for a push that cannot go
+            raise CheckpointError(_OFFLINE_PUSH)
         with tempfile.TemporaryDirectory(prefix="fmzoo-push-") as tmp:
             self.save_pretrained(tmp, card=card, provenance=provenance)
             return publish_dir(tmp, repo_id, hub=hub, token=token, **hf_options)
+
+
+_OFFLINE_PUSH = ("cannot push to the Hugging Face Hub: networking is off (FMZOO_OFFLINE or HF_HUB_OFFLINE is set); "
+                 "unset it, or publish to the local hub with hub='local' (CLI: --hub local)")
+
+
+def _check_hub(hub: str) -> None:
+    if hub not in ("local", "hf"):
+        raise ValueError(f"hub must be 'hf' (the Hugging Face Hub) or 'local' (the local hub, $FMZOO_HUB), got {hub!r}")
 
 
 def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token: str | None = None,
@@ -511,6 +529,7 @@ def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token:
     (returns the commit or pull-request URL; ``private``, ``revision`` (a branch, created from main when missing),
     ``commit_message`` and ``create_pr`` as in ``huggingface_hub.HfApi.upload_folder``)."""
     validate_repo_id(repo_id)
+    _check_hub(hub)
     check_checkpoint_dir(Path(src))
     if hub == "local":
         if private or revision or commit_message or create_pr:
@@ -518,7 +537,7 @@ def publish_dir(src: str | os.PathLike, repo_id: str, hub: str = "local", token:
         return LocalHub().publish(src, repo_id, replace_shipped=replace_shipped)
     if hub == "hf":
         if is_offline():
-            raise CheckpointError("cannot push to the Hugging Face Hub: networking is off (FMZOO_OFFLINE/HF_HUB_OFFLINE)")
+            raise CheckpointError(_OFFLINE_PUSH)
         from huggingface_hub import HfApi
 
         from . import __version__

@@ -31,6 +31,8 @@ class Plugin:
     downstream: dict[str, str] = field(default_factory=dict)  # architecture -> "module:DownstreamHooks subclass"
     weight_formats: dict[str, str] = field(default_factory=dict)  # release layout -> "module:WeightFormat subclass"
     official: str | None = None  # "module:attr" of a list of fmzoo.core.weights.OfficialWeights
+    # method -> why there are no official weights to convert (the authors released none): `fmzoo list` prints it
+    no_released_weights: dict[str, str] = field(default_factory=dict)
     recipes_dir: Path | None = None
     tables_dir: Path | None = None
     checkpoints_dir: Path | None = None

@@ -97,10 +97,39 @@ def _wrap(text: str, indent: str = "  ", width: int = 118) -> list[str]:
                          subsequent_indent=" " * len(indent))
 
 
+LINE_WIDTH = 118  # a terminal table's lines stay under ~120 characters
+
+
+def _columns(rows: list[tuple], width: int = LINE_WIDTH, wrappable: tuple[int, ...] = (0, 2)) -> list[str]:
+    """Rows as aligned columns (header, then a rule) no wider than ``width``: a column too long for the line (the
+    model name first, then the metric) wraps onto continuation lines of its row; nothing is cut."""
+    import textwrap
+
+    rows = [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    while (excess := sum(widths) + 2 * (len(widths) - 1) - width) > 0:  # narrow the widest wrappable column
+        col = max(wrappable, key=lambda j: widths[j])
+        if widths[col] <= 12:
+            break
+        others = [widths[j] for j in wrappable if j != col]
+        widths[col] = max(12, widths[col] - excess, min(max(others, default=0), widths[col] - 1))
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [textwrap.wrap(c, w, subsequent_indent=" ", break_on_hyphens=False) or [""] if j in wrappable else [c]
+                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]
+        for k in range(max(len(c) for c in cells)):
+            lines.append("  ".join((c[k] if k < len(c) else "").ljust(w)
+                                   for c, w in zip(cells, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
 def format_table(result: dict) -> str:
     """Ours beside the paper's, for a terminal: the setting and caveats first, one line per row (under ~120
     characters), paper sources and row notes as numbered footnotes."""
-    lines = [f"{result['table']}: {result.get('title', '')}".rstrip(": ")]
+    lines = _wrap(f"{result['table']}: {result.get('title', '')}".rstrip(": "), indent="", width=LINE_WIDTH)
+    lines = lines[:1] + ["  " + line for line in lines[1:]]
     lines += _wrap(SETTINGS.get(result["setting"], result["setting"]), indent="  setting: ")
     if result.get("notes"):
         lines += _wrap(result["notes"], indent="  caveats: ")
@@ -119,53 +148,125 @@ def format_table(result: dict) -> str:
         marks = " ".join(m for m in (ref(r.get("paper_source")), ref(r.get("note"))) if m)
         rows.append((r["model"], r["init"], r["metric"] + (" ↑" if r["higher_is_better"] else " ↓"), _ours(r), paper,
                      marks))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += _columns(rows)
     for i, text in enumerate(notes, 1):
         lines += _wrap(text, indent=f"  [{i}] ")
     return "\n".join(lines)
 
 
+PLOT_MAX_ROWS = 15  # bars per panel: a longer metric is split over panels of a grid
+INIT_COLORS = {"pretrained": "tab:blue", "scratch": "tab:gray", "reference": "tab:green"}
+
+
+def _panels(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """(metric, rows) per panel: one metric per panel, split in near-equal chunks of at most PLOT_MAX_ROWS bars."""
+    out = []
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        sub = [r for r in rows if r["metric"] == metric]
+        chunks = math.ceil(len(sub) / PLOT_MAX_ROWS)
+        size = math.ceil(len(sub) / chunks)
+        out += [(metric, sub[i:i + size]) for i in range(0, len(sub), size)]
+    return out
+
+
+def _plot_footnote(result: dict, width_chars: int) -> str:
+    import textwrap
+
+    sources = list(dict.fromkeys(r["paper_source"] for r in result["rows"]
+                                 if r.get("paper") is not None and r.get("paper_source")))
+    if sources:
+        text = "paper values (\u25c6) from: " + "; ".join(sources)
+    elif any(r.get("paper") is not None for r in result["rows"]):
+        text = "paper values (\u25c6): source not recorded"
+    else:
+        text = "no paper value for these rows (see the table's caveats)"
+    n = {len(r["seeds"]) for r in result["rows"]}
+    text += (f". Bars: our mean over {'/'.join(str(k) for k in sorted(n))} seed(s)"
+             + ("; error bars: ± std where n > 1" if max(n) > 1 else ""))
+    return "\n".join(textwrap.wrap(text, width_chars))
+
+
+def _value_labels(ax, rows: list[dict], xlim: list[float]) -> None:
+    """Each bar's value, never on an error-bar cap or a paper marker: inside the bar (white, ending before the error
+    bar) where the bar is long enough, else beyond the bar's end, its error bar and its paper marker."""
+    span = xlim[1] - xlim[0]
+    for y, r in zip(list(range(len(rows)))[::-1], rows, strict=True):
+        v = r["ours"]
+        e = r["std"] if len(r["seeds"]) > 1 and r["std"] else 0.0
+        sign = 1.0 if v >= 0 else -1.0
+        text = _fmt(v)
+        inner = abs(v) - e  # the bar's length short of its error bar
+        width = span * (0.012 * len(text) + 0.03)  # the label's extent in data units, about
+        paper = r.get("paper")
+        clear = paper is None or not (inner - width - 0.02 * span <= paper * sign <= inner + 0.02 * span)
+        if inner > width and clear:
+            ax.annotate(text, (v - sign * e, y), xytext=(-3 * sign, 0), textcoords="offset points", color="white",
+                        ha="right" if sign > 0 else "left", va="center", fontsize=6.5)
+            continue
+        end = v + sign * e
+        if r.get("paper") is not None and (r["paper"] - end) * sign > 0:
+            end = r["paper"]
+        ax.annotate(text, (end, y), xytext=(5 * sign, 0), textcoords="offset points", ha="left" if sign > 0 else "right",
+                    va="center", fontsize=6.5)
+
+
 def plot_table(result: dict, path: Path) -> None:
-    """Horizontal bars of ours (error bars only where n > 1, value labels), the paper's value as a marker; one panel
-    per metric, labels that stay readable for long tables."""
+    """Horizontal bars of ours (error bars only where n > 1), value labels beside the bar end beyond the error bar,
+    the paper's value as a marker, and the paper's source as a footnote. One panel per metric; a metric with more than
+    ``PLOT_MAX_ROWS`` rows is split over panels laid out in a grid, so that long tables keep a readable height."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    heights = [sum(r["metric"] == m for r in rows) for m in metrics]
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 1.2 + 0.32 * sum(heights) + 0.5 * len(metrics)),
-                             squeeze=False, gridspec_kw={"height_ratios": heights})
-    for ax, metric in zip(axes[:, 0], metrics, strict=True):
-        sub = [r for r in rows if r["metric"] == metric]
+    panels = _panels(rows)
+    ncols = 1 if len(rows) <= 24 or len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    label = {id(r): "\n".join(textwrap.wrap(f"{r['model']} ({r['init']})", 40 if ncols > 1 else 52,
+                                             break_on_hyphens=False)) for r in rows}
+    pitch = 0.24 * max(1, max(v.count("\n") + 1 for v in label.values()) * 0.75)  # inches per bar
+    grid_heights = [max(len(panels[i][1]) for i in range(g * ncols, min(len(panels), (g + 1) * ncols)))
+                    for g in range(nrows)]
+    width = 9.0 if ncols == 1 else 13.0
+    footnote = _plot_footnote(result, int(width * 15))
+    height = 1.0 + sum(pitch * h + 0.65 for h in grid_heights) + 0.14 * (footnote.count("\n") + 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained",
+                             gridspec_kw={"height_ratios": grid_heights})
+    limits: dict[str, list[float]] = {}
+    for (metric, sub), ax in zip(panels, axes.flat, strict=False):
         ys = list(range(len(sub)))[::-1]
-        ours = [r["ours"] for r in sub]
-        err = [r["std"] if len(r["seeds"]) > 1 else 0.0 for r in sub]
-        colors = {"pretrained": "tab:blue", "scratch": "tab:gray", "reference": "tab:green"}
-        ax.barh(ys, ours, xerr=[e if e else float("nan") for e in err] if any(err) else None, capsize=3, height=0.6,
-                color=[colors.get(r["init"], "tab:blue") for r in sub])
+        err = [r["std"] if len(r["seeds"]) > 1 and r["std"] else 0.0 for r in sub]
+        ax.barh(ys, [r["ours"] for r in sub], height=0.62, color=[INIT_COLORS.get(r["init"], "tab:blue") for r in sub],
+                xerr=err if any(err) else None, capsize=2.5, error_kw={"elinewidth": 0.8, "capthick": 0.8})
         for y, r in zip(ys, sub, strict=True):
-            ax.text(r["ours"], y, f" {_fmt(r['ours'])}", va="center", fontsize=7)
             if r.get("paper") is not None:
-                ax.plot(r["paper"], y, marker="D", color="tab:red", markersize=5, linestyle="none")
-        ax.set_yticks(ys, [f"{r['model']} ({r['init']})" for r in sub], fontsize=7)
+                ax.plot(r["paper"], y, marker="D", color="tab:red", markersize=4.5, linestyle="none", zorder=3)
+        ax.set_yticks(ys, [label[id(r)] for r in sub], fontsize=6.5)
+        ax.tick_params(axis="x", labelsize=7)
         arrow = "higher is better" if sub[0]["higher_is_better"] else "lower is better"
-        ax.set_xlabel(f"{metric} ({arrow})", fontsize=8)
-        ax.margins(x=0.15)
+        ax.set_xlabel(f"{metric} ({arrow})", fontsize=7.5)
+        ax.axvline(0, color="black", linewidth=0.5)
+        ax.margins(x=0.18, y=0.5 / max(len(sub), 1))
+        lo, hi = ax.get_xlim()
+        limits.setdefault(metric, [lo, hi])
+        limits[metric] = [min(limits[metric][0], lo), max(limits[metric][1], hi)]
+    for (metric, sub), ax in zip(panels, axes.flat, strict=False):
+        ax.set_xlim(*limits[metric])  # the panels of one metric share its scale
+        _value_labels(ax, sub, limits[metric])
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     handles = [plt.Line2D([], [], marker="D", color="tab:red", linestyle="none", label="paper")] \
         if any(r.get("paper") is not None for r in rows) else []
-    handles += [plt.Rectangle((0, 0), 1, 1, color=c, label=k) for k, c in
-                (("pretrained", "tab:blue"), ("scratch", "tab:gray"), ("reference", "tab:green"))
+    handles += [plt.Rectangle((0, 0), 1, 1, color=c, label=k) for k, c in INIT_COLORS.items()
                 if any(r["init"] == k for r in rows)]
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(f"{result['table']} ({result['setting']})", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.legend(handles=handles, fontsize=7, loc="outside right upper", frameon=False)
+    title = textwrap.fill(f"{result['table']} ({result['setting']}): {result.get('title', '')}".rstrip(": "),
+                          int(width * 11))
+    fig.suptitle(title, fontsize=9)
+    fig.supxlabel(footnote, fontsize=6.5, x=0.01, ha="left", color="dimgray")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -164,20 +164,30 @@ def _source_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
-def _digest(files: list[Path], fmt: str, options: dict) -> str:
+def _digest(files: list[Path], fmt: str, options: dict, shas: dict[Path, str] | None = None) -> str:
     import hashlib
 
     h = hashlib.sha256(json.dumps({"format": fmt, "options": options}, sort_keys=True).encode())
     for f in files:
-        h.update(f.name.encode() + sha256_file(f).encode())
+        h.update(f.name.encode() + (shas[f] if shas else sha256_file(f)).encode())
     return h.hexdigest()[:20]
 
 
+IMPORT_STEPS = ("hash the release", "read (weights_only) + convert", "write", "check")
+
+
 def import_weights(source: str | os.PathLike, format: str | None = None, out: str | os.PathLike | None = None,
-                   entry: OfficialWeights | None = None, **options) -> Path:
+                   entry: OfficialWeights | None = None, progress: bool = False, **options) -> Path:
     """Convert a release (a folder or a file in its official layout) into an fmzoo checkpoint directory and return
     it. ``out``: that directory (default: the cache ``$FMZOO_HUB/imported/<format>/<digest of the files>``, reused when
-    the same files were converted before). ``entry``: the catalogue entry the files belong to (for the card)."""
+    the same files were converted before). ``entry``: the catalogue entry the files belong to (for the card).
+    ``progress``: a step bar on stderr (only on a terminal) over ``IMPORT_STEPS``: hashing the release's files,
+    reading them with ``torch.load(weights_only=True)`` and converting, writing the checkpoint, and checking that the
+    written weights are what config.json records."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     source = Path(source)
     if not source.exists():
         raise CheckpointError(f"{str(source)!r} does not exist")
@@ -186,26 +196,54 @@ def import_weights(source: str | os.PathLike, format: str | None = None, out: st
         raise CheckpointError(f"unknown weight format {format!r}; known: {', '.join(formats()) or 'none'}")
     options = {**(entry.options if entry else {}), **options}
     files = _source_files(source)
-    target = Path(out) if out is not None else imported_root() / fmt.name / _digest(files, fmt.name, options)
-    if out is None and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target  # converted before (written whole, then renamed into place)
-    model = fmt.convert(source, **options)
-    card = _card(fmt, entry, source)
-    provenance = {"imported_from": {"format": fmt.name, "options": options, "id": entry.id if entry else None,
-                                    "source": entry.source if entry else str(source),
-                                    "files": [{"name": str(f.relative_to(source)) if source.is_dir() else f.name,
-                                               "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files]}}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        model.save_pretrained(staging, card=card, provenance=provenance)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with tqdm(total=len(IMPORT_STEPS), desc=f"import ({fmt.name})", unit="step", leave=False, file=sys.stderr,
+              dynamic_ncols=True, mininterval=0, disable=None if progress else True) as bar:  # every step drawn
+
+        def step(i: int):
+            bar.update(1 if i else 0)
+            bar.set_postfix_str(IMPORT_STEPS[i])
+
+        step(0)
+        shas = {f: sha256_file(f) for f in files}
+        target = Path(out) if out is not None else imported_root() / fmt.name / _digest(files, fmt.name, options, shas)
+        if out is None and (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+            return target  # converted before (written whole, then renamed into place)
+        step(1)
+        model = fmt.convert(source, **options)
+        card = _card(fmt, entry, source)
+        provenance = {"imported_from": {"format": fmt.name, "options": options, "id": entry.id if entry else None,
+                                        "source": entry.source if entry else str(source),
+                                        "files": [{"name": str(f.relative_to(source)) if source.is_dir() else f.name,
+                                                   "sha256": shas[f], "bytes": f.stat().st_size} for f in files]}}
+        step(2)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            model.save_pretrained(staging, card=card, provenance=provenance)
+            step(3)
+            _check_written(staging)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        bar.update(1)
     return target
+
+
+def _check_written(path: Path) -> None:
+    """The written checkpoint is complete and its weights are the bytes config.json records (a full disk or a
+    failing write shows here, before the folder is moved into place)."""
+    try:  # read here, not through the hub module (which imports this one): no import cycle
+        recorded = json.loads((path / "config.json").read_text(encoding="utf-8")).get("weights_sha256")
+        actual = sha256_file(path / "model.safetensors")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"the converted checkpoint written to {str(path)!r} cannot be read back ({exc}); "
+                              "nothing was kept: run the import again") from None
+    if recorded != actual:
+        raise CheckpointError(f"the converted weights written to {str(path)!r} do not match the sha256 config.json "
+                              "records (a failing disk?); nothing was kept: run the import again")
 
 
 def _card(fmt: WeightFormat, entry: OfficialWeights | None, source: Path) -> dict:

@@ -523,10 +523,13 @@ class Preprocessor:
             if size == "native" or (size is None and self.spec.get("size_policy") == "native"):
                 top, left = (h - th) // 2, (w - tw) // 2
                 x = x[..., top:top + th, left:left + tw]
+                s = self.input_size  # the warning stays under ~120 characters (plan_size's sentence is longer)
+                what = (f"{h}x{w} px centre-cropped to {th}x{tw} px (native, a multiple of the "
+                        f"{self.multiple_of} px patch); size='resize' gives {s}x{s} px")
             else:
                 x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-            warnings.warn(ResizeWarning(f"{how}; pass size='native' to keep the input size, size='resize' for the "
-                                        "pretraining size"), stacklevel=3)
+                what = f"{how}; size='native' keeps the input size"
+            warnings.warn(ResizeWarning(what), stacklevel=3)
         # place product bands into the model's band order; missing bands = mean (0 when standardized)
         missing = [b for b in self.bands if b not in prod["bands"]]
         if missing and self.spec.get("missing_bands", "mean") != "mean":

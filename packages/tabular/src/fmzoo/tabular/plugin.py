@@ -12,6 +12,7 @@ def plugin() -> Plugin:
         methods={"tjepa": "fmzoo.tabular.methods.tjepa:TJEPAPretraining"},
         datasets={"adult": "fmzoo.tabular.data.adult:load_adult", "diamonds": "fmzoo.tabular.data.diamonds:load_diamonds"},
         downstream={"TJEPA": "fmzoo.tabular.tasks.downstream:TJEPAHooks"},
+        no_released_weights={"T-JEPA": "Thimonier et al. (2024) released code (jose-melo/t-jepa), no pretrained weights"},
         recipes_dir=HERE / "recipes",
         tables_dir=HERE / "tables",
         checkpoints_dir=HERE / "checkpoints",
