@@ -71,8 +71,8 @@ def test_sequences_longer_than_the_model(tiny):
                                          r"longest has 22\): cropped to their first 10 residues"):
         ids, mask = TAPETokenizer().batch_encode([long, "MKT"], max_length=12)
     assert ids.shape == (2, 12) and TAPETokenizer().decode(ids[0]) == f"<cls>{long[:10]}<sep>"
-    with pytest.warns(CropWarning, match=r"1 of 1 sequences are longer than the model's 10 residue positions: each is "
-                                         r"embedded in consecutive windows of 10 residues"):
+    with pytest.warns(CropWarning, match=r"1/1 sequences exceed the model's 10 positions: embedded in consecutive "
+                                         r"windows of 10 residues"):
         (feats,) = residue_features(tiny, [long])
     assert feats.shape == (22, 16)
     with torch.no_grad():  # the first window is the first 10 residues on their own

@@ -27,9 +27,8 @@ def residue_features(model, sequences: list[str], max_tokens: int = 16384, layer
         # longer than the learned positions: embed consecutive windows of max_len - 2 residues and concatenate
         w = max_len - 2
         n_long = sum(len(s) > w for s in sequences)
-        warnings.warn(f"{n_long} of {len(sequences)} sequences are longer than the model's {w} residue positions: each "
-                      f"is embedded in consecutive windows of {w} residues (no attention across windows)", CropWarning,
-                      stacklevel=2)
+        warnings.warn(f"{n_long}/{len(sequences)} sequences exceed the model's {w} positions: embedded in consecutive "
+                      f"windows of {w} residues, no attention across windows", CropWarning, stacklevel=2)
         pieces, owner = [], []
         for k, s in enumerate(sequences):
             for start in range(0, len(s), w):
