@@ -29,11 +29,10 @@ def _setup(threads: int, batch: int):
 
     torch.set_num_threads(threads)
     from fmzoo.core import data_root
-    from fmzoo.remotesensing.spec import S2_L1C_ORDER
     from fmzoo.remotesensing.data.eopatch import EOPatchMultiLabelCrops, load_eopatch
     from fmzoo.remotesensing.methods.softcon import _StandardizedCrops
     from fmzoo.remotesensing.models.backbones import SoftConResNet
-    from fmzoo.remotesensing.spec import band_stats
+    from fmzoo.remotesensing.spec import S2_L1C_ORDER, band_stats
 
     torch.manual_seed(0)
     patch = load_eopatch(data_root())

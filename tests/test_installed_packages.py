@@ -65,3 +65,89 @@ def test_every_registered_model_types_its_input_spec_in_its_packages_spec_module
         spec_cls = getattr(model_class(arch), "input_spec_class", None)
         assert isinstance(spec_cls, type) and issubclass(spec_cls, InputSpec), f"{arch}: no input_spec_class"
         assert spec_cls.__module__ == f"fmzoo.{package}.spec", (arch, spec_cls.__module__)
+
+
+# ------------------------------------------------------------------------ recipe keys (issue #25: no silent typo)
+def _method_recipes() -> dict:
+    """Every installed recipe, resolved, by its method's registered name."""
+    by_method: dict = {}
+    for name in sorted(recipes()):
+        recipe = load_recipe(name)
+        by_method.setdefault(recipe["method"], []).append(recipe)
+    return by_method
+
+
+def test_every_installed_recipe_validates_and_declares_every_nested_section():
+    from fmzoo.core.method import Method
+    from fmzoo.core.pretrain import check_recipe
+    from fmzoo.core.registry import _merged, method_class
+
+    by_method = _method_recipes()
+    assert set(by_method) == set(_merged("methods")), "a registered method without a recipe (or the reverse)"
+    for method, found in by_method.items():
+        cls = method_class(method)
+        assert isinstance(cls, type) and issubclass(cls, Method), method
+        for recipe in found:
+            check_recipe(recipe)
+            # no free-form mapping: every nested section of a recipe has its keys declared (card: CardData's own)
+            free = [k for k, v in recipe.items() if isinstance(v, dict) and k not in cls.recipe_keys
+                    and k not in ("card", "trainer_overrides")]
+            assert not free, f"{recipe['name']}: {cls.__name__} does not declare the keys of {free}"
+            for section, keys in cls.recipe_keys.items():
+                assert isinstance(keys, tuple) and all(isinstance(k, str) for k in keys), (cls.__name__, section)
+                assert len(set(keys)) == len(keys), f"{cls.__name__}.recipe_keys[{section!r}] repeats a key"
+
+
+def test_a_typo_in_any_declared_section_is_refused_naming_it():
+    import copy
+
+    from fmzoo.core import RecipeError
+    from fmzoo.core.pretrain import check_recipe
+    from fmzoo.core.registry import method_class
+
+    checked = 0
+    for method, found in _method_recipes().items():
+        cls = method_class(method)
+        base = found[0]
+        for section, keys in cls.recipe_keys.items():
+            typo = (keys[0] + "s") if keys else "typo_key"
+            assert typo not in keys
+            recipe = copy.deepcopy(base)
+            if not isinstance(recipe.get(section), dict):
+                recipe[section] = {}
+            recipe[section][typo] = 1
+            try:
+                check_recipe(recipe)
+            except RecipeError as exc:
+                message = str(exc)
+            else:
+                raise AssertionError(f"{cls.__name__}: {section}.{typo} was accepted")
+            assert f"{section}.{typo}" in message and "\n" not in message, message
+            assert all(k in message for k in keys), f"{cls.__name__}: the error does not list {section}'s keys"
+            checked += 1
+    assert checked >= 50  # 12 methods, 3-11 sections each
+
+
+def test_known_keys_are_what_the_code_takes():
+    """Spot checks that the declared keys follow the code (constructor signatures, official names)."""
+    import inspect
+
+    from fmzoo.core.registry import method_class
+
+    tjepa = method_class("tjepa")
+    from fmzoo.tabular.models.tjepa import TJEPA
+
+    assert set(tjepa.recipe_keys["model"]) == set(inspect.signature(TJEPA).parameters) - {"n_num", "cardinalities"}
+    assert "max_epoch" not in tjepa.recipe_keys["trainer"] and tjepa.recipe_keys["train"] == ()
+    graphmae = method_class("graphmae")
+    assert "max_epoch" in graphmae.recipe_keys["train"] and "max_epochs" not in graphmae.recipe_keys["train"]
+    assert "num_codevectors_per_group" in method_class("wav2vec2").recipe_keys["model"]
+
+
+def test_cli_typo_in_a_recipe_section_is_one_line_exit_2_before_any_data(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("pretrain", "tjepa-adult-cpu", "--set", "trainer.max_epoch=3", "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trainer.max_epoch" in lines[0] and "max_epochs" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()  # nothing written, no data read

@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
 CASES = {  # recipe, overrides making it a few seconds long, steps in all
     "tjepa": ("tjepa-adult-cpu", {"max_rows": 1024, "trainer.max_epochs": 3, "trainer.batch_size": 256,
                                   "evaluate": {}, "model.depth": 1, "model.pred_depth": 1}, 12),
-    "graphmae-mol": ("graphmae-mol-gin", {"data.max_molecules": 256, "train.max_epochs": 3, "train.batch_size": 64}, 12),
+    "graphmae-mol": ("graphmae-mol-gin", {"data.max_molecules": 256, "train.epochs": 3, "train.batch_size": 64}, 12),
 }
 
 

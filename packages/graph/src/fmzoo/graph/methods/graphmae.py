@@ -12,19 +12,18 @@ counts GraphMAE epochs (graph passes).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
 
 import torch
-from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.method import CORE_TRAIN_KEYS, Method, PretrainData
 
 from ..data.planetoid import NodeGraph
 from ..models.graphmae import GraphMAE, PreparedGraph
 
-MODEL_KEYS = ("num_hidden", "num_layers", "nhead", "nhead_out", "activation", "feat_drop", "attn_drop",
-              "negative_slope", "residual", "norm", "mask_rate", "replace_rate", "alpha_l", "concat_hidden",
-              "sparse_input")
+MODEL_KEYS = tuple(p for p in inspect.signature(GraphMAE).parameters if p != "in_dim")  # in_dim: the graph's
 
 
 def cosine_lambda(max_epoch: int):
@@ -101,6 +100,16 @@ class GraphMAENode(Method):
     GraphMAE epochs, for the checkpoint cadence). ``max_epochs`` counts GraphMAE epochs (graph passes)."""
 
     recipe_sections = ("probe",)
+    # ``train``: GraphMAE's own names (``max_epoch`` = graph passes; no batch: one full-graph step) plus the Lightning
+    # values the core applies; ``batch_size`` and ``max_epochs`` are not read, so they are refused
+    recipe_keys = {
+        "model": MODEL_KEYS,
+        "train": ("max_epoch", "steps_per_epoch", "lr", "weight_decay", "scheduler",
+                  *(k for k in CORE_TRAIN_KEYS if k not in ("batch_size", "max_epochs"))),
+        "probe": ("lr", "weight_decay", "epochs"),
+        "evaluate": ("linear_probe",),
+        "data": (),
+    }
     citation = "Hou et al., GraphMAE: Self-Supervised Masked Graph Autoencoders, KDD 2022."
     default_batch_size = 1  # one full graph per step
     default_epochs = 1500

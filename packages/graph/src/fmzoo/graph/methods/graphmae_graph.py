@@ -4,6 +4,7 @@ GIN 5 x 32, PReLU, batchnorm, mask 0.75, replace 0.1, SCE gamma 2, Adam lr 5e-4 
 10-fold StratifiedKFold(shuffle, random_state=0), micro-F1 (= accuracy) averaged over folds."""
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -68,6 +69,13 @@ class GraphMAEGraph(Method):
     provenance ``training`` has the shape of the Lightning paths'."""
 
     citation = "Hou et al., GraphMAE, KDD 2022."
+    # a plain loop: ``train`` takes what ``fit`` reads (no Lightning values: nothing would apply them)
+    recipe_keys = {
+        "model": tuple(p for p in inspect.signature(GraphMAEGIN).parameters if p != "in_dim"),
+        "train": ("max_epoch", "batch_size", "lr", "weight_decay"),
+        "data": (),
+        "evaluate": (),
+    }
     default_batch_size = 64
     default_epochs = 20
 

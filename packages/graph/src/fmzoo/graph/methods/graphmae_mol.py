@@ -6,12 +6,13 @@ MoleculeNet SMILES that are *not* in the downstream sets (see ``pretraining_smil
 """
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.method import CORE_TRAIN_KEYS, Method, PretrainData
 
 from ..data.molecules import collate, featurize, pretraining_smiles
 from ..models.gin import MolGIN, MolGraphIndex, MolGraphMAEDecoder, mask_atoms
@@ -67,6 +68,14 @@ class GraphMAEMol(Method):
     citation = "Hou et al., GraphMAE, KDD 2022; Hu et al., Strategies for Pre-training Graph Neural Networks, ICLR 2020."
     default_batch_size = 256
     default_epochs = 2
+    # ``train.epochs`` is the length (the official name; ``max_epochs`` is not read)
+    recipe_keys = {
+        "model": tuple(inspect.signature(MolGIN).parameters),
+        "train": ("epochs", "lr", "weight_decay", "mask_rate", "alpha_l",
+                  *(k for k in CORE_TRAIN_KEYS if k != "max_epochs")),
+        "data": ("sources", "exclude", "max_molecules"),
+        "evaluate": (),
+    }
 
     def max_epochs(self) -> int:
         return int(self.train_cfg.get("epochs", self.default_epochs))

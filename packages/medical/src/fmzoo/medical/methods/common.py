@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..spec import MR_SPEC_HIPPOCAMPUS, preprocess, read_nifti, resize  # noqa: F401  (resize: used by the methods)
+from ..spec import MR_SPEC_HIPPOCAMPUS, VolumeInput, preprocess, read_nifti, resize  # noqa: F401  (resize: methods)
 
 
 def optim_schedule(recipe: dict, lr: float, weight_decay: float) -> dict:
@@ -197,6 +197,16 @@ class MedicalMethod:
     default_lr, default_weight_decay = 1e-4, 0.0
     # top-level keys shared by both methods' recipes (plus each method's own)
     common_sections = ("input_spec", "batch_size", "max_steps", "optim", "save_dtype", "max_volumes", "num_workers")
+    # the keys of the nested sections both methods read (each adds its own, ``recipe_keys = {**common_keys, ...}``):
+    # ``optim`` as ``optim_schedule`` reads it, ``input_spec`` the spec's fields (``VolumeInput``), ``train`` only the
+    # Lightning values the core applies (the length and batch are the flat ``max_steps`` / ``batch_size``);
+    # ``evaluate`` is not read by either method
+    common_keys = {
+        "optim": ("lr", "weight_decay", "warmup_steps", "schedule"),
+        "input_spec": (*VolumeInput.required, *VolumeInput.optional),
+        "train": ("precision", "gradient_clip_val", "gradient_clip_algorithm"),
+        "evaluate": (),
+    }
 
     @classmethod
     def validate(cls, recipe: dict) -> None:

@@ -31,6 +31,8 @@ scale that fine-tuning uses.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import itertools
 from dataclasses import dataclass
 
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from fmzoo.core.method import Method
 
+from ..models.swin import VoCo
 from .common import MedicalMethod, RandomVolumeSamples, augment, centre_pad_or_crop, foreground_crop, resize
 
 # --------------------------------------------------------------------------- geometry and labels
@@ -223,6 +226,9 @@ class VoCoMethod(MedicalMethod, Method):
 
     recipe_sections = (*MedicalMethod.common_sections, "geometry", "foreground_threshold", "augment",
                        "teacher_momentum", "grad_clip")
+    # ``model``: VoCo's parameters (``input_spec`` is the recipe's own section)
+    recipe_keys = {**MedicalMethod.common_keys, "geometry": tuple(f.name for f in dataclasses.fields(VoCoGeometry)),
+                   "model": tuple(p for p in inspect.signature(VoCo).parameters if p != "input_spec")}
     citation = ("Wu L., Zhuang J., Chen H. VoCo: A Simple-yet-Effective Volume Contrastive Learning Framework for 3D "
                 "Medical Image Analysis. CVPR 2024.")
     default_batch_size = 1
@@ -234,8 +240,6 @@ class VoCoMethod(MedicalMethod, Method):
                            foreground_threshold=r.get("foreground_threshold", 0.3), seed=self.seed)
 
     def model(self, data):
-        from ..models.swin import VoCo
-
         return VoCo(**self.recipe["model"], input_spec=self.recipe.get("input_spec"))
 
     def task(self, model, data, steps_per_epoch: int, max_epochs: int):

@@ -31,11 +31,14 @@ decay 1e-5), and the recipe's warm-up + cosine schedule where PyMIC_examples' Vo
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from fmzoo.core.method import Method
 
 from ..models.losses import dice_ce_loss
+from ..models.swin import VolumeFusionNet
 from .common import MedicalMethod, RandomVolumeSamples, resize
 
 
@@ -159,6 +162,10 @@ class VolumeFusionMethod(MedicalMethod, Method):
     images)."""
 
     recipe_sections = (*MedicalMethod.common_sections, "patch_size", "fusion")
+    # ``fusion``: what ``dataset`` reads; ``model``: VolumeFusionNet's parameters (``input_spec`` is its own section)
+    recipe_keys = {**MedicalMethod.common_keys,
+                   "fusion": ("fg_ratio", "size_min", "size_max", "scale_lo", "scale_hi", "aug_mode"),
+                   "model": tuple(p for p in inspect.signature(VolumeFusionNet).parameters if p != "input_spec")}
     citation = ("Wang G. et al. MIS-FM: 3D Medical Image Segmentation using Foundation Models Pretrained on a "
                 "Large-Scale Unannotated Dataset. arXiv:2306.16925, 2023.")
     default_batch_size = 2
@@ -174,8 +181,6 @@ class VolumeFusionMethod(MedicalMethod, Method):
                                    seed=self.seed)
 
     def model(self, data):
-        from ..models.swin import VolumeFusionNet
-
         model = VolumeFusionNet(**self.recipe["model"], input_spec=self.recipe.get("input_spec"))
         data.dataset.kw["num_classes"] = model.init_args["num_classes"]
         return model

@@ -15,13 +15,14 @@ TAPE's 1024 sequences per batch, and the learning rate is raised to suit the few
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from fmzoo.core import InputSpecError, sha256_file
+from fmzoo.core import InputSpecError, RecipeError, sha256_file
 from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask, fit, global_rank, world_size
@@ -191,6 +192,8 @@ class MLMTask(SSLTask):
 
 
 FAMILIES = {"transformer": TapeTransformer, "resnet": TapeResNet}
+# ``model`` of each family: its network's parameters
+FAMILY_MODEL_KEYS = {name: tuple(inspect.signature(cls).parameters) for name, cls in FAMILIES.items()}
 
 
 def build_model(recipe: dict):
@@ -225,8 +228,34 @@ class TapeMLM(Method):
     ``trainer`` (``max_epochs``, ``max_steps`` and any Lightning Trainer argument)."""
 
     recipe_sections = ("family", "optim", "trainer")
+    # the keys the hooks read. ``model``: the parameters of either family's network (``validate`` then checks them
+    # against the recipe's family); ``trainer``: the length plus the Trainer values ``fit`` passes on (the command
+    # line's devices/strategy/accelerator/progress override a recipe's; clipping is ``optim.max_grad_norm``);
+    # ``train`` is other methods' layout and is refused (TAPE's recipes say ``trainer``)
+    recipe_keys = {
+        "model": tuple(dict.fromkeys(k for keys in FAMILY_MODEL_KEYS.values() for k in keys)),
+        "data": ("max_tokens", "max_length", "val_sequences", "exclude_overlap_with", "overlap_kmer",
+                 "max_train_sequences"),
+        "optim": ("lr", "weight_decay", "warmup_steps", "max_grad_norm"),
+        "trainer": ("max_epochs", "max_steps", "precision", "gradient_clip_algorithm", "log_every_n_steps"),
+        "train": (),
+        "evaluate": (),
+    }
     citation = CITATION
     default_epochs = 1
+
+    @classmethod
+    def validate(cls, recipe: dict) -> None:
+        super().validate(recipe)
+        family = recipe.get("family", "transformer")
+        if family not in FAMILIES:
+            raise RecipeError(f"recipe {recipe.get('name')!r}: 'family' must be one of {sorted(FAMILIES)}, "
+                              f"got {family!r}")
+        unknown = sorted(str(k) for k in set(recipe.get("model") or {}) - set(FAMILY_MODEL_KEYS[family]))
+        if unknown:
+            raise RecipeError(f"recipe {recipe.get('name')!r} (method {recipe.get('method')!r}): unknown key(s) in "
+                              f"'model' for family {family!r}: {', '.join(f'model.{k}' for k in unknown)}; a {family} "
+                              f"model takes {', '.join(FAMILY_MODEL_KEYS[family])}")
 
     # -- the recipe -----------------------------------------------------------------------------------
     @property

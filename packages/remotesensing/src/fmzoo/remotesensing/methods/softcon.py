@@ -23,15 +23,22 @@ weights but no training code, so the objective below follows the paper's descrip
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fmzoo.core import InputSpecError, runtime
+from fmzoo.core import InputSpecError, RecipeError, runtime
 from fmzoo.core.method import Method, PretrainData
 from fmzoo.core.training import SSLTask, fit, gather_global_batch, per_device_batch, training_seconds
 from torch import nn
+
+from ..models.backbones import SoftConResNet, SoftConViT
+
+ARCHS = {"SoftConResNet": SoftConResNet, "SoftConViT": SoftConViT}
+# ``model`` of each architecture: ``arch`` and its network's parameters
+ARCH_MODEL_KEYS = {name: ("arch", *inspect.signature(cls).parameters) for name, cls in ARCHS.items()}
 
 # --------------------------------------------------------------------------- the loss
 
@@ -244,11 +251,9 @@ def build_model(recipe: dict):
     """The backbone a recipe asks for: fresh, or continued from a checkpoint and widened."""
     from fmzoo.core import from_pretrained
 
-    from ..models.backbones import SoftConResNet, SoftConViT
-
     mcfg = dict(recipe["model"])
     arch = mcfg.pop("arch")
-    classes = {"SoftConResNet": SoftConResNet, "SoftConViT": SoftConViT}
+    classes = ARCHS
     if arch not in classes:
         raise ValueError(f"model.arch must be one of {sorted(classes)}, got {arch!r}")
     init = recipe.get("init") or {}
@@ -279,6 +284,39 @@ class SoftCon(Method):
     lacks, so such recipes refuse ``--data`` with an InputSpecError."""
 
     recipe_sections = ("init", "loss", "masking", "views", "projector", "optim", "trainer")
+    # the keys the hooks read. ``model``: ``arch`` and the parameters of either network (``validate`` then checks them
+    # against ``arch``); ``trainer``: the global batch and epochs plus the Trainer values ``fit`` passes on (the
+    # command line's devices/strategy/accelerator/progress override a recipe's); ``train`` is other methods' layout
+    # and is refused (SoftCon's recipes say ``trainer``); ``evaluate`` is not read
+    recipe_keys = {
+        "model": tuple(dict.fromkeys(k for keys in ARCH_MODEL_KEYS.values() for k in keys)),
+        "data": ("name", "limit", "crop", "length", "min_fraction"),
+        "init": ("from", "widen_scheme"),
+        "loss": ("targets", "temperature", "form", "label_similarity"),
+        "masking": ("ratio", "patch"),
+        "views": ("scale", "jitter"),
+        "projector": ("hidden", "dim"),
+        "optim": ("lr", "weight_decay", "warmup_steps"),
+        "trainer": ("batch_size", "max_epochs", "max_steps", "precision", "gradient_clip_val",
+                    "gradient_clip_algorithm", "log_every_n_steps"),
+        "train": (),
+        "evaluate": (),
+    }
+
+    @classmethod
+    def validate(cls, recipe: dict) -> None:
+        super().validate(recipe)
+        model = recipe.get("model")
+        if model is None:
+            return
+        arch = model.get("arch")
+        if arch not in ARCHS:
+            raise RecipeError(f"recipe {recipe.get('name')!r}: model.arch must be one of {sorted(ARCHS)}, got {arch!r}")
+        unknown = sorted(str(k) for k in set(model) - set(ARCH_MODEL_KEYS[arch]))
+        if unknown:
+            raise RecipeError(f"recipe {recipe.get('name')!r} (method {recipe.get('method')!r}): unknown key(s) in "
+                              f"'model' for arch {arch!r}: {', '.join(f'model.{k}' for k in unknown)}; a {arch} "
+                              f"model takes {', '.join(ARCH_MODEL_KEYS[arch])}")
     default_batch_size = 128
     default_epochs = 1
 

@@ -4,7 +4,7 @@ own folder of WAV files), the segment loader and the ``SpeechMethod`` base on ``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -95,9 +95,42 @@ class SpeechMethod(Method):
     synthesized speech); the clips are read and resampled as the downstream hooks read a labelled folder."""
 
     recipe_sections = ("epochs", "batch_size", "optim")
+    # the nested keys both methods read (each adds ``model``, its ``optim`` and its own sections): ``data`` as
+    # ``pretraining_audio`` / ``segment_loader`` read it (``dataset`` names the one corpus there is, ``validate``
+    # checks it); ``train`` only the Lightning values the core applies (the batch and length are the top-level
+    # ``batch_size`` / ``epochs``; clipping is ``optim.grad_clip``); ``evaluate`` is not read
+    common_keys: ClassVar[dict] = {
+        "data": ("dataset", "limit", "synthetic", "segment_seconds", "segments_per_epoch", "pool_segments",
+                 "pool_doubling_steps"),
+        "train": ("precision", "gradient_clip_algorithm"),
+        "evaluate": (),
+    }
+    # ``data.synthetic``: SynthConfig's fields and the share of segments drawn from it
+    synthetic_keys: ClassVar[tuple] = ("fraction", *(f.name for f in fields(SynthConfig)))
+    pretraining_corpus: ClassVar[str] = "fsdd-train"  # the only ``data.dataset`` the hooks read
     default_seconds: ClassVar[float] = 2.0  # segment length without data.segment_seconds
     default_grad_clip: ClassVar[float | None] = None  # without optim.grad_clip
     default_epochs = 10
+
+    @classmethod
+    def validate(cls, recipe: dict) -> None:
+        from fmzoo.core import RecipeError
+
+        super().validate(recipe)
+        data = recipe.get("data") or {}
+        where = f"recipe {recipe.get('name')!r}"
+        if data.get("dataset", cls.pretraining_corpus) != cls.pretraining_corpus:
+            raise RecipeError(f"{where}: data.dataset must be {cls.pretraining_corpus!r} (FSDD's train split, plus "
+                              f"data.synthetic; --data PATH for other audio), got {data['dataset']!r}")
+        synth = data.get("synthetic")
+        if synth is not None:
+            if not isinstance(synth, dict):
+                raise RecipeError(f"{where}: data.synthetic must be a mapping, got {type(synth).__name__}")
+            unknown = sorted(str(k) for k in set(synth) - set(cls.synthetic_keys))
+            if unknown:
+                raise RecipeError(f"{where} (method {recipe.get('method')!r}): unknown key(s) in 'data.synthetic': "
+                                  f"{', '.join(f'data.synthetic.{k}' for k in unknown)}; it takes "
+                                  f"{', '.join(sorted(cls.synthetic_keys))}")
 
     def build_model(self):
         raise NotImplementedError

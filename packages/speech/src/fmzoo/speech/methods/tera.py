@@ -6,11 +6,12 @@ the run (see recipes/tera-small.yaml)."""
 
 from __future__ import annotations
 
+import inspect
 import random
 
 from fmzoo.core.training import SSLTask
 
-from ..models.tera import TERA
+from ..models.tera import TERA, tera_alteration
 from ._common import SpeechMethod
 
 __all__ = ["TERATask", "TERAMethod"]
@@ -37,6 +38,15 @@ class TERAMethod(SpeechMethod):
     are set by ``fmzoo.core.pretrain.run_pretraining`` from the recipe (every speech recipe has ``threads: 1``)."""
 
     recipe_sections = (*SpeechMethod.recipe_sections, "policy")
+    # ``model``: TERA's parameters; ``policy``: the alteration's (``reconstruction_loss`` passes them to
+    # ``tera_alteration``; the frames, lengths and generator are the task's)
+    recipe_keys = {
+        **SpeechMethod.common_keys,
+        "model": tuple(inspect.signature(TERA).parameters),
+        "optim": ("lr", "weight_decay", "warmup_fraction", "schedule", "grad_clip"),
+        "policy": tuple(p for p in inspect.signature(tera_alteration).parameters
+                        if p not in ("feats", "lengths", "rng")),
+    }
     citation = ("Liu, Li, Lee. TERA: Self-Supervised Learning of Transformer Encoder Representation for Speech. "
                 "IEEE/ACM TASLP 2021")
     default_batch_size = 32

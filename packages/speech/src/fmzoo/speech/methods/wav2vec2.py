@@ -10,10 +10,12 @@ does at about 70% of its run).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from fmzoo.core.training import SSLTask, global_mean_divisor
 
-from ..models.wav2vec2 import Wav2Vec2
+from ..models.wav2vec2 import HF_CONFIG_DEFAULTS, Wav2Vec2
 from ._common import SpeechMethod
 
 __all__ = ["Wav2Vec2Task", "Wav2Vec2Method", "normalize"]
@@ -57,6 +59,14 @@ class Wav2Vec2Method(SpeechMethod):
                 "Representations. NeurIPS 2020")
     default_batch_size = 8
     default_seconds = 2.0
+    # ``model``: Wav2Vec2's named parameters and the transformers config keys its ``**config`` takes
+    recipe_keys = {
+        **SpeechMethod.common_keys,
+        "model": (*(n for n, p in inspect.signature(Wav2Vec2).parameters.items() if p.kind != p.VAR_KEYWORD),
+                  *HF_CONFIG_DEFAULTS),
+        "optim": ("lr", "weight_decay", "warmup_fraction", "betas", "feature_grad_mult", "feature_penalty_weight",
+                  "grad_clip"),
+    }
 
     def build_model(self):
         return Wav2Vec2(**self.recipe["model"])

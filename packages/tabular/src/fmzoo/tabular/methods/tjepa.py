@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from fmzoo.core import InputSpecError, RecipeError
-from fmzoo.core.method import Method, PretrainData
+from fmzoo.core.method import CORE_TRAIN_KEYS, Method, PretrainData
 from fmzoo.core.registry import dataset_loader
 from fmzoo.core.training import SSLTask
 from torch.utils.data import TensorDataset
@@ -82,6 +83,24 @@ class TJEPAPretraining(Method):
     card and the provenance's metrics; not run with ``--data``, whose schema is not the dataset's)."""
 
     recipe_sections = ("mask", "optim", "trainer", "max_rows")
+    # the keys each section's code reads: ``model`` and ``mask`` are the constructors' own parameters (the values the
+    # method sets itself left out); ``optim`` the ones ``task`` takes out plus SSLTask's optimiser arguments
+    # (``warmup_steps`` and ``max_steps`` are derived: warm-up from ``warmup_epochs``, the length from the trainer);
+    # ``trainer`` the global batch and epochs plus the Trainer values the recipe may set (``fit`` passes them on; the
+    # command line's devices/strategy/accelerator/progress always override a recipe's, so they are not taken here);
+    # ``train`` is the layout of other methods and is refused (T-JEPA's recipes say ``trainer``); ``data.target`` is
+    # read with ``--data``
+    recipe_keys = {
+        "model": tuple(p for p in inspect.signature(TJEPA).parameters if p not in ("n_num", "cardinalities")),
+        "mask": tuple(p for p in inspect.signature(FeatureMaskSampler).parameters if p != "n_features"),
+        "optim": ("warmup_epochs", "ema_start", "ema_end", "encoder_grad_clamp",
+                  *(p for p in inspect.signature(SSLTask).parameters
+                    if p not in ("model", "warmup_steps", "max_steps"))),
+        "trainer": (*CORE_TRAIN_KEYS, "max_steps", "log_every_n_steps"),
+        "train": (),
+        "data": ("target",),
+        "evaluate": ("seeds", "heads", "max_epochs", "label_fractions"),
+    }
     citation = CITATION
     default_batch_size = 512
     default_epochs = 300

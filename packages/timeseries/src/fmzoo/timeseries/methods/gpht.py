@@ -9,14 +9,15 @@
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
 from pathlib import Path
 
 import torch
-from fmzoo.core import InputSpecError
-from fmzoo.core.method import Method, PlainRun, PretrainData
+from fmzoo.core import InputSpecError, RecipeError
+from fmzoo.core.method import CORE_TRAIN_KEYS, Method, PlainRun, PretrainData
 from fmzoo.core.runtime import generator
 from fmzoo.core.training import SSLTask, fit, per_device_batch, training_record, training_seconds
 from fmzoo.timeseries.data.ltsf import LTSFData, MixtureWindows, evaluate_fn, load_csv
@@ -138,9 +139,37 @@ class GPHTPretraining(Method):
     process (recipe ``seed``) and sets its threads."""
 
     recipe_sections = ("init_from", "init_overrides")
+    # the keys the hooks read. ``model`` and ``init_overrides``: GPHT's parameters (``from_pretrained`` takes the
+    # latter as overrides of the checkpoint's); ``train``: the core's and what ``task``/``fit`` read
+    # (``early_stopping`` is a mapping of ``EARLY_STOPPING_KEYS``, checked by ``validate``)
+    recipe_keys = {
+        "model": tuple(inspect.signature(GPHT).parameters),
+        "init_overrides": tuple(inspect.signature(GPHT).parameters),
+        "train": (*CORE_TRAIN_KEYS, "lr", "weight_decay", "warmup_steps", "max_steps", "schedule", "halve_every",
+                  "trainable", "log_every_n_steps", "early_stopping"),
+        "data": ("datasets", "percent"),
+        "evaluate": ("datasets", "horizons", "max_windows"),
+    }
+    EARLY_STOPPING_KEYS = ("every", "patience", "datasets", "max_windows")
     citation = ""  # the recipes' cards carry it
     default_batch_size = 1024
     default_epochs = 10
+
+    @classmethod
+    def validate(cls, recipe: dict) -> None:
+        super().validate(recipe)
+        es = (recipe.get("train") or {}).get("early_stopping")
+        if not es:
+            return
+        where = f"recipe {recipe.get('name')!r} (method {recipe.get('method')!r})"
+        if not isinstance(es, dict) or "every" not in es:
+            raise RecipeError(f"{where}: train.early_stopping must be a mapping with 'every' (validation every that "
+                              f"many steps), got {es!r}")
+        unknown = sorted(str(k) for k in set(es) - set(cls.EARLY_STOPPING_KEYS))
+        if unknown:
+            raise RecipeError(f"{where}: unknown key(s) in 'train.early_stopping': "
+                              f"{', '.join(f'train.early_stopping.{k}' for k in unknown)}; it takes "
+                              f"{', '.join(sorted(cls.EARLY_STOPPING_KEYS))}")
 
     def data(self) -> PretrainData:
         # the model is built first, as before (its context/token lengths shape the windows; RNG draws in this order)
