@@ -101,6 +101,7 @@ def test_progress_bars_on_a_terminal_unless_verbose_is_false(table, monkeypatch,
     out = _Terminal()
     monkeypatch.setattr(sys, "stderr", out)
     monkeypatch.setattr(estimators, "EMBED_BATCH", 128)
+    monkeypatch.setattr(estimators, "PROGRESS_MININTERVAL", 0)  # a fast machine finishes 10 steps within one redraw
     clf = TJEPAClassifier(model, max_epochs=2, head_kwargs={"batch_size": 64}, verbose=verbose).fit(X, y)
     clf.predict_proba(X)
     text = out.getvalue()

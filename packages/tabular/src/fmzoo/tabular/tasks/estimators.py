@@ -65,6 +65,7 @@ HEAD_SETTINGS = ("lr", "weight_decay", "batch_size", "max_epochs", "patience")
 # ``max_epochs`` override these, e.g. ``head_kwargs=heads.HEADS["mlp"][1]`` for the tuned settings.
 ESTIMATOR_DEFAULTS = {"frozen": {"lr": 1e-3, "max_epochs": 15}, "finetune": {"lr": 1e-3, "max_epochs": 5}}
 EMBED_BATCH = 4096  # rows per encoder pass (TJEPA.embed's default)
+PROGRESS_MININTERVAL = 0.1  # seconds between bar redraws (tqdm's default); the tests draw every step
 # a dict backbone: the TJEPA arguments it may set (the schema gives n_num and cardinalities)
 ARCHITECTURE_ARGS = tuple(p for p in inspect.signature(TJEPA.__init__).parameters
                           if p not in ("self", "n_num", "cardinalities"))
@@ -252,7 +253,7 @@ class _TJEPAEstimator(TransformerMixin, BaseEstimator):
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True,
-                    disable=None if self.verbose else True)
+                    disable=None if self.verbose else True, mininterval=PROGRESS_MININTERVAL)
 
     def _embed(self, model: TJEPA, inputs: tuple, desc: str = "T-JEPA features") -> np.ndarray:
         """``model.embed(*inputs)`` (the same chunks of ``EMBED_BATCH`` rows, so the same numbers), with a progress bar."""
