@@ -310,23 +310,10 @@ def _fairseq_prepare(work, inputs):
 
 
 def _tera_prepare(work, inputs):
-    import argparse as ap
-
     import torch
 
-    model_module, upstream, s3prl_features = _writer("speech", "test_official_weights", "_s3prl_model_module",
-                                                     "TERA_UPSTREAM", "_s3prl_features")
-    mj = model_module()
-    torch.manual_seed(5)
-    config = mj.TransformerConfig(upstream["transformer"])
-    ref = mj.TransformerModel(config, 80).eval()
-    head = mj.TransformerSpecPredictionHead(config, 80).eval()
-    with torch.no_grad():
-        for p in list(ref.parameters()) + list(head.parameters()):
-            p.add_(0.05 * torch.randn_like(p))
-    torch.save({"Transformer": ref.state_dict(), "SpecHead": head.state_dict(), "Step": 1000000,
-                "Args": ap.Namespace(upstream="tera"), "Config": {"runner": {"total_steps": 1000000}},
-                "Upstream_Config": upstream}, work / "states-1000000.ckpt")
+    release, s3prl_features = _writer("speech", "test_official_weights", "_s3prl_tera_release", "_s3prl_features")
+    torch.save(release()[2], work / "states-1000000.ckpt")
     wav, desc = _real_audio(inputs["audio_s"])
     feats = s3prl_features(wav)  # s3prl's OnlinePreprocessor as the speech tests restate it
     torch.save(feats[None], work / "input.pt")

@@ -450,13 +450,11 @@ def _s3prl_positions(seq_len, hidden):  # builder.get_sinusoid_table (numpy, flo
     return torch.FloatTensor(pos)
 
 
-def test_s3prl_tera_checkpoint_matches_s3prl(tmp_path, tmp_hub):
-    """tera_960hr's layout at its real size (3 x 768, 80 log-mel): s3prl's TransformerModel + SpecHead, saved as the
-    runner saves them ({'Transformer', 'SpecHead', 'Optimizer', 'Step', 'Args', 'Config', 'Upstream_Config'});
-    converted hidden states (input representation + 3 layers) == s3prl's on 1 s of audio."""
-    t0 = time.time()
+def _s3prl_tera_release(seed: int = 5):
+    """tera_960hr's layout at its real size with random weights: s3prl's TransformerModel and SpecHead (eval mode) and
+    the dict its runner saves (also the official-size benchmark's writer)."""
     mj = _s3prl_model_module()
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     config = mj.TransformerConfig(TERA_UPSTREAM["transformer"])
     ref = mj.TransformerModel(config, 80).eval()
     head = mj.TransformerSpecPredictionHead(config, 80).eval()
@@ -468,6 +466,15 @@ def test_s3prl_tera_checkpoint_matches_s3prl(tmp_path, tmp_hub):
             "Args": argparse.Namespace(upstream="tera", config="config_runner.yaml", seed=1337),
             "Config": {"runner": {"total_steps": 1000000}, "optimizer": {"name": "AdamW", "lr": 2e-4}},
             "Upstream_Config": TERA_UPSTREAM}
+    return ref, head, ckpt
+
+
+def test_s3prl_tera_checkpoint_matches_s3prl(tmp_path, tmp_hub):
+    """tera_960hr's layout at its real size (3 x 768, 80 log-mel): s3prl's TransformerModel + SpecHead, saved as the
+    runner saves them ({'Transformer', 'SpecHead', 'Optimizer', 'Step', 'Args', 'Config', 'Upstream_Config'});
+    converted hidden states (input representation + 3 layers) == s3prl's on 1 s of audio."""
+    t0 = time.time()
+    ref, head, ckpt = _s3prl_tera_release()
     torch.save(ckpt, tmp_path / "states-1000000.ckpt")
     model = from_pretrained(tmp_path / "states-1000000.ckpt")
 
