@@ -1,5 +1,6 @@
 """T-JEPA step speed-ups that keep the numbers: the softmax padded to 16 columns, the one-pass sparse dropout (and
-ReLU + dropout), the multi-tensor EMA update; and the official gradient clamp of the context encoder."""
+ReLU + dropout), the chunked feed-forward that recomputes its hidden activations in backward, the multi-tensor EMA
+update; the official mask-size draw and gradient clamp of the context encoder."""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from fmzoo.tabular.models.layers import (
     TransformerEncoderLayer,
     bernoulli_positions,
     dropout,
+    feed_forward,
     relu_dropout,
     softmax_lastdim,
 )
@@ -81,6 +83,62 @@ def test_training_layer_output_and_gradients_match_the_unpadded_computation(monk
     assert (y_old - y_new).abs().max() < 1e-6
     for a, b in zip(g_old, g_new, strict=True):
         assert (a - b).abs().max() < 1e-6
+
+
+def _saved_numels(fn):
+    """Run ``fn`` recording the number of elements of every tensor autograd saves for backward."""
+    sizes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+        out = fn()
+    return out, sizes
+
+
+@pytest.mark.parametrize("p", [0.0, 0.02])
+def test_chunked_feed_forward_equals_the_unchunked_one_and_stores_no_hidden(monkeypatch, p):
+    """Many small chunks (dropped positions in most of them): the stock linear2(dropout(relu(linear1(x)))) output
+    and every gradient to float32 rounding, the same draws; no [rows, ff] tensor kept for backward."""
+    torch.manual_seed(0)
+    lin1, lin2 = torch.nn.Linear(16, 64), torch.nn.Linear(64, 16)
+    x0, g = torch.randn(50, 7, 16), torch.randn(50, 7, 16)
+
+    def run(chunked):
+        monkeypatch.setattr(layers, "FF_CHUNK_ABOVE", 0 if chunked else 1 << 40)
+        monkeypatch.setattr(layers, "FF_CHUNK_ELEMENTS", 64 * 23)  # 23-row chunks: 16 of them, the last one partial
+        x = x0.clone().requires_grad_()
+        for t in (*lin1.parameters(), *lin2.parameters()):
+            t.grad = None
+        torch.manual_seed(3)
+        y, saved = _saved_numels(lambda: feed_forward(x, lin1, lin2, p))
+        y.backward(g)
+        return y.detach(), [x.grad, *(t.grad for t in (*lin1.parameters(), *lin2.parameters()))], saved
+
+    (y0, g0, s0), (y1, g1, s1) = run(False), run(True)
+    assert (y0 - y1).abs().max() < 1e-6
+    for a, b in zip(g0, g1, strict=True):
+        assert (a - b).abs().max() < 1e-5 * max(1.0, float(a.abs().max()))
+    assert 350 * 64 in s0 and max(s1) < 350 * 64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast takes the unchunked path (per-operation dtypes)
+        assert feed_forward(x0, lin1, lin2, p).dtype == torch.bfloat16
+    if p:
+        with torch.no_grad():
+            assert float((y0 - lin2(torch.relu(lin1(x0)))).abs().max()) > 1e-4  # dropout was active
+
+
+def test_mask_sizes_are_drawn_as_the_official_collator_draws_them():
+    """lo + round((hi - lo) * u), u = torch.rand(1) of the generator, context then target (the official
+    MaskCollator._sample_num_mask): the end sizes half as frequent as the inner ones, and a generator seeded with the
+    official collator's seed gives its sizes."""
+    s = FeatureMaskSampler(14, 0.136, 0.368, 0.156, 0.622, num_preds=4)
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        u = torch.rand(2, generator=g)
+        expect = (2 + int(torch.round(3 * u[0])), 2 + int(torch.round(7 * u[1])))
+        if sum(expect) <= 14:  # (no redraw needed: 5 + 9 = 14)
+            keep, targets = s(4, torch.Generator().manual_seed(seed))
+            assert (keep.shape[1], targets[0].shape[1]) == expect
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.tensor([s(1, g)[0].shape[1] for _ in range(6000)]), minlength=6)[2:].float() / 6000
+    assert torch.allclose(counts, torch.tensor([1 / 6, 1 / 3, 1 / 3, 1 / 6]), atol=0.025), counts
 
 
 def _model():

@@ -288,9 +288,12 @@ class TJEPA(nn.Module, HubMixin):
 class FeatureMaskSampler:
     """T-JEPA's mask sampling over feature subsets.
 
-    Per batch: the context size is drawn uniformly from [round(F*min_ctx), round(F*max_ctx)] and the
-    target size from [round(F*min_tgt), round(F*max_tgt)] (redrawn until they fit in F). Per row: a
-    random context subset and ``num_preds`` target subsets drawn from the features outside the context.
+    Per batch: the context size is drawn from [lo, hi] = [round(F*min_ctx), round(F*max_ctx)] as the official
+    MaskCollator draws it, lo + round((hi - lo) * u) with u = torch.rand(1) (float32; the two ends half as likely as
+    the sizes between them), then the target size from [round(F*min_tgt), round(F*max_tgt)] likewise (both redrawn
+    until they fit in F). Given a ``generator`` seeded with the official collator's seed (its iteration counter),
+    the sizes are the official ones. Per row: a random context subset and ``num_preds`` target subsets drawn from
+    the features outside the context.
     """
 
     def __init__(self, n_features, min_ctx=0.136, max_ctx=0.368, min_tgt=0.156, max_tgt=0.622, num_preds=4):
@@ -303,8 +306,8 @@ class FeatureMaskSampler:
 
     def __call__(self, batch_size: int, generator: torch.Generator | None = None):
         while True:
-            n_ctx = int(torch.randint(self.ctx_range[0], self.ctx_range[1] + 1, (1,), generator=generator))
-            n_tgt = int(torch.randint(self.tgt_range[0], self.tgt_range[1] + 1, (1,), generator=generator))
+            n_ctx, n_tgt = (int(lo + torch.round((hi - lo) * torch.rand(1, generator=generator)))
+                            for lo, hi in (self.ctx_range, self.tgt_range))
             if n_ctx + n_tgt <= self.f:
                 break
         perm = torch.rand(batch_size, self.f, generator=generator).argsort(1)
