@@ -64,11 +64,16 @@ def test_fast_paths_equal_the_plain_computation(data_root):
     b = collate(load_moleculenet("bbbp", root=data_root, max_rows=64).graphs)
     torch.manual_seed(0)
     enc, dec = MolGIN(num_layer=3, emb_dim=24).double().train(), MolGraphMAEDecoder(24, 119).double().train()
-    rows_seen = []
-    hook = enc.gnns[0].mlp.register_forward_hook(lambda m, i, o: rows_seen.append(i[0].shape[0]))
+    rows_seen = []  # layer 1 of the fast path: (distinct input rows, rows its MLP output is computed for)
+    conv0 = enc.gnns[0]
+    conv0.mlp_from_colours = lambda h, colour, k, g, rows=None, p=0: (
+        rows_seen.append((k, g.n if rows is None else rows.numel())),
+        type(conv0).mlp_from_colours(conv0, h, colour, k, g, rows, p))[1]
+    start = {k: v.clone() for k, v in enc.state_dict().items()}
 
     def run(fast: bool):
         torch.manual_seed(1)
+        enc.load_state_dict(start)  # same running statistics before each side
         enc.zero_grad(), dec.zero_grad()
         if fast:
             loss = mol_mae_loss(enc, dec, b)
@@ -77,13 +82,17 @@ def test_fast_paths_equal_the_plain_computation(data_root):
             pred = dec(enc(xm, b["edge_index"], b["edge_attr"]), b["edge_index"], b["edge_attr"], masked)[masked]
             loss = sce_loss(F.one_hot(b["x"][masked, 0], num_classes=119).double(), pred, 1.0)
         loss.backward()
-        return loss.item(), {k: p.grad.clone() for k, p in [*enc.named_parameters(), *dec.named_parameters()]}
+        return (loss.item(), {k: p.grad.clone() for k, p in [*enc.named_parameters(), *dec.named_parameters()]},
+                {k: v.clone() for k, v in enc.named_buffers()})
 
-    (lf, gf), (lp, gp) = run(True), run(False)
-    hook.remove()
+    (lf, gf, bf), (lp, gp, bp) = run(True), run(False)
+    del conv0.mlp_from_colours
     n = b["x"].shape[0]
-    assert rows_seen[0] < 0.5 * n and rows_seen[1] == n  # layer 1 ran once per colour, the plain path per atom
+    assert enc.padding() == 8  # the fast path carried 24 + 8 columns
+    assert len(rows_seen) == 1 and rows_seen[0][0] < 0.05 * n and rows_seen[0][1] < 0.5 * n  # once per colour
     assert abs(lf - lp) < 1e-12
+    for k in bp:  # running statistics (and num_batches_tracked) as the plain batch norm leaves them
+        assert torch.allclose(bf[k].double(), bp[k].double(), rtol=0, atol=1e-12), k
     scale = max(g.abs().max().item() for g in gp.values())
     for k in gp:  # (the biases before batch norm have a zero gradient: both sides are rounding noise there)
         assert (gf[k] - gp[k]).abs().max().item() < 1e-10 * scale, k

@@ -124,3 +124,56 @@ class _EdgeAggregate(torch.autograd.Function):
 def edge_aggregate(alpha: torch.Tensor, z: torch.Tensor, csr: EdgeCSR) -> torch.Tensor:
     """alpha [E, H], z [n_src, H, C] -> [n_dst, H, C]; edges in ``csr`` order (sorted by destination)."""
     return _EdgeAggregate.apply(alpha, z, csr)
+
+
+class SumMatrix:
+    """A constant 0/1/count matrix [n_rows, n_cols] given as (row, col) pairs (repeated pairs add up), kept as CSR
+    together with its transpose, for ``out = base + S @ x`` with autograd for ``base`` and ``x``."""
+
+    def __init__(self, row: torch.Tensor, col: torch.Tensor, n_rows: int, n_cols: int, dtype=torch.float32):
+        m = max(n_cols, 1)
+        key, cnt = torch.unique(row * m + col, return_counts=True)  # sorted by (row, col), repeats summed
+        r, c, v = key // m, key % m, cnt.to(dtype)
+        self.shape = (n_rows, n_cols)
+        self.a = csr_tensor(_crow(r, n_rows), c, v, self.shape)
+        order = torch.argsort(c * n_rows + r)
+        self.at = csr_tensor(_crow(c[order], n_cols), r[order], v[order], (n_cols, n_rows))
+
+    def to(self, dtype):
+        if self.a.dtype == dtype:
+            return self
+        other = object.__new__(SumMatrix)
+        other.shape, other.a, other.at = self.shape, self.a.to(dtype), self.at.to(dtype)
+        return other
+
+    def addmm(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``base + S @ x`` (one CSR product; the backward is ``S^T @ grad``), accumulated into ``base`` in place
+        (pass a fresh intermediate that nothing else reads)."""
+        return _SumAddmm.apply(base, x, self.to(x.dtype))
+
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        """``S @ x``."""
+        if not (self.shape[0] and self.shape[1]):  # MKL's sparse product refuses empty operands
+            return x.new_zeros(self.shape[0], x.shape[1]) + 0 * x.sum()
+        return _SumAddmm.apply(None, x, self.to(x.dtype))
+
+
+def _crow(sorted_rows: torch.Tensor, n: int) -> torch.Tensor:
+    crow = torch.zeros(n + 1, dtype=torch.long, device=sorted_rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(sorted_rows, minlength=n), 0)
+    return crow
+
+
+class _SumAddmm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, base, x, s: SumMatrix):
+        ctx.s = s
+        if base is None:
+            return torch.sparse.mm(s.a, x)  # (FLOP counters do not count sparse products as dense GEMMs)
+        ctx.mark_dirty(base)
+        return base.addmm_(s.a, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = torch.sparse.mm(ctx.s.at, g.contiguous()) if ctx.needs_input_grad[1] else None
+        return (g if ctx.needs_input_grad[0] else None), gx, None
