@@ -118,3 +118,20 @@ def test_masked_marginal_scores():
         masked_marginal_scores(model, wt, ["MKVLDGAVT"])
     with pytest.raises(InputSpecError, match="outside TAPE's IUPAC vocabulary"):
         masked_marginal_scores(model, wt, ["MKVLDGAVT*"])
+
+
+def test_stacked_residues_give_the_same_rows_and_accuracies():
+    """CB513 stacked once (StackedResidues) gives exactly the rows of stacking per fold, so the same accuracies."""
+    from fmzoo.protein.tasks.secondary_structure import StackedResidues, _stack, cv_accuracy, probe_accuracy
+
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(int(n), 6)).astype(np.float32) for n in rng.integers(3, 12, 15)]
+    labels = [rng.integers(-1, 3, len(f)) for f in feats]
+    st = StackedResidues(feats, labels)
+    for subset in ([0, 3, 4, 14], [7], list(range(15))):
+        X, y = st.rows(subset)
+        Xr, yr = _stack([feats[i] for i in subset], [labels[i] for i in subset])
+        assert np.array_equal(X, Xr) and np.array_equal(y, yr)
+    assert cv_accuracy(feats, labels, folds=3, seed=1) == cv_accuracy(None, None, folds=3, seed=1, stacked=st)
+    assert probe_accuracy(feats[:8], labels[:8], feats[8:], labels[8:], seed=2) == probe_accuracy(
+        feats[:8], labels[:8], None, None, seed=2, test=StackedResidues(feats[8:], labels[8:]))

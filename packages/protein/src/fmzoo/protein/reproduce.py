@@ -51,6 +51,7 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -
     from .data.secondary_structure import load_cb513, load_flip_ss
     from .tasks.features import mean_pool, one_hot_window, residue_features
     from .tasks.secondary_structure import (
+        StackedResidues,
         class_probe_accuracy,
         cv_accuracy,
         finetune,
@@ -109,13 +110,17 @@ def run_ss_cb513(table: dict, quick: bool, out_dir: Path, smoke: bool = False) -
     cap = cfg.get("max_train_residues")
     max_iter = cfg.get("probe_max_iter")  # smoke runs only: the tables run the solvers to their defaults (200 / 1000)
     it = {} if max_iter is None else {"max_iter": int(max_iter)}
+    # CB513's residues stacked once per source (3- and 8-state labels), not once per seed and fold
+    te3 = {k: StackedResidues(te, cb3) for k, (_, te) in sources.items()}
+    te8 = {k: StackedResidues(te, cb8) for k, (_, te) in sources.items()}
     for s in seeds:
         idx = [pos[i] for i in subsets[s]]
         ytr = [flip[i].ss3 for i in subsets[s]]
         for k, (tr, te) in sources.items():
-            acc3[k].append(probe_accuracy([tr[j] for j in idx], ytr, te, cb3, seed=s, max_train_residues=cap, **it))
+            acc3[k].append(probe_accuracy([tr[j] for j in idx], ytr, None, None, seed=s, max_train_residues=cap,
+                                          test=te3[k], **it))
             acc8[k].append(cv_accuracy(te, cb8, folds=int(cfg.get("cv_folds", 5)), seed=s, max_train_residues=cap,
-                                       **it))
+                                       stacked=te8[k], **it))
             if k != "onehot":
                 Xtr = np.stack([tr[j].mean(0) for j in idx])
                 ytr_c = np.array([fl_class_all[i] for i in subsets[s]])

@@ -29,6 +29,7 @@ from fmzoo.core.training import SSLTask, fit, global_rank, world_size
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..models import TapeResNet, TapeTransformer
+from ..models.layers import release_buffers
 from ..spec import CLS_ID, IUPAC_LETTERS, IUPAC_VOCAB, MASK_ID, PAD_ID, SEP_ID, TAPETokenizer
 
 CITATION = ("Rao, Bhattacharya, Thomas, Duan, Chen, Canny, Abbeel, Song. Evaluating Protein Transfer Learning "
@@ -53,12 +54,19 @@ def apply_bert_mask(input_ids: torch.Tensor, generator: torch.Generator | None =
 
 
 def mlm_loss(model, input_ids, input_mask, targets):
-    out = model(input_ids, input_mask)
-    logits = out["logits"]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-    with torch.no_grad():
+    """Cross-entropy over the chosen positions (TAPE's ignore_index -1) and the masked-token accuracy. The MLM head
+    runs on the chosen positions only: the loss ignores the others, so this is TAPE's value and gradient."""
+    if hasattr(model, "embed") and hasattr(model, "mlm_logits"):
+        h = model.embed(input_ids, input_mask)[0]
         sel = targets != -1
-        acc = (logits.argmax(-1)[sel] == targets[sel]).float().mean() if sel.any() else torch.tensor(0.0)
+        logits, tgt = model.mlm_logits(h[sel]), targets[sel]
+    else:
+        logits = model(input_ids, input_mask)["logits"]
+        logits, tgt = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+    loss = torch.nn.functional.cross_entropy(logits, tgt, ignore_index=-1)
+    with torch.no_grad():
+        keep = tgt != -1
+        acc = (logits.argmax(-1)[keep] == tgt[keep]).float().mean() if keep.any() else torch.tensor(0.0)
     return loss, acc
 
 
@@ -358,7 +366,10 @@ class TapeMLM(Method):
         task = self._task(task.model, total)
         if max_steps:
             kw["max_steps"] = int(max_steps)
-        self._trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs, **kw)
+        try:
+            self._trainer = fit(task, loader, self.run_dir, max_epochs=max_epochs, **kw)
+        finally:
+            release_buffers()  # the attention kernels' reused buffers (models/layers.py)
         return self._trainer
 
     def evaluate(self, model, data: PretrainData) -> dict:

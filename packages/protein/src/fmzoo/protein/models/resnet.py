@@ -21,7 +21,7 @@ from fmzoo.core import HubMixin
 from torch import nn
 
 from ..spec import IUPAC_VOCAB, TapeSequenceInput, TAPETokenizer
-from .layers import LayerNorm, MLMHead, activation
+from .layers import Dropout, LayerNorm, MLMHead, activation
 from .transformer import check_batch
 
 
@@ -32,7 +32,7 @@ class ProteinResNetEmbeddings(nn.Module):
         inv = 1 / (10000 ** (torch.arange(0.0, hidden_size, 2.0) / hidden_size))
         self.register_buffer("inverse_frequency", inv)
         self.layer_norm = LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, input_ids):
         w = self.word_embeddings(input_ids)

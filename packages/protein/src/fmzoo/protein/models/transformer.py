@@ -9,8 +9,12 @@ not store it. See :mod:`fmzoo.protein.weights` for the full, tested mapping.
 
 Architecture and defaults follow TAPE's ``ProteinBertConfig`` (the released ``bert-base``: 12 layers,
 hidden 768, 12 heads, FFN 3072, GELU, dropout 0.1, 8096 learned positions, 2 token types,
-LayerNorm eps 1e-12, N(0, 0.02) init, padding mask as an additive -10000 bias). Attention runs
-through ``torch.nn.functional.scaled_dot_product_attention`` with the same additive mask.
+LayerNorm eps 1e-12, N(0, 0.02) init, padding mask as an additive -10000 bias). Same maths, faster kernels:
+the query/key/value projections run as one GEMM; attention runs through
+``torch.nn.functional.scaled_dot_product_attention`` with the same additive mask (omitted when a batch has no
+padding: it would add zeros), except fp32 training on the CPU with attention dropout, which runs
+``_DropoutAttention`` (in-place softmax, boolean mask from ``layers.keep_mask``); dropout masks come from
+``layers.keep_mask`` on the CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from fmzoo.core import HubMixin, InputSpecError
 from torch import nn
 
 from ..spec import IUPAC_VOCAB, TapeSequenceInput, TAPETokenizer
-from .layers import LayerNorm, MLMHead, activation
+from .layers import Dropout, LayerNorm, MLMHead, activation, fast_path, keep_mask, pooled_empty, workspace
 
 
 class ProteinBertEmbeddings(nn.Module):
@@ -31,7 +35,7 @@ class ProteinBertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(max_position_embeddings, hidden_size)
         self.token_type_embeddings = nn.Embedding(type_vocab_size, hidden_size)
         self.LayerNorm = LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, input_ids):
         pos = torch.arange(input_ids.size(1), device=input_ids.device)
@@ -39,7 +43,65 @@ class ProteinBertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+_ZERO = torch.zeros(())
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d) + bias) with dropout, times v: the maths of TAPE's ``ProteinBertSelfAttention`` in
+    training mode, written for the CPU (PyTorch's SDPA falls back to its unfused math path when dropout is on).
+
+    q, k, v: (N, L, d) contiguous (N = batch x heads); bias: (N, 1, L) or None. The softmax and its backward run in
+    place; only q, k, v, the probabilities (in a buffer reused from step to step, ``pooled_empty``) and a boolean
+    keep-mask are saved; the 1/(1 - p) scale is applied to the (L x d) output instead of the (L x L) probabilities;
+    the L x L temporaries live in a per-thread ``workspace``. (Processing the rows in cache-sized chunks was tried:
+    no faster here.)"""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, p):
+        N, L, d = q.shape
+        qs = q * d**-0.5
+        attn = torch.bmm(qs, k.transpose(1, 2), out=pooled_empty((N, L, k.size(1))))
+        if bias is not None:
+            attn.add_(bias)
+        torch.ops.aten._softmax.out(attn, -1, False, out=attn)
+        buf = workspace(attn.numel()).view(attn.shape)  # the random words, then the dropped probabilities
+        keep = keep_mask(attn.shape, p, workspace=buf)
+        scale = 1.0 / (1.0 - p)
+        out = torch.bmm(torch.where(keep, attn, _ZERO, out=buf), v).mul_(scale)
+        ctx.save_for_backward(qs, k, v, attn, keep)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        qs, k, v, attn, keep = ctx.saved_tensors
+        g = grad * ctx.scale
+        buf = workspace(attn.numel()).view(attn.shape)
+        dv = torch.bmm(torch.where(keep, attn, _ZERO, out=buf).transpose(1, 2), g)
+        torch.bmm(g, v.transpose(1, 2), out=buf)  # d(dropped probabilities)
+        torch.where(keep, buf, _ZERO, out=buf)  # d(probabilities)
+        torch.ops.aten._softmax_backward_data.out(buf, attn, -1, attn.dtype, grad_input=buf)  # d(scores)
+        dq = torch.bmm(buf, k).mul_(qs.size(-1) ** -0.5)
+        dk = torch.bmm(buf.transpose(1, 2), qs)
+        return dq, dk, dv, None, None
+
+
+def attention(q, k, v, attn_bias, p: float):
+    """Scaled dot-product attention over (B, H, L, d) with an additive bias (None, or (B, 1, 1, L) as TAPE's
+    padding mask) and attention dropout p."""
+    B, H, L, d = q.shape
+    Lk = k.size(-2)
+    if 0.0 < p < 1.0 and fast_path(q) and (attn_bias is None or attn_bias.shape == (B, 1, 1, Lk)):
+        bias = None if attn_bias is None else attn_bias.expand(B, H, 1, Lk).reshape(B * H, 1, Lk)
+        out = _DropoutAttention.apply(q.reshape(B * H, L, d), k.reshape(B * H, Lk, d),
+                                      v.reshape(B * H, Lk, v.size(-1)), bias, p)
+        return out.view(B, H, L, -1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=p)
+
+
 class ProteinBertSelfAttention(nn.Module):
+    """TAPE's three projections (``query``/``key``/``value`` keep their parameters and keys) run as one GEMM."""
+
     def __init__(self, hidden_size, num_heads, dropout):
         super().__init__()
         if hidden_size % num_heads:
@@ -51,12 +113,11 @@ class ProteinBertSelfAttention(nn.Module):
 
     def forward(self, h, attn_bias):
         B, L, _ = h.shape
-
-        def split(x):
-            return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-
-        ctx = F.scaled_dot_product_attention(split(self.query(h)), split(self.key(h)), split(self.value(h)),
-                                             attn_mask=attn_bias, dropout_p=self.p if self.training else 0.0)
+        w = torch.cat((self.query.weight, self.key.weight, self.value.weight))
+        b = torch.cat((self.query.bias, self.key.bias, self.value.bias))
+        qkv = F.linear(h, w, b).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).contiguous()
+        q, k, v = qkv.unbind(0)
+        ctx = attention(q, k, v, attn_bias, self.p if self.training else 0.0)
         return ctx.transpose(1, 2).reshape(B, L, -1)
 
 
@@ -65,7 +126,7 @@ class _DenseResidualNorm(nn.Module):
         super().__init__()
         self.dense = nn.Linear(d_in, d_out)
         self.LayerNorm = LayerNorm(d_out, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, h, residual):
         return self.LayerNorm(self.dropout(self.dense(h)) + residual)
@@ -145,7 +206,8 @@ class ProteinBertModel(nn.Module):
         if input_mask is None:
             input_mask = torch.ones_like(input_ids)
         dtype = self.embeddings.word_embeddings.weight.dtype
-        attn_bias = (1.0 - input_mask[:, None, None, :].to(dtype)) * -10000.0
+        # TAPE's additive -10000 on padded keys; a batch without padding adds zeros, so no bias at all
+        attn_bias = None if bool(input_mask.all()) else (1.0 - input_mask[:, None, None, :].to(dtype)) * -10000.0
         h = self.embeddings(input_ids)
         out = self.encoder(h, attn_bias, return_all=return_all)
         h, states = out if return_all else (out, None)

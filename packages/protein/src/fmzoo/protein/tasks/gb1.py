@@ -64,7 +64,8 @@ def _fit_value_head(Xtr, ytr, Xte, steps, lr, weight_decay):
     xt = torch.tensor((Xtr - mu) / sd, dtype=torch.float32)
     yt = torch.tensor((ytr - ym) / ys, dtype=torch.float32)[:, None]
     head = ValuePredictionHead(xt.size(1))
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    # foreach: one multi-tensor update per step instead of a Python loop over the 5 parameters (bitwise the same)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
     for _ in range(steps):
         loss = torch.nn.functional.mse_loss(head(xt), yt)
         opt.zero_grad()

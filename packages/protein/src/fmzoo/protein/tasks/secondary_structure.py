@@ -29,6 +29,26 @@ def _stack(features, labels):
     return X[keep], y[keep]
 
 
+class StackedResidues:
+    """The evaluated residues (label >= 0) of a list of proteins stacked once: ``X``, ``y`` and each row's protein
+    index. ``rows(proteins)`` gives the rows of those proteins in ascending protein order, exactly what ``_stack``
+    of them gives; the table runners stack CB513 once per feature source instead of once per seed and fold."""
+
+    def __init__(self, features, labels):
+        lengths = [len(f) for f in features]
+        owner = np.repeat(np.arange(len(features)), lengths)
+        y = np.concatenate(labels)
+        keep = y >= 0
+        self.X, self.y, self.owner = np.concatenate(features)[keep], y[keep], owner[keep]
+        self.n_proteins = len(features)
+
+    def rows(self, proteins):
+        sel = np.zeros(self.n_proteins, dtype=bool)
+        sel[np.asarray(list(proteins), dtype=int)] = True
+        r = sel[self.owner]
+        return self.X[r], self.y[r]
+
+
 def one_blas_thread():
     """Run a scikit-learn probe on one BLAS / OpenMP thread. Its products are small (tens of thousands of residues x
     128 features x 3 classes), so a second thread costs more than it saves; with the threads spinning on a busy machine
@@ -47,27 +67,29 @@ def _fit(Xtr, ytr, seed, max_iter, max_train_residues):
 
 
 def probe_accuracy(train_feats, train_labels, test_feats, test_labels, seed: int = 0, max_iter: int = 200,
-                   max_train_residues: int | None = None) -> float:
-    """Logistic-regression probe; ``max_train_residues`` subsamples the training residues (seeded)."""
+                   max_train_residues: int | None = None, test: StackedResidues | None = None) -> float:
+    """Logistic-regression probe; ``max_train_residues`` subsamples the training residues (seeded). ``test``: the
+    test proteins already stacked (then ``test_feats``/``test_labels`` are not read)."""
     Xtr, ytr = _stack(train_feats, train_labels)
-    Xte, yte = _stack(test_feats, test_labels)
+    Xte, yte = (test.X, test.y) if test is not None else _stack(test_feats, test_labels)
     with one_blas_thread():
         sc, clf = _fit(Xtr, ytr, seed, max_iter, max_train_residues)
         return float((clf.predict(sc.transform(Xte)) == yte).mean())
 
 
 def cv_accuracy(feats, labels, folds: int = 5, seed: int = 0, max_iter: int = 200,
-                max_train_residues: int | None = None) -> float:
-    """Residue accuracy pooled over a protein-level k-fold cross-validation."""
+                max_train_residues: int | None = None, stacked: StackedResidues | None = None) -> float:
+    """Residue accuracy pooled over a protein-level k-fold cross-validation. ``stacked``: ``feats``/``labels``
+    already stacked (same folds, same rows)."""
+    if stacked is None:
+        stacked = StackedResidues(feats, labels)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(feats))
+    perm = rng.permutation(stacked.n_proteins)
     correct = total = 0
     for f in range(folds):
         te = set(perm[f::folds].tolist())
-        tr_i = [i for i in range(len(feats)) if i not in te]
-        te_i = sorted(te)
-        Xtr, ytr = _stack([feats[i] for i in tr_i], [labels[i] for i in tr_i])
-        Xte, yte = _stack([feats[i] for i in te_i], [labels[i] for i in te_i])
+        Xtr, ytr = stacked.rows(i for i in range(stacked.n_proteins) if i not in te)
+        Xte, yte = stacked.rows(sorted(te))
         with one_blas_thread():
             sc, clf = _fit(Xtr, ytr, seed, max_iter, max_train_residues)
             correct += int((clf.predict(sc.transform(Xte)) == yte).sum())
