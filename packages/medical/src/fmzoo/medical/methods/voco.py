@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from fmzoo.core.method import Method
 
+from ..models.fast_swin import speed_up
 from ..models.swin import VoCo
 from .common import MedicalMethod, RandomVolumeSamples, augment, centre_pad_or_crop, foreground_crop, resize
 
@@ -183,8 +184,12 @@ def voco_loss(student_crops, student_bases, teacher_crops, teacher_bases, labels
 
 @torch.no_grad()
 def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
-    for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
-        pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
+    """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter (one multi-tensor op each)."""
+    t, s = list(teacher.parameters()), [p.detach() for p in student.parameters()]
+    if len(t) != len(s):
+        raise ValueError(f"EMA: the teacher has {len(t)} parameter tensors, the student {len(s)}")
+    torch._foreach_mul_(t, momentum)
+    torch._foreach_add_(t, s, alpha=1 - momentum)
 
 
 def _embed_all(model, crops, bases):
@@ -202,12 +207,15 @@ def make_task(model, **kwargs):
     class VoCoTask(SSLTask):
         """Student = ``model`` (what is published); teacher = its EMA copy (momentum 0.9, every step)."""
 
-        def __init__(self, model, teacher_momentum: float = 0.9, **opt):
+        def __init__(self, model, teacher_momentum: float = 0.9, fast_kernels: bool = True, **opt):
             super().__init__(model, **opt)
             self.teacher = copy.deepcopy(model)
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
             self.teacher_momentum = teacher_momentum
+            if fast_kernels:  # same function, faster CPU window attention / instance norm (models/fast_swin.py)
+                speed_up(self.model)
+                speed_up(self.teacher)
 
         def ssl_loss(self, batch):
             crops, bases, labels = batch["crops"], batch["bases"], batch["labels"]

@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from ..models.fast_swin import speed_up
 from ..models.losses import dice_ce_loss
 from ..models.swin import sliding_window_logits
 from ..spec import resize
@@ -79,7 +80,8 @@ def make_segmenter(init, out_channels: int = 3, arch: dict | None = None, input_
     """A MONAI SwinUNETR for segmentation, from scratch (``"scratch"``) or carrying a pretrained model's weights (a
     VoCo, VolumeFusionNet or SwinUNETRSegmenter, or the id/path of such a checkpoint). The network keeps MONAI's
     class and parameter names; it carries ``input_spec`` (the checkpoint's, or ``input_spec`` for scratch, default
-    the hippocampus MR spec; ``roi_size`` replaces its ROI) and refuses input that does not fit it (wrong shape or
+    the hippocampus MR spec; ``roi_size`` replaces its ROI; its window attentions and instance norms run
+    ``models.fast_swin``'s same-function CPU kernels) and refuses input that does not fit it (wrong shape or
     channels, NaN/Inf, raw HU for a CT window) with an InputSpecError. ``arch``: SwinUNETR sizes, scratch only.
     Bad arguments raise UsageError (or TypeError for an ``init`` of the wrong type) naming what was expected."""
     from fmzoo.core.errors import CheckpointError, RepoIdError, UsageError
@@ -140,7 +142,7 @@ def make_segmenter(init, out_channels: int = 3, arch: dict | None = None, input_
         net = _segmenter_swinunetr(init, out_channels)
     else:
         net = init.to_swinunetr(out_channels)
-    return checked(net, spec)
+    return checked(speed_up(net), spec)
 
 
 def _segmenter_swinunetr(seg, out_channels: int):
@@ -182,6 +184,9 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
     check_training_data(net, images, labels, roi, steps, batch_size)
     rng = np.random.default_rng(seed)
     net.train()
+    # channels-last 3-D conv weights and input while training (oneDNN's faster 3-D convolutions, same arithmetic
+    # up to summation order), contiguous again at the end; parameters stay the same tensors (the optimizer's)
+    net.to(memory_format=torch.channels_last_3d)
     opt = torch.optim.AdamW(_param_groups(net, lr, encoder_lr_scale), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     t0, losses = time.perf_counter(), []
@@ -192,7 +197,7 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
             xp, yp = sample_patch(images[i], labels[i], roi, rng)
             xs.append(xp)
             ys.append(yp)
-        x = torch.from_numpy(np.stack(xs))[:, None]
+        x = torch.from_numpy(np.stack(xs))[:, None].contiguous(memory_format=torch.channels_last_3d)
         y = torch.from_numpy(np.stack(ys))
         loss = dice_ce_loss(net(x), y, 1.0, 1.0)["loss"]
         opt.zero_grad(set_to_none=True)
@@ -202,6 +207,7 @@ def finetune(net, images: list[np.ndarray], labels: list[np.ndarray], roi=(32, 6
         losses.append(float(loss.detach()))
         if log and (step % 25 == 0 or step == steps - 1):
             log(f"  step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s)")
+    net.to(memory_format=torch.contiguous_format)
     net.eval()
     return {"final_loss": float(np.mean(losses[-10:])), "seconds": time.perf_counter() - t0}
 
