@@ -10,8 +10,9 @@ Against the official code:
     its MONAI SwinUNETR, against fmzoo's VolumeFusionMethod step (dataset, task.ssl_loss, configure_optimizers).
     ``volf_checks`` compares the two where it can (same random draws, loss on one batch); run_all.py prints it.
 Ratios against plain-PyTorch baselines measured in the same run (in-house stand-ins, not the official code):
-  * VoCo step vs a plain SwinUNETR forward+backward on the same crops (VoCo's overhead: EMA teacher
-    forward, projection head, loss);
+  * VoCo step (VoCoTask.ssl_loss with its fast_swin kernels, AdamW, the recipe's grad-norm clip) vs a plain
+    MONAI SwinUNETR forward+backward on the same crops (VoCo's overhead: EMA teacher forward, projection head,
+    loss; minus what the fast kernels save);
   * Volume Fusion step vs a plain SwinUNETR segmentation step on un-fused patches (the fusion pipeline's
     overhead);
   * MONAI sliding-window inference vs one plain forward of the whole volume zero-padded to a multiple of 32.
@@ -306,6 +307,8 @@ def child(kind: str, steps: int, volumes: int, threads: int) -> dict:
                 loss = net(x).mean()
             opt.zero_grad()
             loss.backward()
+            if kind == "voco":  # the recipe's grad_clip, as the trainer applies it (and the official loop does)
+                torch.nn.utils.clip_grad_norm_(params, r["grad_clip"])
             opt.step()
         unit = f"volumes/s (1 volume = {geom.num_bases} base + {geom.num_random} random crops of {geom.input_size})"
     elif kind in ("volf", "volf_plain"):

@@ -11,6 +11,10 @@ Each mode runs in its own subprocess so peak RSS is measured separately (ru_maxr
 one scene (two views are encoded per scene). The machine is shared: compare the ratio, not absolutes.
 
     OMP_WAIT_POLICY=PASSIVE FMZOO_DATA=/work/shared/data .venv/bin/python benchmarks/remotesensing_pretrain.py
+
+The second half of this file (``vit_*``, ``OfficialEncoder``) is the SoftCon row of benchmarks/run_all.py: the
+official repository's DINOv2 ViT-S/14 encoder vs fmzoo's SoftConViT, both trained by fmzoo's SoftCon step (the
+repository publishes no loss or loop), same weights on both sides.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def _setup(threads: int, batch: int):
@@ -149,3 +154,197 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ============================================================================ ViT-S/14: the official encoder vs fmzoo
+# Used by benchmarks/run_all.py's "softcon" row (its docstring says what is measured). The official repository
+# zhu-xlab/softcon @ b687e46cd25750a852e13d5e029e331feb231639 publishes its DINOv2 ViT (models/dinov2/) and a demo
+# notebook, no loss and no training loop: both sides below run fmzoo's SoftCon training step (the SoftCon Method's
+# task for recipe softcon-vits14-paper: two views, Siamese token masking, projector, soft contrastive loss, AdamW and
+# its schedule); only the encoder differs.
+
+VIT_RECIPE = "softcon-vits14-paper"
+# demo_encoding.ipynb's ViT-S/14 (vit_small, patch 14, block_chunks 0, LayerScale 1e-5, no registers), 13 bands
+DEMO_VITS14 = {"patch_size": 14, "in_chans": 13, "block_chunks": 0, "init_values": 1e-5, "num_register_tokens": 0}
+
+
+def vit_recipe(crop: int) -> dict:
+    """Recipe softcon-vits14-paper at a CPU-scale view size, in the released DINOv2 layout (LayerScale 1e-5 and a
+    mask token: what ``init.from`` a SoftCon ViT release builds; the recipe itself leaves both off)."""
+    import copy
+
+    from fmzoo.core import load_recipe
+
+    r = copy.deepcopy(load_recipe(VIT_RECIPE))
+    r["model"] = {**r["model"], "input_size": int(crop), "init_values": 1e-5, "mask_token": True}
+    return r
+
+
+def official_vit(root, crop: int):
+    """The repository's DinoVisionTransformer built as its demo builds the ViT-S/14, 13 bands, ``img_size`` = the
+    benchmark's view size (the demo's 224 would make both models interpolate their position embeddings, each its own
+    way). Imported from the checkout ``root`` (nothing of it is copied here); its 'xFormers is not available' notices
+    are silenced (xFormers is not installed: its Attention is the plain softmax(q k^T) v)."""
+    import warnings
+
+    root = str(Path(root).resolve())
+    if not (Path(root) / "models" / "dinov2" / "vision_transformer.py").exists():
+        raise FileNotFoundError(f"{root!r} is not a checkout of zhu-xlab/softcon (no models/dinov2/vision_transformer.py)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from models.dinov2 import vision_transformer as dinov2_vits
+    return dinov2_vits.__dict__["vit_small"](img_size=int(crop), **DEMO_VITS14)
+
+
+def official_to_fmzoo(sd: dict) -> dict:
+    """DinoVisionTransformer state dict -> SoftConViT's (key renaming only, as fmzoo.remotesensing.weights does)."""
+    return {("mask_token" if k == "mask_token" else f"backbone.{k}"): v for k, v in sd.items()}
+
+
+def _official_encoder_class():
+    from torch import nn
+
+    class OfficialEncoder(nn.Module):
+        """The official encoder behind SoftConTask's encoder interface (``patch_size``, ``num_features``,
+        ``input_spec["input_size"]``, ``forward(x, keep)``): its ``prepare_tokens_with_masks`` (patch embedding, class
+        token, position embedding), then the kept patch tokens gathered (Siamese masking drops the same tokens in both
+        views, as SoftConTask does for fmzoo's ViT; the official encoder has no token-dropping call of its own), its
+        blocks, its final norm, the class token (its ``x_norm_clstoken``, what ``forward`` returns)."""
+
+        def __init__(self, enc, crop: int):
+            super().__init__()
+            self.enc, self.patch_size, self.num_features = enc, enc.patch_size, enc.num_features
+            self.input_spec = {"input_size": int(crop)}
+
+        def forward(self, x, keep=None):
+            import torch
+
+            t = self.enc.prepare_tokens_with_masks(x)
+            if keep is not None:
+                idx = keep.unsqueeze(-1).expand(-1, -1, t.shape[-1])
+                t = torch.cat([t[:, :1], torch.gather(t[:, 1:], 1, idx)], dim=1)
+            for blk in self.enc.blocks:
+                t = blk(t)
+            return self.enc.norm(t)[:, 0]
+
+    return OfficialEncoder
+
+
+def write_vit_weights(root, crop: int, path) -> None:
+    """The official encoder's own initialisation (seed 0), saved (safetensors, its key names) for both sides."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    enc = official_vit(root, crop)
+    save_file({k: v.contiguous() for k, v in enc.state_dict().items()}, str(path))
+
+
+def vit_encoder(side: str, crop: int, weights, root=None):
+    """One side's encoder with the weights of ``weights``: 'official' (OfficialEncoder around the repository's
+    model) or 'fmzoo' (SoftConViT as the recipe builds it)."""
+    import torch
+    from fmzoo.remotesensing.methods.softcon import build_model
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    if weights is None:  # no checkout to take the official initialisation from: the recipe's own
+        if side == "official":
+            raise ValueError("the official side needs the weights written by write_vit_weights")
+        return build_model(vit_recipe(crop))[0]
+    sd = load_file(str(weights))
+    if side == "official":
+        enc = official_vit(root, crop)
+        enc.load_state_dict(sd, strict=True)
+        model = _official_encoder_class()(enc, crop)
+    else:
+        model, _ = build_model(vit_recipe(crop))
+        model.load_state_dict(official_to_fmzoo(sd), strict=True)
+    del sd
+    return model
+
+
+def eopatch_batches(recipe: dict, batch: int, n: int) -> list:
+    """``n`` batches of (standardized 13-band crops, multi-hot LULC labels) from the eo-learn TestEOPatch, as the
+    SoftCon Method's ``eopatch_s2`` data builds them (recipe crop, min_fraction; band statistics of the patch)."""
+    import torch
+    from fmzoo.core import data_root
+    from fmzoo.remotesensing.data.eopatch import EOPatchMultiLabelCrops, load_eopatch
+    from fmzoo.remotesensing.methods.softcon import _StandardizedCrops
+    from fmzoo.remotesensing.spec import band_stats
+
+    dcfg, root = recipe["data"], data_root()
+    patch = load_eopatch(root)
+    mean, std = band_stats(patch["image"].reshape(-1, 13, *patch["image"].shape[-2:]))
+    crops = EOPatchMultiLabelCrops(crop=int(dcfg.get("crop", 48)), length=batch * n,
+                                   min_fraction=float(dcfg.get("min_fraction", 0.02)), seed=0, root=root)
+    loader = torch.utils.data.DataLoader(_StandardizedCrops(crops, mean, std), batch_size=batch, shuffle=False)
+    return list(loader)[:n]
+
+
+def vit_train_step(model, crop: int, batches: list):
+    """fmzoo's SoftCon training step around ``model``: the SoftCon Method's task for the recipe (views, Siamese
+    masking, projector, soft contrastive loss; the same seeded projector and view/mask stream on both sides), the
+    task's configure_optimizers (AdamW + warm-up/cosine over the recipe's steps, as Lightning would size it), and
+    SSLTask.training_step's finite-loss check. Returns (step(i) -> loss, task)."""
+    import tempfile
+
+    import torch
+    from fmzoo.remotesensing.methods.softcon import SoftCon
+
+    r = vit_recipe(crop)
+    torch.manual_seed(1)
+    task = SoftCon(r, tempfile.gettempdir()).task(model, None, 0, 0)
+    t = r["trainer"]
+    task.hparams.max_steps = int(t["max_epochs"]) * (int(r["data"]["length"]) // int(t["batch_size"]))
+    task.train()
+    conf = task.configure_optimizers()
+    opt, sched = (conf["optimizer"], conf["lr_scheduler"]["scheduler"]) if isinstance(conf, dict) else (conf, None)
+
+    def step(i):
+        loss = task.ssl_loss(batches[i % len(batches)])["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {i}")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        return float(loss.detach())
+    return step, task
+
+
+def vit_checks(root, crop: int, batch: int, weights) -> dict:
+    """Both encoders from ``weights``: max |official - fmzoo| of the eval forward (all tokens, and with the same kept
+    tokens), the first training loss of each step, and the encoder gradients of that step (L2 norm of the difference
+    over all encoder tensors, relative to the official gradient's)."""
+    import torch
+
+    off, fmz = vit_encoder("official", crop, weights, root), vit_encoder("fmzoo", crop, weights)
+    r = vit_recipe(crop)
+    batches = eopatch_batches(r, batch, 2)
+    x = batches[0][0]
+    from fmzoo.remotesensing.methods.softcon import random_views, siamese_keep_indices
+
+    v = random_views(x, crop, generator=torch.Generator().manual_seed(0))
+    keep = siamese_keep_indices(len(v), (crop // 14) ** 2, r["masking"]["ratio"], torch.Generator().manual_seed(0))
+    off.eval()
+    fmz.eval()
+    with torch.no_grad():
+        full = float((off.enc(v) - fmz(v)).abs().max())  # the official forward itself (x_norm_clstoken)
+        adapter = float((off(v) - off.enc(v)).abs().max())
+        kept = float((off(v, keep=keep) - fmz(v, keep=keep)).abs().max())
+    s_off, t_off = vit_train_step(off, crop, batches)
+    s_fmz, t_fmz = vit_train_step(fmz, crop, batches)
+    l_off, l_fmz = s_off(0), s_fmz(0)  # one step each: same views, masks, projector, weights
+    g_off = dict(t_off.model.enc.named_parameters())
+    pairs = [(p.grad, g_off[k.removeprefix("backbone.")].grad) for k, p in t_fmz.model.named_parameters()
+             if p.grad is not None]
+    g = (sum(float((a - b).square().sum()) for a, b in pairs) / sum(float(b.square().sum()) for _, b in pairs)) ** 0.5
+    return {"max |official - fmzoo| eval forward": f"{full:.1e}",
+            "with the same kept tokens": f"{kept:.1e}",
+            "adapter vs official forward": f"{adapter:.1e}",
+            "step-0 loss official / fmzoo": f"{l_off:.6f} / {l_fmz:.6f}",
+            "|grad official - grad fmzoo| / |grad official| (all encoder tensors), step 0": f"{g:.1e}"}
