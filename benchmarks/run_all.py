@@ -51,7 +51,8 @@ Python/NumPy/torch needs are applied at run time (stub modules, monkeypatching),
                    `reformer_pytorch` and `einops` (imported, unused by GPHT). Training: forward(x, None, None, None)
                    + MSE + backward + Adam, as exp_long_term_forecasting_GPHT; inference: its test loop's
                    autoregression (append the last token_len, keep seq_len); fmzoo's generate computes only what
-                   the next token needs (GPHT._next_token: the last stage's last layer on one row per series) and
+                   the next token needs (GPHT._next_token: the last stage's last layer on one row per series; the
+                   first layer's q/k/v from the raw tokens, the embedding folded into the projection) and
                    caches nothing across steps (the sliding, re-normalized window changes every token's input).
                    --gpht-bf16 adds a row: the fmzoo side under torch.autocast("cpu", bfloat16) (the official side
                    stays fp32).
@@ -797,7 +798,7 @@ ROWS = [
     ("graphmae-mol", "GraphMAE (mol, GIN 5x300)", "s/step (batch 256 molecules)", graphmae_mol, (3, 10)),
     ("tjepa", "T-JEPA (Adult, tjepa-adult)", "s/step (batch 512)", tjepa, (5, 20)),
     ("gpht-train", "GPHT (train, d_model 128)", "s/step (batch 1024)", gpht_train, (5, 10)),
-    ("gpht-h720", "GPHT (H=720 inference)", "s/call (64 win x 7 ch)", gpht_infer, (2, 5)),
+    ("gpht-h720", "GPHT (H=720 inference)", "s/call (64 win x 7 ch)", gpht_infer, (4, 8)),
     ("gpht-train-bf16", "GPHT (train) fmzoo bf16 autocast", "s/step (batch 1024)", gpht_train, (5, 10)),
     ("gpht-h720-bf16", "GPHT (H=720) fmzoo bf16 autocast", "s/call (64 win x 7 ch)", gpht_infer, (2, 5)),
     ("tape-mlm", "TAPE (MLM, transformer-small)", "s/step (8 x 512 tok)", tape_mlm, (3, 10)),

@@ -18,7 +18,8 @@ Structure, as the paper and its official code (icantnamemyself/GPHT) describe it
   token back into the (sliding) context; there is no horizon-specific head.
 
 Inference (``generate``) computes only what the next token depends on (``GPHT._next_token``): the last stage's
-last layer on one query row per series. A key/value cache across generation steps would not be exact here: the
+last layer on one query row per series; each stage's first-layer q/k/v comes straight from the raw tokens (the
+embedding folded into the projection: ``GPHTStage.encode``). A key/value cache across generation steps would not be exact here: the
 official loop keeps the last ``context_len`` steps, so each step drops the oldest token (every token moves one
 position: new position embeddings) and re-normalizes the window with its new mean and std, so every token's input
 to every stage changes from one step to the next (on ETTh1 test windows the first layer's input of the tokens two
@@ -142,12 +143,16 @@ class CausalEncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.act = F.gelu if activation == "gelu" else F.relu
 
+    def qkv_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The q, k, v weights [3d, d] and biases [3d] stacked (one GEMM for the three)."""
+        return (torch.cat([self.q.weight, self.k.weight, self.v.weight]),
+                torch.cat([self.q.bias, self.k.bias, self.v.bias]))
+
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
         h = self.n_heads
         dh = d // h
-        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
-        b = torch.cat([self.q.bias, self.k.bias, self.v.bias])
+        w, b = self.qkv_weight()
         q, k, v = F.linear(x, w, b).view(n, t, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)  # [n, h, t, dh] each
         q = q.reshape(n * h, t, dh)
         v = v.reshape(n * h, t, dh)
@@ -170,7 +175,7 @@ class CausalEncoderLayer(nn.Module):
         """Whether ``forward`` takes the inference path (``infer``): no autograd graph and no dropout to draw."""
         return not torch.is_grad_enabled() and (not self.training or self.dropout.p == 0.0)
 
-    def infer(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+    def infer(self, x: torch.Tensor, last_only: bool = False, qkv: torch.Tensor | None = None) -> torch.Tensor:
         """The layer without gradients or dropout, for inference (autoregressive generation): the same formulas as
         ``forward`` in fewer passes over memory (one q/k/v GEMM whose heads are read in place, the causal mask as
         the GEMM's additive term over the t real key columns and a softmax written out as max, exp, sum, divide
@@ -179,13 +184,17 @@ class CausalEncoderLayer(nn.Module):
         ``last_only``: return only the last token's output [n, 1, d] (what the next-token forecast of the last
         stage needs). Causal attention lets the last query see every key, so only the keys and values need all t
         tokens; the query, attention, output projection, norms and feed-forward run on one row per series instead
-        of t. Exact: the same numbers as ``forward(x)[:, -1:]`` within float rounding."""
+        of t. Exact: the same numbers as ``forward(x)[:, -1:]`` within float rounding.
+
+        ``qkv``: the layer's q/k/v projection of x [n, t, 3 * d] when the caller has it already (GPHTStage.encode
+        computes the first layer's from the raw tokens, see there)."""
         n, t, d = x.shape
         h = self.n_heads
         dh = d // h
-        w = torch.cat([self.q.weight, self.k.weight, self.v.weight])
-        b = torch.cat([self.q.bias, self.k.bias, self.v.bias])
-        qkv = _dense(x.reshape(n * t, d), w, b).view(n, t, 3, h, dh)
+        if qkv is None:
+            w, b = self.qkv_weight()
+            qkv = _dense(x.reshape(n * t, d), w, b)
+        qkv = qkv.view(n, t, 3, h, dh)
         k = qkv[:, :, 1].permute(0, 2, 3, 1).reshape(n * h, dh, t)  # k^T per (series, head)
         v = qkv[:, :, 2].transpose(1, 2).reshape(n * h, t, dh)
         scale = 1.0 / math.sqrt(dh)
@@ -237,12 +246,27 @@ class GPHTStage(nn.Module):
         n, length = x.shape
         z = F.max_pool1d(x.unsqueeze(1), self.rate).squeeze(1) if self.rate > 1 else x
         tokens = z.reshape(n, length // self.token_len, self.patch)
-        h = self.embed(tokens)
-        h = self.dropout(h + sinusoidal_positions(h.shape[1], self.d_model, h.device, h.dtype))
-        if last_only and not all(layer.fast_inference() for layer in self.layers):
+        fast = all(layer.fast_inference() for layer in self.layers) and (not self.training or self.dropout.p == 0.0)
+        if last_only and not fast:
             raise RuntimeError("encode(last_only=True) is for inference: call it under torch.no_grad() in eval mode")
+        if not fast or not len(self.layers):
+            h = self.embed(tokens)
+            h = self.dropout(h + sinusoidal_positions(h.shape[1], self.d_model, h.device, h.dtype))
+            for layer in self.layers:
+                h = layer(h)
+            return self.norm(h)
+        # inference: the first layer's q/k/v straight from the raw tokens, (W_qkv E) tokens + (W_qkv pos + b): a GEMM
+        # with `patch` (6-48) inputs instead of d_model (about 8 % of a generation step's FLOPs); h itself (E tokens +
+        # pos) is still formed for the residual. The same linear maps, summed in another order (float rounding).
+        t = tokens.shape[1]
+        pos = sinusoidal_positions(t, self.d_model, tokens.device, tokens.dtype)
+        w, b = self.layers[0].qkv_weight()
+        flat = tokens.reshape(n * t, self.patch)
+        qkv = (flat @ (w @ self.embed.weight).T).view(n, t, -1).add_(torch.addmm(b, pos, w.T))
+        h = (flat @ self.embed.weight.T).view(n, t, self.d_model).add_(pos)
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer.infer(h, last_only=True) if last_only and i == len(self.layers) - 1 else layer(h)
+            h = layer.infer(h, last_only=last_only and i == last, qkv=qkv if i == 0 else None)
         return self.norm(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
