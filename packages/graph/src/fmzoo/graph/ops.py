@@ -72,6 +72,13 @@ def csr_gather_rows(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, ro
     return new_crow, col[src], val[src]
 
 
+def _crow(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """CSR row pointers [n + 1] of entries whose row indices are ``rows`` (the entries sorted by row)."""
+    crow = torch.zeros(n + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    return crow
+
+
 class EdgeCSR:
     """CSR views of an edge list sorted by destination: rows = dst (size n_dst), columns = src (n_src)."""
 
@@ -79,11 +86,9 @@ class EdgeCSR:
         if dst.numel() > 1 and bool((dst[1:] < dst[:-1]).any()):
             raise ValueError("EdgeCSR needs edges sorted by destination")
         self.src, self.dst, self.n_dst, self.n_src = src, dst, n_dst, n_src
-        self.crow = torch.zeros(n_dst + 1, dtype=torch.long, device=src.device)
-        self.crow[1:] = torch.cumsum(torch.bincount(dst, minlength=n_dst), 0)
+        self.crow = _crow(dst, n_dst)
         self.perm_t = torch.argsort(src, stable=True)  # edges sorted by source: the transposed CSR
-        self.crow_t = torch.zeros(n_src + 1, dtype=torch.long, device=src.device)
-        self.crow_t[1:] = torch.cumsum(torch.bincount(src, minlength=n_src), 0)
+        self.crow_t = _crow(src, n_src)
         self.col_t = dst[self.perm_t]
 
     def mat(self, values: torch.Tensor) -> torch.Tensor:
@@ -155,21 +160,14 @@ class SumMatrix:
         """``S @ x``."""
         if not (self.shape[0] and self.shape[1]):  # MKL's sparse product refuses empty operands
             return x.new_zeros(self.shape[0], x.shape[1]) + 0 * x.sum()
-        return _SumAddmm.apply(None, x, self.to(x.dtype))
-
-
-def _crow(sorted_rows: torch.Tensor, n: int) -> torch.Tensor:
-    crow = torch.zeros(n + 1, dtype=torch.long, device=sorted_rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(sorted_rows, minlength=n), 0)
-    return crow
+        s = self.to(x.dtype)
+        return spmm(s.a, x, s.at)
 
 
 class _SumAddmm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, base, x, s: SumMatrix):
         ctx.s = s
-        if base is None:
-            return torch.sparse.mm(s.a, x)  # (FLOP counters do not count sparse products as dense GEMMs)
         ctx.mark_dirty(base)
         return base.addmm_(s.a, x)
 
