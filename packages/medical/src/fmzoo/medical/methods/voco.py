@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fmzoo.core.method import Method
+from fmzoo.core.params import ema_update  # noqa: F401 (the teacher's update; re-exported)
 
 from ..models.fast_swin import speed_up
 from ..models.swin import VoCo
@@ -180,16 +181,6 @@ def voco_loss(student_crops, student_bases, teacher_crops, teacher_bases, labels
 
 
 # --------------------------------------------------------------------------- the task
-
-
-@torch.no_grad()
-def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
-    """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter (one multi-tensor op each)."""
-    t, s = list(teacher.parameters()), [p.detach() for p in student.parameters()]
-    if len(t) != len(s):
-        raise ValueError(f"EMA: the teacher has {len(t)} parameter tensors, the student {len(s)}")
-    torch._foreach_mul_(t, momentum)
-    torch._foreach_add_(t, s, alpha=1 - momentum)
 
 
 def _embed_all(model, crops, bases):

@@ -17,6 +17,7 @@ import math
 
 import torch
 from fmzoo.core import HubMixin, InputSpecError
+from fmzoo.core.params import ema_update
 from fmzoo.core.runtime import seeded
 from torch import nn
 
@@ -274,15 +275,9 @@ class TJEPA(nn.Module, HubMixin):
         v = float(value)
         return [p.register_hook(lambda g: g.clamp(-v, v)) for p in self.context_encoder.parameters() if p.requires_grad]
 
-    @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """target <- momentum * target + (1 - momentum) * context, every parameter (the same two operations per
-        tensor as a loop of ``mul_`` / ``add_``, dispatched as two multi-tensor calls)."""
-        pts, pcs = list(self.target_encoder.parameters()), [p.detach() for p in self.context_encoder.parameters()]
-        if len(pts) != len(pcs):
-            raise RuntimeError(f"target encoder has {len(pts)} parameters, context encoder {len(pcs)}")
-        torch._foreach_mul_(pts, momentum)
-        torch._foreach_add_(pts, pcs, alpha=1 - momentum)
+        """target <- momentum * target + (1 - momentum) * context, every parameter (``fmzoo.core.params.ema_update``)."""
+        ema_update(self.target_encoder, self.context_encoder, momentum)
 
 
 class FeatureMaskSampler:
